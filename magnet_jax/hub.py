@@ -1,0 +1,69 @@
+"""Resolving model files from a local folder or a Hugging Face hub repo id, and the local cache.
+
+Everything that downloads goes through :func:`resolve_file`, so the error a user sees when the hub
+cannot be reached is the same everywhere and says how to work offline (pass a local folder).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class HubError(RuntimeError):
+    """A model could not be located: hub unreachable, unknown repo, or a file is missing."""
+
+
+def cache_dir(*parts: str) -> Path:
+    """Root for converted weights: ``$MAGNET_JAX_CACHE`` or ``~/.cache/magnet_jax``."""
+    root = Path(os.environ.get("MAGNET_JAX_CACHE", Path.home() / ".cache" / "magnet_jax"))
+    path = root.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def is_local(path_or_repo_id: str | os.PathLike) -> bool:
+    return Path(path_or_repo_id).expanduser().exists()
+
+
+def resolve_file(path_or_repo_id: str | os.PathLike, filename: str, *, optional: bool = False) -> str | None:
+    """Path of ``filename`` inside a local folder, or downloaded from the hub repo ``path_or_repo_id``.
+
+    A local *file* path is accepted as-is when its name matches. Returns None for a missing
+    optional file; raises :class:`HubError` otherwise.
+    """
+    p = Path(path_or_repo_id).expanduser()
+    if p.is_file():
+        if p.name == filename or not optional:
+            return str(p)
+        return None
+    if p.is_dir():
+        f = p / filename
+        if f.is_file():
+            return str(f)
+        if optional:
+            return None
+        have = sorted(x.name for x in p.iterdir())[:20]
+        raise HubError(f"{filename!r} not found in local folder {str(p)!r} (it has: {have})")
+    repo_id = str(path_or_repo_id)
+    if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")):
+        raise HubError(f"{repo_id!r} is neither an existing local path nor a Hugging Face repo id "
+                       f"of the form 'owner/name'")
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+    except ImportError as e:  # pragma: no cover - huggingface_hub is a core dependency
+        raise HubError("huggingface_hub is needed to download from the hub") from e
+    try:
+        return hf_hub_download(repo_id, filename)
+    except EntryNotFoundError:
+        if optional:
+            return None
+        raise HubError(f"{filename!r} is not in hub repo {repo_id!r}") from None
+    except RepositoryNotFoundError:
+        raise HubError(f"hub repo {repo_id!r} does not exist (or is private)") from None
+    except Exception as e:  # offline, connection refused, HF_HUB_OFFLINE=1 with an empty cache ...
+        raise HubError(
+            f"could not download {filename!r} from hub repo {repo_id!r}: the Hugging Face hub is not "
+            f"reachable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Download the "
+            f"repo elsewhere (e.g. `huggingface-cli download {repo_id} --local-dir DIR`) and pass that "
+            f"local folder instead of the repo id.") from None

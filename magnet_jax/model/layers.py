@@ -1,0 +1,138 @@
+"""Building blocks of the MAGNeT transformer (audiocraft ``StreamingTransformerLayer``, norm_first).
+
+Layer order (per layer, pre-norm, no biases, dropout 0)::
+
+    x = x + SelfAttn(LN1(x), band mask for stage > 0)
+    x = x + CrossAttn(LN_cross(x), text)      # keys / values from the (un-normalised) text
+    x = x + W2 gelu_erf(W1 LN2(x))
+
+Weights are stored in layouts that make the einsums direct and the sharding names obvious:
+q/k/v kernels ``[embed, (qkv,) heads, head_dim]``, output ``[heads, head_dim, embed]``.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from magnet_jax.sharding import constrain
+
+
+def param(value, names) -> nnx.Param:
+    """A float32 parameter with logical axis names (placed by ``sharding.shard_model``)."""
+    return nnx.Param(value, eager_sharding=False, out_sharding=tuple(names))
+
+
+def trunc_normal(key, shape, std):
+    return jax.random.truncated_normal(key, -3.0, 3.0, shape, jnp.float32) * std
+
+
+def uniform_fan_in(key, shape, fan_in):
+    bound = 1.0 / math.sqrt(fan_in)
+    return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+
+
+def sinusoidal_positions(length: int, dim: int, max_period: float = 10000.0) -> jnp.ndarray:
+    """[T, dim] float32, audiocraft ``create_sin_embedding``: ``cat([cos, sin])`` (cos first) with
+    phase ``t / max_period ** (i / (dim/2 - 1))`` (note the ``- 1``)."""
+    half = dim // 2
+    pos = jnp.arange(length, dtype=jnp.float32)[:, None]
+    adim = jnp.arange(half, dtype=jnp.float32)[None, :]
+    phase = pos / (max_period ** (adim / (half - 1)))
+    return jnp.concatenate([jnp.cos(phase), jnp.sin(phase)], axis=-1)
+
+
+class LayerNorm(nnx.Module):
+    """LayerNorm with affine scale / bias, statistics in float32."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        self.scale = param(jnp.ones((dim,), jnp.float32), ("norm",))
+        self.bias = param(jnp.zeros((dim,), jnp.float32), ("norm",))
+        self.eps = eps
+
+    def __call__(self, x):
+        dtype = x.dtype
+        x = x.astype(jnp.float32)
+        mean = x.mean(-1, keepdims=True)
+        var = jnp.square(x - mean).mean(-1, keepdims=True)
+        y = (x - mean) * jax.lax.rsqrt(var + self.eps)
+        return (y * self.scale[...] + self.bias[...]).astype(dtype)
+
+
+def attention(q, k, v, mask=None):
+    """softmax(q k^T / sqrt(d) [masked]) v. q [B,Tq,H,D], k/v [B,Tk,H,D], mask broadcastable to
+    [B,H,Tq,Tk] (True = attend). A query row with no allowed key returns zeros."""
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    s = jnp.einsum("bqhd,bkhd->bhqk", q * jnp.asarray(scale, q.dtype), k,
+                   preferred_element_type=jnp.float32)
+    if mask is not None:
+        s = jnp.where(mask, s, -jnp.inf)
+        any_key = jnp.any(mask, axis=-1, keepdims=True)
+        s = jnp.where(any_key, s, 0.0)
+    w = jax.nn.softmax(s, axis=-1)
+    if mask is not None:
+        w = jnp.where(any_key, w, 0.0)
+    return jnp.einsum("bhqk,bkhd->bqhd", w.astype(v.dtype), v)
+
+
+class SelfAttention(nnx.Module):
+    def __init__(self, dim: int, heads: int, *, rngs: nnx.Rngs):
+        hd = dim // heads
+        # PyTorch keeps the default U(±1/sqrt(fan_in)) for the packed in_proj (not re-initialised).
+        self.qkv = param(uniform_fan_in(rngs.params(), (dim, 3, heads, hd), dim), ("embed", "qkv", "heads", "head_dim"))
+        self.out = param(jnp.zeros((heads, hd, dim), jnp.float32), ("heads", "head_dim", "embed"))
+
+    def __call__(self, x, mask, dtype):
+        qkv = jnp.einsum("btd,dphk->btphk", x, self.qkv[...].astype(dtype))
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        q = constrain(q, ("batch", "length", "heads", "head_dim"))
+        o = attention(q, k, v, mask)
+        return jnp.einsum("bthk,hkd->btd", o, self.out[...].astype(dtype))
+
+
+class CrossAttention(nnx.Module):
+    def __init__(self, dim: int, heads: int, *, rngs: nnx.Rngs):
+        hd = dim // heads
+        self.q = param(uniform_fan_in(rngs.params(), (dim, heads, hd), dim), ("embed", "heads", "head_dim"))
+        self.kv = param(uniform_fan_in(rngs.params(), (dim, 2, heads, hd), dim), ("embed", "qkv", "heads", "head_dim"))
+        self.out = param(jnp.zeros((heads, hd, dim), jnp.float32), ("heads", "head_dim", "embed"))
+
+    def __call__(self, x, cond, key_mask, dtype):
+        q = jnp.einsum("btd,dhk->bthk", x, self.q[...].astype(dtype))
+        kv = jnp.einsum("bsd,dphk->bsphk", cond, self.kv[...].astype(dtype))
+        o = attention(q, kv[:, :, 0], kv[:, :, 1], key_mask)
+        return jnp.einsum("bthk,hkd->btd", o, self.out[...].astype(dtype))
+
+
+class FeedForward(nnx.Module):
+    def __init__(self, dim: int, hidden: int, *, rngs: nnx.Rngs):
+        self.w1 = param(trunc_normal(rngs.params(), (dim, hidden), 1 / math.sqrt(dim)), ("embed", "mlp"))
+        self.w2 = param(trunc_normal(rngs.params(), (hidden, dim), 1 / math.sqrt(hidden)), ("mlp", "embed"))
+
+    def __call__(self, x, dtype):
+        h = jax.nn.gelu(x @ self.w1[...].astype(dtype), approximate=False)   # exact erf GELU
+        h = constrain(h, ("batch", "length", "mlp"))
+        return h @ self.w2[...].astype(dtype)
+
+
+class TransformerLayer(nnx.Module):
+    """One pre-norm MAGNeT layer (self-attention, cross-attention, FFN)."""
+
+    def __init__(self, dim: int, heads: int, hidden: int, eps: float, *, rngs: nnx.Rngs):
+        self.norm1 = LayerNorm(dim, eps)
+        self.self_attn = SelfAttention(dim, heads, rngs=rngs)
+        self.norm_cross = LayerNorm(dim, eps)
+        self.cross_attn = CrossAttention(dim, heads, rngs=rngs)
+        self.norm2 = LayerNorm(dim, eps)
+        self.ffn = FeedForward(dim, hidden, rngs=rngs)
+        o_std = 1 / math.sqrt(dim)
+        self.self_attn.out[...] = trunc_normal(rngs.params(), self.self_attn.out.shape, o_std)
+        self.cross_attn.out[...] = trunc_normal(rngs.params(), self.cross_attn.out.shape, o_std)
+
+    def __call__(self, x, cond, self_mask, text_key_mask, dtype):
+        x = x + self.self_attn(self.norm1(x), self_mask, dtype)
+        x = x + self.cross_attn(self.norm_cross(x), cond, text_key_mask, dtype)
+        x = x + self.ffn(self.norm2(x), dtype)
+        return constrain(x, ("batch", "length", "act_embed"))

@@ -1,0 +1,27 @@
+"""magnet-jax: MAGNeT (masked non-autoregressive music/sound generation) in JAX/Flax NNX."""
+from setuptools import find_packages, setup
+
+CORE = [
+    "jax>=0.10.2", "jaxlib>=0.10.2", "flax>=0.12.8", "optax>=0.2.8", "orbax-checkpoint>=0.12.8",
+    "ml-collections>=1.1.0", "numpy>=2.0", "safetensors>=0.4", "huggingface_hub>=0.30",
+    "transformers>=5.0", "pyyaml", "absl-py", "tqdm",
+]
+EXTRAS = {
+    # Reading audiocraft `.bin` checkpoints (conversion runs once; converted params are cached).
+    # CPU wheel: `pip install torch==2.13.0` (a plain newer `torch` pulls a multi-GB CUDA build).
+    "torch": ["torch>=2.6"],
+    "audio": ["soundfile>=0.12", "soxr>=0.3", "matplotlib"],
+    "data": ["tensorflow-datasets>=4.9.10", "array-record>=0.8", "grain>=0.2.18", "soundfile>=0.12", "soxr>=0.3"],
+    "beam": ["apache-beam>=2.60"],
+    "dev": ["pytest>=8", "pytest-timeout", "nbclient", "nbformat", "ipykernel"],
+}
+
+setup(
+    name="magnet-jax",
+    version="0.1.0",
+    description="MAGNeT (Ziv et al., ICLR 2024) in JAX/Flax NNX: span-masked non-autoregressive music generation",
+    packages=find_packages(include=["magnet_jax", "magnet_jax.*"]),
+    python_requires=">=3.11",
+    install_requires=CORE,
+    extras_require=EXTRAS,
+)
