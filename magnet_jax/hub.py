@@ -50,20 +50,25 @@ def resolve_file(path_or_repo_id: str | os.PathLike, filename: str, *, optional:
                        f"of the form 'owner/name'")
     try:
         from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
     except ImportError as e:  # pragma: no cover - huggingface_hub is a core dependency
         raise HubError("huggingface_hub is needed to download from the hub") from e
     try:
         return hf_hub_download(repo_id, filename)
+    except LocalEntryNotFoundError as e:  # offline (HF_HUB_OFFLINE or no network) and not in the local cache
+        raise HubError(_unreachable(repo_id, filename, e)) from None
     except EntryNotFoundError:
         if optional:
             return None
         raise HubError(f"{filename!r} is not in hub repo {repo_id!r}") from None
     except RepositoryNotFoundError:
         raise HubError(f"hub repo {repo_id!r} does not exist (or is private)") from None
-    except Exception as e:  # offline, connection refused, HF_HUB_OFFLINE=1 with an empty cache ...
-        raise HubError(
-            f"could not download {filename!r} from hub repo {repo_id!r}: the Hugging Face hub is not "
-            f"reachable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Download the "
-            f"repo elsewhere (e.g. `huggingface-cli download {repo_id} --local-dir DIR`) and pass that "
-            f"local folder instead of the repo id.") from None
+    except Exception as e:  # connection refused, DNS, timeouts ...
+        raise HubError(_unreachable(repo_id, filename, e)) from None
+
+
+def _unreachable(repo_id: str, filename: str, e: Exception) -> str:
+    why = str(e).splitlines()[0] if str(e) else ""
+    return (f"could not download {filename!r} from hub repo {repo_id!r}: the Hugging Face hub is not reachable "
+            f"({type(e).__name__}: {why}). Download the repo elsewhere (e.g. `hf download {repo_id} "
+            f"--local-dir DIR`) and pass that local folder instead of the repo id.")

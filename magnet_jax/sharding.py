@@ -34,6 +34,10 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("head_dim", None),
     ("qkv", None),
     ("vocab", "tensor"),
+    # The input tables [K, card + 1, dim] are small (card + 1 = 2049 does not split evenly) and a
+    # gather from an embed-sharded table forces XLA into a full rematerialisation: replicate them.
+    ("emb_vocab", None),
+    ("emb_embed", None),
     ("codebooks", None),
     ("layers", None),
     ("norm", None),

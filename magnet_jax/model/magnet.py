@@ -36,7 +36,7 @@ class MagnetLM(nnx.Module):
         c = self.config = config
         d = c.dim
         self.emb = param(trunc_normal(rngs.params(), (c.n_q, c.card + 1, d), 1 / math.sqrt(d)),
-                         ("codebooks", "vocab", "embed"))
+                         ("codebooks", "emb_vocab", "emb_embed"))
         self.text_kernel = param(uniform_fan_in(rngs.params(), (c.text_dim, d), c.text_dim), ("text_embed", "embed"))
         self.text_bias = param(uniform_fan_in(rngs.params(), (d,), c.text_dim), ("embed",))
 
@@ -115,6 +115,8 @@ class MagnetLM(nnx.Module):
     def stage_logits(self, codes, text_hidden, text_mask, stage, *, cond=None):
         """Logits float32 [B, T, card] of codebook ``stage`` only (decoding / training use this).
 
+        ``stage``: Python int, traced int scalar, or int [B] (a stage per sample).
+
         ``cond`` may pass an already projected text (see :meth:`project_text`) to skip the projection.
         """
         if cond is None:
@@ -122,7 +124,8 @@ class MagnetLM(nnx.Module):
             cond = self.project_text(text_hidden, text_mask)
         h = self.hidden(codes, cond, stage, text_mask)
         w = self.heads[...][stage] if isinstance(stage, int) else jnp.take(self.heads[...], stage, axis=0)
-        logits = jnp.einsum("btd,dv->btv", h, w.astype(self.compute_dtype), preferred_element_type=jnp.float32)
+        eq = "btd,bdv->btv" if w.ndim == 3 else "btd,dv->btv"   # per-sample stages [B] or one stage
+        logits = jnp.einsum(eq, h, w.astype(self.compute_dtype), preferred_element_type=jnp.float32)
         return constrain(logits, ("batch", "length", "vocab"))
 
 

@@ -19,16 +19,19 @@ def band_mask(length: int, context: int) -> jnp.ndarray:
 
 
 def stage_self_attention_mask(length: int, stage, subcodes_context: int) -> jnp.ndarray | None:
-    """[T, T] bool self-attention mask for a decoding / training stage, or None (= full).
+    """Self-attention mask for a decoding / training stage, or None (= full attention).
 
-    ``stage`` may be a Python int (static: stage 0 gives None) or a traced integer scalar (one
-    compiled program for all stages: the band is selected with ``jnp.where``).
+    ``stage`` may be a Python int (static: stage 0 gives None), a traced integer scalar (one
+    compiled program for all stages; [T, T]) or an int vector [B] of per-sample stages ([B, 1, T, T]).
     """
     if subcodes_context < 0:
         return None
     if isinstance(stage, int):
         return None if stage == 0 else band_mask(length, subcodes_context)
-    return band_mask(length, subcodes_context) | (jnp.asarray(stage) == 0)
+    stage = jnp.asarray(stage)
+    if stage.ndim == 1:
+        return band_mask(length, subcodes_context)[None, None] | (stage == 0)[:, None, None, None]
+    return band_mask(length, subcodes_context) | (stage == 0)
 
 
 def text_key_mask(text_mask: jnp.ndarray) -> jnp.ndarray:

@@ -1,0 +1,68 @@
+"""Residual vector quantization (inference): nearest code per level on the running residual."""
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+_HP = jax.lax.Precision.HIGHEST
+
+
+def nearest_code(x: jax.Array, embed: jax.Array) -> jax.Array:
+    """Index of the nearest codebook entry for every row of ``x [..., D]`` (``embed [bins, D]``).
+
+    Same formula as the references (``-(|x|^2 - 2 x.e + |e|^2)``, first maximum wins), so that the
+    float rounding, and hence ties and near-ties, behave the same way.
+    """
+    x2 = jnp.sum(jnp.square(x), axis=-1, keepdims=True)
+    e2 = jnp.sum(jnp.square(embed), axis=-1)
+    dist = -(x2 - 2 * jnp.einsum("...d,kd->...k", x, embed, precision=_HP) + e2)
+    return jnp.argmax(dist, axis=-1).astype(jnp.int32)
+
+
+class ResidualVQ(nnx.Module):
+    """``total`` codebooks of ``bins`` entries of dimension ``dim``, stored as ``[total, bins, dim]``."""
+
+    def __init__(self, dim: int, bins: int, total: int):
+        self.dim, self.bins, self.total = dim, bins, total
+        self.embed = nnx.Param(jnp.zeros((total, bins, dim), jnp.float32))
+
+    def encode(self, x: jax.Array, n_q: int) -> jax.Array:
+        """``x [B, T, D]`` -> codes ``int32 [B, n_q, T]``."""
+        embed = self.embed.value
+        residual = x
+        codes = []
+        for q in range(n_q):
+            idx = nearest_code(residual, embed[q])
+            residual = residual - jnp.take(embed[q], idx, axis=0)
+            codes.append(idx)
+        return jnp.stack(codes, axis=1)
+
+    def decode(self, codes: jax.Array) -> jax.Array:
+        """codes ``[B, K, T]`` -> ``[B, T, D]`` (sum of the K selected entries, in level order)."""
+        embed = self.embed.value
+        out = None
+        for q in range(codes.shape[1]):
+            e = jnp.take(embed[q], codes[:, q], axis=0)
+            out = e if out is None else out + e
+        return out
+
+    def load(self, sd: dict, prefix: str = "quantizer.layers"):
+        embeds = []
+        for q in range(self.total):
+            key = f"{prefix}.{q}.codebook.embed"
+            if key not in sd:
+                raise KeyError(f"missing checkpoint tensor {key!r}")
+            inited = sd.pop(f"{prefix}.{q}.codebook.inited", None)
+            if inited is not None and not bool(np.all(np.asarray(inited) > 0)):
+                warnings.warn(f"codebook {q} is marked un-initialised (inited=0): the checkpoint looks untrained")
+            for extra in ("cluster_size", "embed_avg"):
+                sd.pop(f"{prefix}.{q}.codebook.{extra}", None)
+            embeds.append(np.asarray(sd.pop(key), np.float32))
+        arr = np.stack(embeds)
+        if arr.shape != tuple(self.embed.value.shape):
+            raise ValueError(f"codebooks: checkpoint shape {arr.shape} != model {tuple(self.embed.value.shape)}")
+        self.embed.value = jnp.asarray(arr)

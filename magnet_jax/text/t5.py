@@ -1,0 +1,493 @@
+"""The T5 encoder stack in Flax NNX, with weights read from a Hugging Face T5 checkpoint.
+
+MAGNeT conditions on the last hidden state of a frozen T5 encoder (``t5-base``, 768-dim, for music;
+``t5-large``, 1024-dim, for audio). This module re-implements that encoder so it runs in JAX and
+matches transformers' ``T5EncoderModel`` numerically (max |diff| ~1e-6 in float32).
+
+Architecture (pre-norm, no biases anywhere, dropout ignored since the encoder is frozen)::
+
+    h = embed_tokens[input_ids]                       # no embedding scaling
+    bias = rel_bias[bucket(k - q)]                    # [H, S, S], computed once, shared by all layers
+    for each layer:
+        h = h + O(softmax(Q K^T + bias + mask) V)     # Q, K, V from RMSNorm(h); no 1/sqrt(d) scaling
+        h = h + Wo(act(Wi RMSNorm(h)))                # or Wo(act(Wi_0 x) * Wi_1 x) for "gated-*"
+    out = RMSNorm(h)
+
+* ``RMSNorm`` is ``T5LayerNorm``: no mean subtraction, no bias, mean of squares in float32.
+* The relative-position buckets are the bidirectional Mesh-TensorFlow buckets: half the buckets for
+  each direction, exact below ``num_buckets // 4``, logarithmic up to ``max_distance``. They are
+  computed with NumPy at trace time (shapes are static) in float32, the same operation order as
+  transformers, so every bucket boundary is the same.
+* Masking follows transformers exactly: a masked key gets the most negative float32 logit. A row
+  whose mask is all zero (a null / empty text in the reference conditioner) therefore ends up with a
+  *uniform* softmax over all S keys, and gives finite, non-zero hidden states - just as in PyTorch.
+  Zeroing such rows is the job of the consumer (MAGNeT multiplies the projected states by the mask).
+* The feed-forward follows the config's ``feed_forward_proj``: ``"relu"`` (original T5,
+  ``DenseReluDense``) or ``"gated-gelu"`` (T5 v1.1 / flan-T5; ``gelu_new``, the tanh approximation),
+  and more generally ``"[gated-]ACT"`` for ACT in relu, gelu, gelu_new, gelu_pytorch_tanh, silu, swish.
+
+Layers are stored stacked (leading ``layers`` axis) and run with ``jax.lax.scan``, so compilation
+time does not grow with depth. With ``dtype=jnp.bfloat16`` the matmuls run in bfloat16 while the
+residual stream, norms, softmax and the output projection of the feed-forward (``wo``, which
+transformers also keeps in float32 for T5) stay in float32; the output is always float32.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from magnet_jax.hub import HubError, resolve_file
+
+__all__ = ["T5EncoderConfig", "T5Encoder", "T5EncoderFn", "load_t5_encoder", "build_t5_encoder",
+           "relative_position_buckets", "read_hf_t5_weights", "params_from_hf", "HubError"]
+
+_ACTIVATIONS = {
+    "relu": jax.nn.relu,
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+}
+_SUPPORTED_MODEL_TYPES = ("t5", "mt5")
+
+
+# ---------------------------------------------------------------------------------------- config
+@dataclasses.dataclass(frozen=True)
+class T5EncoderConfig:
+    """The encoder half of a Hugging Face ``T5Config`` (same field names and defaults)."""
+
+    vocab_size: int = 32128
+    d_model: int = 512
+    d_kv: int = 64
+    d_ff: int = 2048
+    num_layers: int = 6
+    num_heads: int = 8
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
+    layer_norm_epsilon: float = 1e-6
+    feed_forward_proj: str = "relu"
+
+    def __post_init__(self):
+        parts = self.feed_forward_proj.split("-")
+        if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
+            raise ValueError(f"feed_forward_proj must be 'ACT' or 'gated-ACT', got {self.feed_forward_proj!r}")
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"unsupported T5 activation {self.activation!r} "
+                             f"(supported: {sorted(_ACTIVATIONS)})")
+
+    @property
+    def is_gated(self) -> bool:
+        """True for T5 v1.1-style ``gated-*`` feed-forwards (``wi_0``, ``wi_1``, ``wo``)."""
+        return self.feed_forward_proj.split("-")[0] == "gated"
+
+    @property
+    def activation(self) -> str:
+        """The transformers activation name; ``gated-gelu`` means ``gelu_new`` as in ``T5Config``."""
+        if self.feed_forward_proj == "gated-gelu":
+            return "gelu_new"
+        return self.feed_forward_proj.split("-")[-1]
+
+    @property
+    def inner_dim(self) -> int:
+        return self.num_heads * self.d_kv
+
+    @classmethod
+    def from_hf_dict(cls, cfg: Mapping[str, Any]) -> "T5EncoderConfig":
+        """From a ``config.json`` dict; missing keys take ``T5Config``'s defaults."""
+        kw = {f.name: cfg[f.name] for f in dataclasses.fields(cls) if cfg.get(f.name) is not None}
+        return cls(**kw)
+
+
+# ---------------------------------------------------------------------------------------- buckets
+def relative_position_buckets(query_length: int, key_length: int, num_buckets: int = 32,
+                              max_distance: int = 128) -> np.ndarray:
+    """Bidirectional T5 relative-position bucket of every (query, key) pair: int32 [Sq, Sk].
+
+    The relative position is ``key - query``. Half of the buckets are for keys to the right
+    (positive positions). Within each half, distances below ``num_buckets // 4`` get their own
+    bucket and larger ones share log-spaced buckets; distances >= ``max_distance`` all fall into
+    the last bucket. Computed in float32 with the same operation order as transformers.
+    """
+    rel = np.arange(key_length, dtype=np.int64)[None, :] - np.arange(query_length, dtype=np.int64)[:, None]
+    half = num_buckets // 2
+    buckets = (rel > 0).astype(np.int64) * half
+    dist = np.abs(rel)
+    max_exact = half // 2
+    is_small = dist < max_exact
+    with np.errstate(divide="ignore"):
+        log_ratio = np.log(dist.astype(np.float32) / np.float32(max_exact))
+        scaled = log_ratio / np.float32(math.log(max_distance / max_exact)) * np.float32(half - max_exact)
+    large = max_exact + np.where(is_small, 0.0, scaled).astype(np.int64)   # only used where not small
+    large = np.minimum(large, half - 1)
+    return (buckets + np.where(is_small, dist, large)).astype(np.int32)
+
+
+# ---------------------------------------------------------------------------------------- model
+def _rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
+    """T5LayerNorm in float32: ``weight * x / sqrt(mean(x^2) + eps)``."""
+    x = x.astype(jnp.float32)
+    var = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
+    return weight.astype(jnp.float32) * (x * jax.lax.rsqrt(var + eps))
+
+
+def _param(value) -> nnx.Param:
+    # Deliberately no sharding metadata: T5 is small and frozen; it is replicated.
+    return nnx.Param(value)
+
+
+class T5Encoder(nnx.Module):
+    """T5 encoder stack: ``(input_ids [B, S], attention_mask [B, S]) -> hidden float32 [B, S, E]``.
+
+    Parameters (torch ``nn.Linear`` weights are transposed to ``[in, out]``):
+
+    ============================  ================  ==================================================
+    ``embed_tokens``              ``[V, E]``        ``shared.weight`` / ``encoder.embed_tokens.weight``
+    ``relative_attention_bias``   ``[buckets, H]``  ``block.0...SelfAttention.relative_attention_bias``
+    ``attn_norm``                 ``[L, E]``        ``block.i.layer.0.layer_norm``
+    ``q``, ``k``, ``v``           ``[L, E, H*Dk]``  ``block.i.layer.0.SelfAttention.{q,k,v}``
+    ``o``                         ``[L, H*Dk, E]``  ``block.i.layer.0.SelfAttention.o``
+    ``ffn_norm``                  ``[L, E]``        ``block.i.layer.1.layer_norm``
+    ``wi`` or ``wi_0``, ``wi_1``  ``[L, E, F]``     ``block.i.layer.1.DenseReluDense.wi[_0|_1]``
+    ``wo``                        ``[L, F, E]``     ``block.i.layer.1.DenseReluDense.wo`` (float32)
+    ``final_norm``                ``[E]``           ``final_layer_norm``
+    ============================  ================  ==================================================
+
+    Args:
+      config: the architecture.
+      dtype: compute / storage dtype of the matmul weights (float32 or bfloat16); norms, the
+        relative bias and ``wo`` are kept in float32.
+      precision: matmul precision (default ``HIGHEST`` so that float32 really is float32 on TPU;
+        the encoder runs once per batch of prompts, its cost is negligible).
+      rngs: random init (normal, with transformers' ``T5PreTrainedModel`` scales) - only useful for
+        tests; :func:`load_t5_encoder` builds the module abstractly and fills in checkpoint weights.
+    """
+
+    def __init__(self, config: T5EncoderConfig, *, dtype=jnp.float32,
+                 precision: jax.lax.Precision | str | None = jax.lax.Precision.HIGHEST,
+                 rngs: nnx.Rngs):
+        self.config = config
+        self.dtype = jnp.dtype(dtype)
+        self.precision = precision
+        c, L, E, F, HD = config, config.num_layers, config.d_model, config.d_ff, config.inner_dim
+        key = rngs.params
+
+        def normal(shape, std, dt):
+            return (jax.random.normal(key(), shape, jnp.float32) * std).astype(dt)
+
+        self.embed_tokens = _param(normal((c.vocab_size, E), 1.0, self.dtype))
+        self.relative_attention_bias = _param(normal((c.relative_attention_num_buckets, c.num_heads),
+                                                     E ** -0.5, jnp.float32))
+        self.attn_norm = _param(jnp.ones((L, E), jnp.float32))
+        self.q = _param(normal((L, E, HD), (E * c.d_kv) ** -0.5, self.dtype))
+        self.k = _param(normal((L, E, HD), E ** -0.5, self.dtype))
+        self.v = _param(normal((L, E, HD), E ** -0.5, self.dtype))
+        self.o = _param(normal((L, HD, E), HD ** -0.5, self.dtype))
+        self.ffn_norm = _param(jnp.ones((L, E), jnp.float32))
+        if c.is_gated:
+            self.wi_0 = _param(normal((L, E, F), E ** -0.5, self.dtype))
+            self.wi_1 = _param(normal((L, E, F), E ** -0.5, self.dtype))
+        else:
+            self.wi = _param(normal((L, E, F), E ** -0.5, self.dtype))
+        self.wo = _param(normal((L, F, E), F ** -0.5, jnp.float32))
+        self.final_norm = _param(jnp.ones((E,), jnp.float32))
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def position_bias(self, length: int) -> jax.Array:
+        """float32 [H, S, S]: the learned bias of each head for each (query, key) pair."""
+        c = self.config
+        buckets = relative_position_buckets(length, length, c.relative_attention_num_buckets,
+                                            c.relative_attention_max_distance)
+        return jnp.transpose(self.relative_attention_bias[...][jnp.asarray(buckets)], (2, 0, 1))
+
+    def _dot(self, x, w, out_dtype=None):
+        w = w.astype(x.dtype) if w.dtype != x.dtype else w
+        return jnp.matmul(x, w, precision=self.precision, preferred_element_type=out_dtype)
+
+    def _layer(self, h, p, bias, key_mask):
+        """One pre-norm T5 block on the float32 residual stream ``h`` [B, S, E]."""
+        c, dt = self.config, self.dtype
+        B, S, _ = h.shape
+        x = _rms_norm(h, p["attn_norm"], c.layer_norm_epsilon).astype(dt)
+        q = self._dot(x, p["q"]).reshape(B, S, c.num_heads, c.d_kv)
+        k = self._dot(x, p["k"]).reshape(B, S, c.num_heads, c.d_kv)
+        v = self._dot(x, p["v"]).reshape(B, S, c.num_heads, c.d_kv)
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, precision=self.precision,
+                            preferred_element_type=jnp.float32)
+        logits = logits + bias[None]
+        # transformers adds finfo.min to masked keys; min + (anything finite) rounds to min, so a
+        # where() gives bit-identical logits and the same uniform softmax for all-masked rows.
+        logits = jnp.where(key_mask[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
+        w = jax.nn.softmax(logits, axis=-1).astype(dt)
+        a = jnp.einsum("bhqk,bkhd->bqhd", w, v, precision=self.precision).reshape(B, S, c.inner_dim)
+        h = h + self._dot(a, p["o"], jnp.float32).astype(jnp.float32)
+
+        x = _rms_norm(h, p["ffn_norm"], c.layer_norm_epsilon).astype(dt)
+        act = _ACTIVATIONS[c.activation]
+        if c.is_gated:
+            f = act(self._dot(x, p["wi_0"])) * self._dot(x, p["wi_1"])
+        else:
+            f = act(self._dot(x, p["wi"]))
+        f = f.astype(jnp.float32)  # wo runs in float32 (transformers' _keep_in_fp32_modules = ["wo"])
+        return h + self._dot(f, p["wo"].astype(jnp.float32))
+
+    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array | None = None) -> jax.Array:
+        """Encode token ids.
+
+        Args:
+          input_ids: int [B, S] token ids.
+          attention_mask: [B, S], non-zero = a real token (bool / int / float all accepted);
+            None means no padding. An all-zero row is allowed (see the module docstring).
+        Returns:
+          float32 [B, S, E], the ``last_hidden_state`` (after the final RMSNorm).
+        """
+        c = self.config
+        input_ids = jnp.asarray(input_ids)
+        if input_ids.ndim != 2:
+            raise ValueError(f"input_ids must be [B, S], got shape {input_ids.shape}")
+        B, S = input_ids.shape
+        key_mask = (jnp.ones((B, S), bool) if attention_mask is None
+                    else jnp.asarray(attention_mask) != 0)
+        if key_mask.shape != (B, S):
+            raise ValueError(f"attention_mask shape {key_mask.shape} != input_ids shape {(B, S)}")
+        h = jnp.take(self.embed_tokens[...], input_ids.astype(jnp.int32), axis=0).astype(jnp.float32)
+        bias = self.position_bias(S)
+        names = ["attn_norm", "q", "k", "v", "o", "ffn_norm", "wo"] + (
+            ["wi_0", "wi_1"] if c.is_gated else ["wi"])
+        stacked = {n: getattr(self, n)[...] for n in names}
+
+        def step(h, p):
+            return self._layer(h, p, bias, key_mask), None
+
+        h, _ = jax.lax.scan(step, h, stacked)
+        return _rms_norm(h, self.final_norm[...], c.layer_norm_epsilon)
+
+
+class T5EncoderFn:
+    """A loaded, frozen :class:`T5Encoder` with a jitted ``(input_ids, attention_mask) -> hidden``.
+
+    The parameters are passed to the compiled function as arguments (not baked in as constants),
+    so one compilation per distinct ``(B, S)`` is cheap. ``.module`` is the underlying NNX module,
+    for use inside a caller's own ``nnx.jit`` program; ``.config`` its architecture.
+    """
+
+    def __init__(self, module: T5Encoder):
+        self.module = module
+        self.config = module.config
+        self._graphdef, self._state = nnx.split(module)
+        graphdef = self._graphdef
+
+        @jax.jit
+        def run(state, input_ids, attention_mask):
+            return nnx.merge(graphdef, state)(input_ids, attention_mask)
+
+        self._run = run
+
+    @property
+    def dim(self) -> int:
+        """Width ``E`` of the hidden states."""
+        return self.config.d_model
+
+    def __call__(self, input_ids, attention_mask=None) -> jax.Array:
+        input_ids = jnp.asarray(input_ids, jnp.int32)
+        if attention_mask is None:
+            attention_mask = jnp.ones(input_ids.shape, jnp.int32)
+        return self._run(self._state, input_ids, jnp.asarray(attention_mask))
+
+
+# ---------------------------------------------------------------------------------------- loading
+def _read_safetensors(path: str, wanted) -> dict[str, np.ndarray]:
+    """The tensors of a ``.safetensors`` file whose names satisfy ``wanted(name)``, as NumPy.
+
+    Reads lazily (only the wanted tensors, e.g. not the decoder of a seq2seq checkpoint) with
+    ``safetensors``' NumPy backend; bfloat16 tensors, which NumPy cannot hold natively, go
+    through its Flax backend and come back as ``ml_dtypes.bfloat16`` arrays.
+    """
+    from safetensors import safe_open
+
+    out, bf16 = {}, []
+    with safe_open(path, framework="np") as f:
+        for name in f.keys():
+            if not wanted(name):
+                continue
+            if f.get_slice(name).get_dtype() == "BF16":
+                bf16.append(name)
+            else:
+                out[name] = f.get_tensor(name)
+    if bf16:
+        with safe_open(path, framework="flax") as f:
+            for name in bf16:
+                out[name] = np.asarray(f.get_tensor(name))
+    return out
+
+
+def _read_torch_bin(path: str, wanted) -> dict[str, np.ndarray]:
+    """A ``pytorch_model.bin`` state dict (torch is imported only here)."""
+    try:
+        import torch
+    except ImportError as e:
+        raise HubError(f"{path} is a PyTorch .bin checkpoint: reading it needs torch "
+                       f"(`pip install torch`), or convert it to model.safetensors") from e
+    sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    out = {}
+    for name, t in sd.items():
+        if wanted(name):
+            t = t.detach()
+            out[name] = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+    return out
+
+
+def _checkpoint_files(path_or_repo_id) -> tuple[list[str], str]:
+    """The weight files of a checkpoint (single or sharded; safetensors preferred) and their kind."""
+    for single, index, kind in (("model.safetensors", "model.safetensors.index.json", "safetensors"),
+                                ("pytorch_model.bin", "pytorch_model.bin.index.json", "bin")):
+        f = resolve_file(path_or_repo_id, single, optional=True)
+        if f is not None:
+            return [f], kind
+        idx = resolve_file(path_or_repo_id, index, optional=True)
+        if idx is not None:
+            with open(idx) as fh:
+                shards = sorted(set(json.load(fh)["weight_map"].values()))
+            return [resolve_file(path_or_repo_id, s) for s in shards], kind
+    where = (f"local folder {str(path_or_repo_id)!r}" if os.path.exists(os.path.expanduser(str(path_or_repo_id)))
+             else f"hub repo {str(path_or_repo_id)!r}")
+    raise HubError(f"no T5 weights in {where}: expected model.safetensors or pytorch_model.bin "
+                   f"(or a sharded *.index.json)")
+
+
+def read_hf_t5_weights(path_or_repo_id) -> tuple[dict, dict[str, np.ndarray]]:
+    """``(config.json dict, encoder tensors)`` of a Hugging Face T5 checkpoint.
+
+    Only the encoder's tensors and the shared embedding are read (the decoder of a full
+    ``T5ForConditionalGeneration`` / ``T5Model`` checkpoint such as ``t5-base`` is skipped).
+    """
+    cfg_path = resolve_file(path_or_repo_id, "config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    model_type = cfg.get("model_type")
+    if model_type not in _SUPPORTED_MODEL_TYPES:
+        raise HubError(f"{path_or_repo_id!r} is not a T5 checkpoint: config.json has model_type "
+                       f"{model_type!r} (expected one of {_SUPPORTED_MODEL_TYPES})")
+    if cfg.get("is_decoder", False):
+        raise HubError(f"{path_or_repo_id!r} is a T5 *decoder* (is_decoder=true); an encoder-only "
+                       f"(T5EncoderModel) or encoder-decoder (T5ForConditionalGeneration) checkpoint is needed")
+    files, kind = _checkpoint_files(path_or_repo_id)
+
+    def wanted(name):
+        return not name.startswith(("decoder.", "lm_head."))
+
+    reader = _read_safetensors if kind == "safetensors" else _read_torch_bin
+    tensors: dict[str, np.ndarray] = {}
+    for f in files:
+        tensors.update(reader(f, wanted))
+    return cfg, tensors
+
+
+def params_from_hf(tensors: Mapping[str, np.ndarray], config: T5EncoderConfig, *,
+                   source: str = "checkpoint") -> dict[str, np.ndarray]:
+    """Map transformers' T5 tensor names to :class:`T5Encoder`'s (stacked, transposed) params.
+
+    Accepts the keys of ``T5EncoderModel``, ``T5Model`` / ``T5ForConditionalGeneration``
+    (``encoder.*`` + ``shared.weight``) and of a bare ``T5Stack`` (no ``encoder.`` prefix).
+    ``encoder.embed_tokens.weight`` may be absent: it is tied to ``shared.weight``.
+    """
+    probe = "block.0.layer.0.SelfAttention.q.weight"
+    prefix = next((p for p in ("encoder.", "") if p + probe in tensors), None)
+    if prefix is None:
+        if any(k.startswith("decoder.") for k in tensors) or any(".EncDecAttention." in k for k in tensors):
+            raise HubError(f"{source}: only T5 decoder weights found (no 'encoder.block.*' tensors)")
+        raise HubError(f"{source}: not a T5 encoder checkpoint (no '[encoder.]{probe}'; "
+                       f"keys look like {sorted(tensors)[:5]})")
+
+    def get(name):
+        if name not in tensors:
+            raise HubError(f"{source}: tensor {name!r} missing from the T5 checkpoint")
+        return np.asarray(tensors[name])
+
+    emb = next((tensors[k] for k in (prefix + "embed_tokens.weight", "shared.weight", "embed_tokens.weight")
+                if k in tensors), None)
+    if emb is None:
+        raise HubError(f"{source}: no token embedding ('shared.weight' or '{prefix}embed_tokens.weight')")
+    L = config.num_layers
+    if prefix + f"block.{L}.layer.0.SelfAttention.q.weight" in tensors:
+        raise HubError(f"{source}: checkpoint has more than num_layers={L} encoder blocks")
+
+    def stack(fmt, transpose=True):
+        arrs = [get(prefix + fmt.format(i)) for i in range(L)]
+        return np.stack([a.T if transpose else a for a in arrs])
+
+    att, ff = "block.{}.layer.0.", "block.{}.layer.1."
+    p = {
+        "embed_tokens": np.asarray(emb),
+        "relative_attention_bias": get(prefix + "block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
+        "attn_norm": stack(att + "layer_norm.weight", False),
+        "q": stack(att + "SelfAttention.q.weight"),
+        "k": stack(att + "SelfAttention.k.weight"),
+        "v": stack(att + "SelfAttention.v.weight"),
+        "o": stack(att + "SelfAttention.o.weight"),
+        "ffn_norm": stack(ff + "layer_norm.weight", False),
+        "wo": stack(ff + "DenseReluDense.wo.weight"),
+        "final_norm": get(prefix + "final_layer_norm.weight"),
+    }
+    gated_key = prefix + "block.0.layer.1.DenseReluDense.wi_0.weight"
+    if (gated_key in tensors) != config.is_gated:
+        raise HubError(f"{source}: config.json says feed_forward_proj={config.feed_forward_proj!r} but the "
+                       f"weights are {'gated (wi_0/wi_1)' if gated_key in tensors else 'not gated (wi)'}")
+    if config.is_gated:
+        p["wi_0"] = stack(ff + "DenseReluDense.wi_0.weight")
+        p["wi_1"] = stack(ff + "DenseReluDense.wi_1.weight")
+    else:
+        p["wi"] = stack(ff + "DenseReluDense.wi.weight")
+    return p
+
+
+def load_t5_encoder(path_or_repo_id, dtype=jnp.float32, *,
+                    precision: jax.lax.Precision | str | None = jax.lax.Precision.HIGHEST) -> T5EncoderFn:
+    """Load a T5 encoder from a Hugging Face checkpoint: a local folder or a hub repo id.
+
+    Works with ``T5EncoderModel`` and full ``T5Model`` / ``T5ForConditionalGeneration`` checkpoints
+    (e.g. ``google-t5/t5-base``, ``google-t5/t5-large``, ``google/flan-t5-*``), stored as
+    ``model.safetensors`` (read without torch) or ``pytorch_model.bin`` (needs torch), optionally
+    sharded. Only the encoder and the shared embedding are loaded.
+
+    Args:
+      path_or_repo_id: local folder with ``config.json`` + weights, or ``owner/name`` on the hub.
+      dtype: matmul dtype, ``jnp.float32`` (exact) or ``jnp.bfloat16`` (accelerators).
+      precision: matmul precision, see :class:`T5Encoder`.
+    Returns:
+      :class:`T5EncoderFn`, callable as ``fn(input_ids int32 [B, S], attention_mask [B, S])``
+      returning float32 ``[B, S, d_model]``.
+    Raises:
+      HubError: hub unreachable (the message says how to use a local folder), files missing, not a
+        T5 checkpoint, a decoder-only checkpoint, or weights inconsistent with ``config.json``.
+    """
+    cfg_dict, tensors = read_hf_t5_weights(path_or_repo_id)
+    config = T5EncoderConfig.from_hf_dict(cfg_dict)
+    params = params_from_hf(tensors, config, source=str(path_or_repo_id))
+    return T5EncoderFn(build_t5_encoder(config, params, dtype=dtype, precision=precision))
+
+
+def build_t5_encoder(config: T5EncoderConfig, params: Mapping[str, np.ndarray], *, dtype=jnp.float32,
+                     precision=jax.lax.Precision.HIGHEST) -> T5Encoder:
+    """A :class:`T5Encoder` holding ``params`` (from :func:`params_from_hf`), without random init."""
+    abstract = nnx.eval_shape(lambda: T5Encoder(config, dtype=dtype, precision=precision, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(abstract)
+    pure = {}
+    for name, leaf in nnx.to_pure_dict(state).items():
+        if name not in params:
+            raise HubError(f"parameter {name!r} missing from the converted T5 weights")
+        value = np.asarray(params[name])
+        if tuple(value.shape) != tuple(leaf.shape):
+            raise HubError(f"T5 parameter {name!r}: checkpoint shape {value.shape} does not match "
+                           f"config.json, which implies {tuple(leaf.shape)}")
+        pure[name] = jnp.asarray(value, dtype=leaf.dtype)
+    nnx.replace_by_pure_dict(state, pure)
+    return nnx.merge(graphdef, state)

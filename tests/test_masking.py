@@ -1,0 +1,119 @@
+"""The span-masking training objective vs the closed form and the reference solver."""
+import math
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from magnet_jax import masking
+from magnet_jax.model import MagnetConfig, MagnetLM
+
+
+@pytest.mark.parametrize("T,L", [(500, 3), (1500, 3), (100, 3), (64, 5)])
+def test_lut_equals_closed_form(T, L):
+    lut = masking.span_lut(T, L)
+    closed = [0.0] + [1 - math.comb(T - L, u) / math.comb(T, u) for u in range(1, T)]
+    want = [int(np.searchsorted(closed, m / 100.0)) for m in range(101)]
+    assert lut.tolist() == want
+    assert lut[0] == 0 and np.all(np.diff(lut) >= 0)
+
+
+def test_lut_equals_reference_solver():
+    from tests.reference import shim  # noqa: F401
+    from audiocraft.solvers.magnet import MagnetSolver
+    fake = types.SimpleNamespace(cfg=types.SimpleNamespace(masking=types.SimpleNamespace(span_len=3)))
+    for T in (500, 1500):
+        assert masking.span_lut(T, 3).tolist() == MagnetSolver._calc_mean_maskrate_to_u_LUT(fake, T)
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.2, 0.4, 0.6, 0.8, 0.95])
+def test_masked_fraction_tracks_target(rate):
+    T = 500
+    m = masking.span_mask(jax.random.PRNGKey(0), jnp.full((512,), rate), T, 3)
+    frac = float(m.mean())
+    assert abs(frac - rate) < 0.015, (rate, frac)
+    # spans: every masked run is at least span_len long (except when truncated at the end)
+    row = np.asarray(m[0]).astype(int)
+    runs = np.diff(np.flatnonzero(np.diff(np.r_[0, row, 0])))[::2]
+    assert runs[:-1].min() >= 3 if len(runs) > 1 else True
+
+
+def test_span_mask_is_deterministic_and_at_least_one_start():
+    a = masking.span_mask(jax.random.PRNGKey(3), jnp.zeros((4,)), 50, 3)
+    b = masking.span_mask(jax.random.PRNGKey(3), jnp.zeros((4,)), 50, 3)
+    assert np.array_equal(a, b) and np.all(np.asarray(a.sum(-1)) >= 1)
+
+
+def test_masked_inputs_layout():
+    codes = jnp.arange(2 * 4 * 6).reshape(2, 4, 6) % 7
+    span = jnp.zeros((2, 6), bool).at[:, 2:4].set(True)
+    x = masking.masked_inputs(codes, 1, span, 99)
+    assert np.array_equal(x[:, 0], codes[:, 0])
+    assert np.array_equal(x[:, 1], jnp.where(span, 99, codes[:, 1]))
+    assert np.all(np.asarray(x[:, 2:]) == 99)
+    y = masking.masked_inputs(codes, jnp.array([0, 3]), span, 99)      # per-sample stages
+    assert np.all(np.asarray(y[0, 1:]) == 99) and np.array_equal(y[1, :3], codes[1, :3])
+
+
+CFG = MagnetConfig(dim=64, num_heads=4, num_layers=2, text_dim=16, segment_duration=0.6)
+
+
+def _batch(B=4, T=30, seed=0):
+    k = jax.random.split(jax.random.PRNGKey(seed), 2)
+    codes = jax.random.randint(k[0], (B, 4, T), 0, CFG.card)
+    hidden = jax.random.normal(k[1], (B, 5, 16))
+    return codes, jnp.ones((B, T), bool), hidden, jnp.ones((B, 5), jnp.int32)
+
+
+def test_loss_ignores_unmasked_and_padded_targets():
+    lm = MagnetLM(CFG, rngs=nnx.Rngs(0))
+    codes, pad, h, m = _batch()
+    pad = pad.at[:, 25:].set(False)
+    batch = masking.prepare_batch(codes, pad, m, jax.random.PRNGKey(1), num_codebooks=4, mask_id=CFG.mask_id, stage=2)
+    w = np.asarray(batch["weights"])
+    assert 0 < w.sum() < w.size and not w[:, 25:].any()
+    # inputs: codebooks < 2 visible, 2 span-masked, > 2 fully masked
+    assert np.all(np.asarray(batch["inputs"][:, 3]) == CFG.mask_id)
+    loss, n = masking.loss_from_batch(lm, batch, h)
+    assert float(n) == w.sum()
+    t = batch["targets"]
+    changed = dict(batch, targets=jnp.where(batch["weights"], t, (t + 5) % CFG.card))
+    assert float(masking.loss_from_batch(lm, changed, h)[0]) == pytest.approx(float(loss), abs=1e-6)
+    i, j = np.argwhere(w)[0]
+    moved = dict(batch, targets=t.at[i, j].set((t[i, j] + 1) % CFG.card))
+    assert abs(float(masking.loss_from_batch(lm, moved, h)[0]) - float(loss)) > 1e-6
+    # the public loss is the same composition
+    full, aux = masking.magnet_loss(lm, codes, pad, h, m, jax.random.PRNGKey(1), stage=2)
+    assert float(full) == pytest.approx(float(loss), abs=1e-6) and float(aux["num_tokens"]) == w.sum()
+
+
+def test_cfg_dropout_batch_and_sample():
+    m = jnp.ones((64, 5), jnp.int32)
+    dropped = [int(masking.cfg_dropout(jax.random.PRNGKey(i), m, 0.3).sum() == 0) for i in range(200)]
+    assert 0.2 < np.mean(dropped) < 0.4                                 # whole batch at once
+    per = masking.cfg_dropout(jax.random.PRNGKey(0), m, 0.5, per_sample=True)
+    rows = np.asarray(per.sum(-1))
+    assert set(rows.tolist()) == {0, 5}
+
+
+def test_tiny_model_overfits_fixed_tokens():
+    lm = MagnetLM(CFG, rngs=nnx.Rngs(0))
+    codes, pad, h, m = _batch(B=4, T=30, seed=4)
+    opt = nnx.Optimizer(lm, optax.adam(3e-3), wrt=nnx.Param)
+
+    @nnx.jit
+    def step(lm, opt, key):
+        def f(model):
+            return masking.magnet_loss(model, codes, pad, h, m, key, cfg_dropout_p=0.0)[0]
+        loss, g = nnx.value_and_grad(f)(lm)
+        opt.update(lm, g)
+        return loss
+
+    losses = [float(step(lm, opt, jax.random.PRNGKey(i))) for i in range(300)]
+    final = np.mean([float(masking.magnet_loss(lm, codes, pad, h, m, jax.random.PRNGKey(10_000 + i))[0])
+                     for i in range(8)])
+    assert losses[0] > 7.0 and final < 1.0, (losses[0], final)          # log(2048) = 7.62
