@@ -11,7 +11,8 @@ EXTRAS = {
     # CPU wheel: `pip install torch==2.13.0` (a plain newer `torch` pulls a multi-GB CUDA build).
     "torch": ["torch>=2.6"],
     "audio": ["soundfile>=0.12", "soxr>=0.3", "matplotlib"],
-    "data": ["tensorflow-datasets>=4.9.10", "array-record>=0.8", "grain>=0.2.18", "soundfile>=0.12", "soxr>=0.3"],
+    "data": ["tensorflow-datasets>=4.9.10", "array-record>=0.8", "grain>=0.2.18", "soundfile>=0.12", "soxr>=0.3",
+             "tensorboardX>=2.6"],
     "beam": ["apache-beam>=2.60"],
     "dev": ["pytest>=8", "pytest-timeout", "nbclient", "nbformat", "ipykernel"],
 }
@@ -22,6 +23,7 @@ setup(
     description="MAGNeT (Ziv et al., ICLR 2024) in JAX/Flax NNX: span-masked non-autoregressive music generation",
     packages=find_packages(include=["magnet_jax", "magnet_jax.*"]),
     python_requires=">=3.11",
+    package_data={"magnet_jax": ["text/assets/*/*"]},
     install_requires=CORE,
     extras_require=EXTRAS,
 )

@@ -5,7 +5,8 @@ absl CLIs can load and override them (``--config=configs/magnet_small_10secs.py 
 
 Sections: ``model`` (:class:`~magnet_jax.model.MagnetConfig` fields), ``generation``
 (:class:`~magnet_jax.decoding.GenerationConfig` fields, audiocraft names), ``codec``, ``text``,
-``checkpoint`` (hub repo id of the released weights), ``train``, ``data``, ``mesh``.
+``mesh`` (data / fsdp / tensor sizes, -1 = the rest), ``distributed``; ``checkpoint`` (hub repo id of
+the released weights); training fields live at the top level (``total_steps``, ``data_dir``, ...).
 """
 from __future__ import annotations
 
@@ -48,17 +49,32 @@ def _base(kind: str, segment: float) -> ml_collections.ConfigDict:
         name="facebook/encodec_32khz" if music else "", sample_rate=32000 if music else 16000, channels=1))
     c.text = ml_collections.ConfigDict(dict(
         name="t5-base" if music else "t5-large", max_length=64, word_dropout=0.3 if music else 0.0))
-    c.train = ml_collections.ConfigDict(dict(
-        total_steps=1_000_000 if music else 200_000, batch_size=192 if music else 128,
-        learning_rate=1e-4 if music else 5e-4, schedule="cosine" if music else "inverse_sqrt",
-        warmup_steps=4000 if music else 3000, lr_min_ratio=0.0, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1,
-        max_grad_norm=1.0, grad_accum_steps=1, ema_decay=0.99, ema_every=10,
-        cfg_dropout=0.3 if music else 0.1, per_sample_stage=False, per_sample_cfg=False,
-        log_every=100, eval_every=2000, eval_steps=10, checkpoint_every=2000, keep_checkpoints=3,
-        init_from=""))                        # fine-tuning: a released checkpoint (hub id / folder)
-    c.data = ml_collections.ConfigDict(dict(
-        data_dir="", name="magnet_codes", train_split="train", eval_split="", min_segment_ratio=0.8,
-        worker_count=0, shuffle_seed=0))
+    # ---- training (top level, so the CLI reads --config.total_steps=N --config.data_dir=DIR ...)
+    c.data_dir = ""                          # folder written by tools/tokenize_dataset.py
+    c.dataset_name = ""                      # TFDS name inside data_dir ("" = the only one there)
+    c.train_split = "train"
+    c.eval_split = ""                        # "" = no eval; e.g. "train[:5%]" or a held-out split name
+    c.min_segment_ratio = 0.8                # clips shorter than this x segment are not used
+    c.worker_count = 0                       # grain worker processes per host
+    c.batch_size = 192 if music else 128     # global batch
+    c.grad_accum_steps = 1
+    c.total_steps = 1_000_000 if music else 200_000
+    c.learning_rate = 1e-4 if music else 5e-4
+    c.schedule = "cosine" if music else "inverse_sqrt"
+    c.warmup_steps = 4000 if music else 3000
+    c.lr_min_ratio = 0.0
+    c.b1, c.b2, c.eps, c.weight_decay, c.max_grad_norm = 0.9, 0.95, 1e-8, 0.1, 1.0
+    c.ema_decay, c.ema_every = 0.99, 10
+    c.cfg_dropout = 0.3 if music else 0.1
+    c.per_sample_stage = False
+    c.per_sample_cfg = False
+    c.log_every, c.eval_every, c.eval_batches = 100, 2000, 8
+    c.checkpoint_every, c.keep_checkpoints = 2000, 3
+    c.init_from = ""                         # fine-tune: released checkpoint (hub id / folder); "" = from scratch
+    c.peak_tflops_per_device = 0.0           # for MFU; 0 = known TPU table, or a measured matmul on CPU
+    # multi-host: jax.distributed.initialize(coordinator, num_processes, process_id) when set
+    c.distributed = ml_collections.ConfigDict(dict(coordinator_address="", num_processes=1, process_id=0,
+                                                   local_device_count=0))
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     return c
 
@@ -76,10 +92,10 @@ def get_config(name: str) -> ml_collections.ConfigDict:
         # 4 codebooks x 2048 like the released tokenizers; a tiny transformer and text encoder width.
         c.model.update(dim=64, num_heads=4, num_layers=2, text_dim=32)
         c.generation.decoding_steps = (8, 4, 4, 4)
-        c.text.name = ""                      # random-init tiny T5 (see magnet_jax.text)
+        c.text.name = "tiny"                  # packaged tokenizer + random-init T5 (magnet_jax.text.presets)
         c.text.max_length = 16
-        c.train.update(total_steps=200, batch_size=8, learning_rate=3e-3, warmup_steps=20, log_every=1,
-                       eval_every=50, eval_steps=2, checkpoint_every=50)
+        c.update(total_steps=200, batch_size=8, learning_rate=3e-3, warmup_steps=20, log_every=1,
+                 eval_every=50, eval_batches=2, checkpoint_every=50)
     else:
         raise ValueError(f"unknown config {name!r}; known: {sorted(RELEASED) + ['tiny', 'tiny_audio']}")
     c.name = name

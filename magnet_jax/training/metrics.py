@@ -1,0 +1,73 @@
+"""Metrics: ``WORKDIR/metrics.jsonl`` (one JSON object per logged step) and TensorBoard events,
+plus the model-FLOPs estimate used for MFU."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+# Peak dense bf16 FLOP/s per chip.
+PEAK_FLOPS = {"TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5": 459e12, "TPU v5p": 459e12,
+              "TPU v6 lite": 918e12, "TPU v6e": 918e12}
+
+
+def train_flops_per_step(mcfg, batch: int, frames: int, text_len: int) -> float:
+    """Model FLOPs of one training step (forward + backward = 3x forward, matmuls only): the layers'
+    projections and FFN, self-attention scores/values over T, cross-attention over the text, the
+    text projection and the one active output head."""
+    D, L, T, S, F = mcfg.dim, mcfg.num_layers, frames, text_len, mcfg.ffn_dim
+    per_token = L * (2 * 4 * D * D + 2 * 2 * D * D + 2 * 2 * D * F + 4 * T * D + 4 * S * D) + 2 * D * mcfg.card
+    text = S * (L * 2 * 2 * D * D + 2 * mcfg.text_dim * D)
+    return 3.0 * batch * (T * per_token + text)
+
+
+def peak_flops_per_device(override_tflops: float = 0.0) -> float:
+    if override_tflops > 0:
+        return override_tflops * 1e12
+    kind = jax.devices()[0].device_kind
+    for name, flops in PEAK_FLOPS.items():
+        if kind.startswith(name):
+            return flops
+    # CPU (or unknown): measured fp32 matmul throughput of this host, shared by its local devices.
+    x = jnp.ones((1024, 1024), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    f(x).block_until_ready()
+    t0 = time.perf_counter()
+    for _ in range(5):
+        f(x).block_until_ready()
+    return 5 * 2 * 1024 ** 3 / (time.perf_counter() - t0) / max(jax.local_device_count(), 1)
+
+
+class MetricsWriter:
+    """Writes on process 0 only."""
+
+    def __init__(self, workdir: str | Path):
+        self.enabled = jax.process_index() == 0
+        self.path = Path(workdir) / "metrics.jsonl"
+        self.tb = None
+        if self.enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                from tensorboardX import SummaryWriter
+                self.tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
+            except ImportError:
+                self.tb = None
+
+    def write(self, step: int, metrics: dict):
+        if not self.enabled:
+            return
+        row = {"step": int(step), **{k: (float(v) if not isinstance(v, (bool, str)) else v) for k, v in metrics.items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, float):
+                    self.tb.add_scalar(k, v, int(step))
+            self.tb.flush()
+
+    def close(self):
+        if self.tb is not None:
+            self.tb.close()

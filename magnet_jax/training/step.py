@@ -1,0 +1,117 @@
+"""The sharded MAGNeT train / eval steps (pure functions, jitted over a Mesh).
+
+One step: per-step key ``fold_in(seed_key, step)`` -> frozen T5 on the batch's tokens (or the
+batch's precomputed ``text_hidden``) -> :func:`magnet_jax.masking.prepare_batch` (stage, spans,
+CFG dropout, decided once for the whole global batch) -> gradient of the masked cross-entropy,
+accumulated over ``grad_accum_steps`` micro-batches as token-weighted sums (so accumulation equals
+one big batch) -> clip + AdamW -> non-finite guard (skips the update, counts it) -> EMA of the
+params every ``ema_every`` steps. The state is donated; nothing syncs with the host.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from magnet_jax import masking
+from magnet_jax.sharding import LOGICAL_AXIS_RULES, logical_to_spec
+from magnet_jax.training.optim import make_schedule
+from magnet_jax.training.state import TrainState, to_shardings
+
+BATCH_AXES = {"codes": ("batch", None, "length"), "padding_mask": ("batch", "length"),
+              "text_ids": ("batch", "text_length"), "text_mask": ("batch", "text_length"),
+              "text_hidden": ("batch", "text_length", None)}
+
+
+def batch_shardings(batch_keys, mesh):
+    return {k: NamedSharding(mesh, logical_to_spec(BATCH_AXES[k], LOGICAL_AXIS_RULES)) for k in batch_keys}
+
+
+def _text_hidden(t5_graphdef, t5_params, batch):
+    if "text_hidden" in batch:
+        return batch["text_hidden"]
+    t5 = nnx.merge(t5_graphdef, t5_params)
+    return jax.lax.stop_gradient(t5(batch["text_ids"], batch["text_mask"]))
+
+
+def _loss_sum(graphdef, params, prepared, hidden):
+    lm = nnx.merge(graphdef, params)
+    loss, n = masking.loss_from_batch(lm, prepared, hidden)
+    return loss * n, n
+
+
+def make_train_step(graphdef, t5_graphdef, cfg, tx, mcfg, state_specs: TrainState, mesh, batch_keys):
+    """A jitted ``step(state, batch, t5_params, seed_key) -> (state, metrics)`` over ``mesh``."""
+    accum = int(cfg.grad_accum_steps)
+    schedule = make_schedule(cfg)
+    decay, every = float(cfg.ema_decay), int(cfg.ema_every)
+
+    def step(state: TrainState, batch, t5_params, seed_key):
+        key = jax.random.fold_in(seed_key, state.step)
+        hidden = _text_hidden(t5_graphdef, t5_params, batch)
+        prepared = masking.prepare_batch(
+            batch["codes"], batch["padding_mask"], batch["text_mask"], key, num_codebooks=mcfg.n_q,
+            mask_id=mcfg.mask_id, span_len=mcfg.span_len, cfg_dropout_p=float(cfg.cfg_dropout),
+            per_sample_stage=bool(cfg.per_sample_stage), per_sample_cfg=bool(cfg.per_sample_cfg))
+        grad_fn = jax.value_and_grad(lambda p, pb, h: _loss_sum(graphdef, p, pb, h), has_aux=True)
+        B = batch["codes"].shape[0]
+        if accum == 1:
+            (loss_sum, n), grads = grad_fn(state.params, prepared, hidden)
+        else:
+            if B % accum:
+                raise ValueError(f"batch {B} is not divisible by grad_accum_steps={accum}")
+
+            stage = prepared["stage"]
+            per_sample = ["inputs", "targets", "weights", "text_mask"] + (["stage"] if jnp.ndim(stage) else [])
+            micro = jax.tree.map(lambda x: x.reshape((accum, B // accum) + x.shape[1:]),
+                                 ({k: prepared[k] for k in per_sample}, hidden))
+
+            def body(carry, mb):
+                pb, h = mb
+                (ls, nn), g = grad_fn(state.params, {"stage": stage, **pb}, h)
+                acc_l, acc_n, acc_g = carry
+                return (acc_l + ls, acc_n + nn, jax.tree.map(jnp.add, acc_g, g)), None
+            zeros = jax.tree.map(jnp.zeros_like, state.params)
+            (loss_sum, n, grads), _ = jax.lax.scan(body, (jnp.zeros(()), jnp.zeros(()), zeros), micro)
+        denom = jnp.maximum(n, 1.0)
+        loss = loss_sum / denom
+        grads = jax.tree.map(lambda g: g / denom, grads)
+        grad_norm = optax.global_norm(grads)
+        updates, new_opt = tx.update(grads, state.opt_state, state.params)
+        new_params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+        params, opt_state = keep(new_params, state.params), keep(new_opt, state.opt_state)
+        next_step = state.step + 1
+        do_ema = finite & (next_step % every == 0)
+        ema = jax.tree.map(lambda e, p: jnp.where(do_ema, decay * e + (1.0 - decay) * p, e), state.ema, params)
+        new_state = TrainState(step=next_step, params=params, opt_state=opt_state, ema=ema,
+                               skipped=state.skipped + (~finite).astype(jnp.int32))
+        metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": schedule(state.step),
+                   "num_tokens": n, "mask_rate": prepared["mask_rate"], "finite": finite,
+                   "stage": jnp.mean(jnp.asarray(prepared["stage"], jnp.float32)), "skipped": new_state.skipped}
+        return new_state, metrics
+
+    st_sh = to_shardings(state_specs, mesh)
+    rep = NamedSharding(mesh, P())
+    return jax.jit(step, in_shardings=(st_sh, batch_shardings(batch_keys, mesh), rep, rep),
+                   out_shardings=(st_sh, rep), donate_argnums=(0,))
+
+
+def make_eval_step(graphdef, t5_graphdef, mcfg, param_specs, mesh, batch_keys):
+    """``eval(params, batch, t5_params, key) -> loss per stage [K]`` (fixed masks for a fixed key)."""
+    def ev(params, batch, t5_params, key):
+        hidden = _text_hidden(t5_graphdef, t5_params, batch)
+        losses = []
+        for s in range(mcfg.n_q):
+            prepared = masking.prepare_batch(batch["codes"], batch["padding_mask"], batch["text_mask"],
+                                             jax.random.fold_in(key, s), num_codebooks=mcfg.n_q,
+                                             mask_id=mcfg.mask_id, span_len=mcfg.span_len, stage=s)
+            loss_sum, n = _loss_sum(graphdef, params, prepared, hidden)
+            losses.append(loss_sum / jnp.maximum(n, 1.0))
+        return jnp.stack(losses)
+    rep = NamedSharding(mesh, P())
+    return jax.jit(ev, in_shardings=(to_shardings(param_specs, mesh), batch_shardings(batch_keys, mesh), rep, rep),
+                   out_shardings=rep)
