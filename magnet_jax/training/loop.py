@@ -30,10 +30,13 @@ log = logging.getLogger("magnet_jax.train")
 
 
 def maybe_initialize_distributed(cfg) -> None:
+    """``jax.distributed.initialize`` from ``cfg.distributed`` (must run before any JAX computation).
+    On TPU pods leave ``coordinator_address`` empty and call ``jax.distributed.initialize()`` yourself,
+    or set it: the cluster is then auto-detected."""
     d = cfg.distributed
-    if d.coordinator_address and jax.process_count() == 1 and int(d.num_processes) > 1:
-        if d.local_device_count:
-            jax.config.update("jax_num_cpu_devices", int(d.local_device_count))
+    if d.local_device_count:
+        jax.config.update("jax_num_cpu_devices", int(d.local_device_count))
+    if d.coordinator_address and int(d.num_processes) > 1:
         jax.distributed.initialize(coordinator_address=d.coordinator_address, num_processes=int(d.num_processes),
                                    process_id=int(d.process_id), initialization_timeout=120)
 
