@@ -119,3 +119,26 @@ def test_two_process_multi_host(dataset, tmp_path):
     assert sorted(rows) == [1, 2, 3, 4] and all(np.isfinite(r["loss"]) for r in rows.values())
     ck = tmp_path / "mh" / "checkpoints" / "4"
     assert (ck / "data" / "process_0-of-2.json").exists() and (ck / "data" / "process_1-of-2.json").exists()
+
+
+def test_sigterm_saves_then_resumes_on_another_mesh(dataset, tmp_path):
+    data_dir, codec = dataset
+    work = tmp_path / "pre"
+    args = _train_args(data_dir, codec, work, 1000, 1000)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not ((work / "metrics.jsonl").exists() and max(read_metrics(work) or [0]) >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    saved = sorted(int(p.name) for p in (work / "checkpoints").iterdir() if p.name.isdigit())
+    assert len(saved) == 1 and 2 <= saved[0] < 1000 and "SIGTERM" in err
+    stop = saved[0]
+    # resume with params / optimizer resharded onto an fsdp x tensor mesh
+    run_tool(_train_args(data_dir, codec, work, stop + 2, 1000, ["--config.mesh.data=1", "--config.mesh.fsdp=4",
+                                                                  "--config.mesh.tensor=2"]))
+    rows = read_metrics(work)
+    assert max(rows) == stop + 2 and np.isfinite(rows[stop + 2]["loss"])
