@@ -1,7 +1,7 @@
 """MagnetLM forward and forward+backward vs audiocraft's MagnetLMModel, same config and weights,
 same machine, one run. Prints the ratios and writes benchmarks/results/lm_forward.json.
 
-  python benchmarks/lm_forward.py [--dim 512 --heads 8 --layers 8 --frames 500 --batch 2]
+  python -m benchmarks.lm_forward [--dim 512 --heads 8 --layers 8 --frames 500 --batch 2]
 
 The default shape is a 10 s clip (500 frames) as one CFG batch (2 rows) through a 512-dim 8-layer
 model: compute-bound on CPU, like the real models.
@@ -12,8 +12,8 @@ import tempfile
 
 from absl import app, flags
 
-import common  # noqa: F401  (repo root on sys.path)
-from common import machine, timeit, write_json
+
+from benchmarks.common import machine, timeit, write_json
 
 flags.DEFINE_integer("dim", 512, "model dim")
 flags.DEFINE_integer("heads", 8, "attention heads")

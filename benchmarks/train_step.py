@@ -1,0 +1,118 @@
+"""Train step throughput: magnet-jax's sharded step vs audiocraft's (forward + backward + clip +
+AdamW, same shapes, same weights), same machine, one run. Prints tokens/s, model FLOP utilisation
+and the ratio; writes benchmarks/results/train_step.json.
+
+  python -m benchmarks.train_step [--dim 512 --heads 8 --layers 8 --frames 500 --batch 4]
+
+Both sides get the same precomputed text hidden states (the frozen T5 is not part of the step).
+MFU uses the model-FLOPs count of magnet_jax.training.metrics and this host's measured fp32 matmul peak.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+from absl import app, flags
+
+
+from benchmarks.common import machine, timeit, write_json
+
+flags.DEFINE_integer("dim", 512, "model dim")
+flags.DEFINE_integer("heads", 8, "heads")
+flags.DEFINE_integer("layers", 8, "layers")
+flags.DEFINE_integer("frames", 500, "T")
+flags.DEFINE_integer("batch", 4, "batch size")
+flags.DEFINE_integer("text_len", 12, "text tokens")
+flags.DEFINE_integer("reps", 3, "timed steps (min reported)")
+flags.DEFINE_string("out", None, "JSON path")
+FLAGS = flags.FLAGS
+
+
+def main(_):
+    import numpy as np
+    import torch
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+    from tests.reference import magnet_ref as R
+    from magnet_jax import sharding
+    from magnet_jax.configs import get_config
+    from magnet_jax.convert import load_audiocraft_lm
+    from magnet_jax.training import state as S
+    from magnet_jax.training.metrics import peak_flops_per_device, train_flops_per_step
+    from magnet_jax.training.optim import make_optimizer
+    from magnet_jax.training.step import batch_shardings, make_train_step
+
+    torch.set_num_threads(os.cpu_count())
+    B, T, St = FLAGS.batch, FLAGS.frames, FLAGS.text_len
+    xp = R.magnet_xp_cfg(dim=FLAGS.dim, num_heads=FLAGS.heads, num_layers=FLAGS.layers,
+                         segment_duration=max(1, -(-T // 50)))
+    folder = tempfile.mkdtemp()
+    R.make_checkpoint(folder, xp)
+    ref = R.load_reference(folder).train()
+    lm = load_audiocraft_lm(folder, cache=False)
+    mcfg = lm.config
+    cfg = get_config("tiny")
+    cfg.update({"batch_size": B, "learning_rate": 1e-4, "warmup_steps": 10, "cfg_dropout": 0.0})
+
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 2048, (B, 4, T), generator=g)
+    hidden = torch.randn(B, St, 768, generator=g)
+    tmask = torch.ones(B, St, dtype=torch.long)
+
+    # ---------------- audiocraft: MagnetSolver-style step on a fixed stage-1 batch
+    opt = torch.optim.AdamW(ref.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, eps=1e-8)
+    stage = 1
+    mask = torch.rand(B, T, generator=g) < 0.5
+    inp = codes.clone()
+    inp[:, 1][mask] = 2048
+    inp[:, 2:] = 2048
+    tgt = codes[:, 1].clone()
+    tgt[~mask] = -1
+
+    def ref_step():
+        opt.zero_grad(set_to_none=True)
+        ct = R.condition_tensors(ref, hidden, tmask)
+        out = ref(inp, [], ct, stage=stage)
+        loss = torch.nn.functional.cross_entropy(out[:, stage].reshape(-1, 2048), tgt.reshape(-1), ignore_index=-1)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
+        opt.step()
+        return loss
+
+    # ---------------- magnet-jax: the real train step (masking sampled inside, like training)
+    mesh = sharding.make_mesh(data=-1)
+    graphdef, params, pspecs = S.split_model(lm)
+    tx = make_optimizer(cfg)
+    specs = S.state_specs(tx, params, pspecs)
+    st = S.init_state(tx, params, specs, mesh)
+    keys = ("codes", "padding_mask", "text_hidden", "text_mask")
+    step = make_train_step(graphdef, None, cfg, tx, mcfg, specs, mesh, keys)
+    batch = jax.device_put({"codes": jnp.asarray(codes.numpy()), "padding_mask": jnp.ones((B, T), bool),
+                            "text_hidden": jnp.asarray(hidden.numpy()), "text_mask": jnp.asarray(tmask.numpy())},
+                           batch_shardings(keys, mesh))
+    holder = {"state": st}
+
+    def our_step():
+        with sharding.use_mesh(mesh):
+            holder["state"], m = step(holder["state"], batch, None, jax.random.PRNGKey(0))
+        jax.block_until_ready(m)
+
+    t_ref = timeit(ref_step, FLAGS.reps)
+    t_ours = timeit(our_step, FLAGS.reps)
+    flops = train_flops_per_step(mcfg, B, T, St)
+    peak = peak_flops_per_device() * jax.local_device_count()
+    res = {"audiocraft": {"step_s": t_ref, "tokens_per_s": B * T / t_ref, "mfu": flops / t_ref / peak},
+           "magnet_jax": {"step_s": t_ours, "tokens_per_s": B * T / t_ours, "mfu": flops / t_ours / peak},
+           "speedup": t_ref / t_ours, "model_flops_per_step": flops, "host_peak_flops": peak}
+    cfgd = {"dim": FLAGS.dim, "heads": FLAGS.heads, "layers": FLAGS.layers, "frames": T, "batch": B}
+    print(f"config {cfgd}  host fp32 matmul peak {peak / 1e9:.0f} GFLOP/s")
+    for k in ("audiocraft", "magnet_jax"):
+        print(f"{k:11s} {res[k]['step_s'] * 1e3:8.1f} ms/step  {res[k]['tokens_per_s']:9.0f} tokens/s  "
+              f"MFU {100 * res[k]['mfu']:.1f}%")
+    print(f"speedup x{res['speedup']:.2f}")
+    write_json("train_step", {"config": cfgd, "machine": machine(), "results": res}, FLAGS.out)
+
+
+if __name__ == "__main__":
+    app.run(main)
