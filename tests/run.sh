@@ -12,7 +12,7 @@ if ! "$VENV/bin/python" -c 'import magnet_jax, torch, audiocraft, transformers, 
    || [[ setup.py -nt $VENV/.magnet_installed || tests/run.sh -nt $VENV/.magnet_installed ]]; then
   # CPU torch first: a plain `torch` requirement would pull a multi-GB CUDA build.
   $PIP install torch==2.13.0
-  $PIP install -e '.[dev,torch,audio,data]'
+  $PIP install -e '.[dev,torch,audio,data,beam]'
   # audiocraft's metadata pins torch 2.1 / xformers: install it without deps, plus what its
   # import chain needs (tests/reference/shim.py stands in for the rest).
   $PIP install --no-deps audiocraft==1.3.0 julius num2words flashy dora-search treetable retrying \
