@@ -36,6 +36,10 @@ Beyond the reference:
 * **Unconditional**: ``text_hidden=None`` runs the B null rows only (the reference crashes).
   Per item, an all-zero ``text_mask`` row is the null condition as well (CFG then is a no-op).
 
+Ties: unit rankings use a stable descending sort (lower index first). torch's ``topk`` / ``argsort``
+break exact ties in an unspecified order; with real-valued scores ties only occur among units that
+cannot be selected (the ``-1e4`` locked ones) or in the first step, where every unit is masked anyway.
+
 The null condition: audiocraft tokenizes ``""`` for the null rows, whose T5 conditioner output is
 ``proj(hidden) * mask`` with an all-zero mask, i.e. exactly zero. :func:`generate` builds the null
 rows as (zero hidden, zero mask) of the same text length ``S``; the condition tensors are then
@@ -124,22 +128,53 @@ class GenerationConfig:
 
 # ----------------------------------------------------------------------------- schedule (host, float32)
 def torch_linspace_f32(n: int) -> np.ndarray:
-    """``torch.linspace(0, 1, n)`` (float32, CPU) bit for bit: step ``1/(n-1)`` in float32, the first
-    half ``start + step*i``, the second half ``end - step*(n-1-i)`` (ATen's symmetric formula)."""
+    """``torch.linspace(0, 1, n)`` (float32, CPU) bit for bit.
+
+    ATen computes ``step = 1/(n-1)`` in float32, then ``step * i`` for the first half and
+    ``1 - step * (n-1-i)`` for the second half; its compiled kernel fuses the latter into one
+    multiply-add (a single rounding). Both are reproduced exactly in float64 (the products of a
+    float32 by a small integer are exact there) followed by one rounding to float32. Verified against
+    torch for every n < 2000 (tests/test_decoding.py checks n < 130).
+    """
     if n == 1:
         return np.zeros((1,), np.float32)
-    step = np.float32(1.0) / np.float32(n - 1)
+    step = np.float64(np.float32(1.0) / np.float32(n - 1))
     i = np.arange(n)
-    lo = (step * i.astype(np.float32)).astype(np.float32)
-    hi = (np.float32(1.0) - step * (n - 1 - i).astype(np.float32)).astype(np.float32)
+    lo = (step * i).astype(np.float32)
+    hi = (1.0 - step * (n - 1 - i)).astype(np.float32)
     return np.where(i < n // 2, lo, hi).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=None)
+def _cos_corrections() -> dict[int, dict[int, int]]:
+    import base64
+    import zlib
+    from magnet_jax.decoding._torch_cos_table import BLOB
+    raw = zlib.decompress(base64.b64decode("".join(BLOB)))
+    table: dict[int, dict[int, int]] = {}
+    for j in range(0, len(raw), 3):
+        table.setdefault(raw[j] + 1, {})[raw[j + 1]] = 1 if raw[j + 2:j + 3] == b"+" else -1
+    return table
+
+
 def _mask_rates(n: int) -> np.ndarray:
-    """float32 ``cos(timestep * pi * 0.5)`` as torch computes it (float32 product, correctly rounded cos)."""
+    """float32 ``torch.cos(timestep * pi * 0.5)`` over ``torch.linspace(0, 1, n)``, bit for bit.
+
+    The argument is the float32 product (torch casts ``math.pi`` to float32). torch's float32 cosine
+    (SLEEF, < 1 ulp) is not correctly rounded: a generated table (``_torch_cos_table.py``, n <= 256)
+    holds its one-ulp deviations from the correctly rounded value; beyond n = 256 the correctly
+    rounded cosine is used (at most 1 ulp from torch).
+    """
     ts = torch_linspace_f32(n)
     arg = (ts * np.float32(math.pi)).astype(np.float32) * np.float32(0.5)
-    return np.cos(arg.astype(np.float64)).astype(np.float32)
+    out = np.cos(arg.astype(np.float64)).astype(np.float32)
+    fix = _cos_corrections().get(n)
+    if fix:
+        bits = out.view(np.int32).copy()
+        for i, d in fix.items():
+            bits[i] += d
+        out = bits.view(np.float32)
+    return out
 
 
 def stage_schedule(n_steps: int, config: GenerationConfig, n_units: int | None = None) -> dict[str, np.ndarray]:
@@ -171,26 +206,24 @@ def sample_tokens(key, logits, probs, config: GenerationConfig):
     ``logits`` are the CFG logits, ``probs = softmax(logits / temperature)``.
 
     * ``use_sampling=False``: ``argmax(logits)``; confidences = ``probs``.
-    * ``top_p > 0``: nucleus of the descending-sorted probs (drop where ``cumsum - p > top_p``),
-      sampled; confidences = the untruncated ``probs`` (the reference sorts a copy).
+    * ``top_p > 0``: the reference nucleus (descending sort, drop where ``cumsum - p > top_p``), i.e.
+      token ``i`` is kept iff the mass of strictly more probable tokens is ``<= top_p``; sampled;
+      confidences = the untruncated ``probs`` (the reference sorts a copy).
     * else ``top_k > 0``: ``probs * (probs >= k-th largest)``, renormalised, sampled; confidences =
       these renormalised probs (the reference modifies ``probs`` in place).
     * else: sampled from ``probs``.
 
-    Sampling is inverse-CDF with one uniform per position (same distribution as ``torch.multinomial``).
+    No sort (slow on XLA:CPU): the nucleus / k-th largest thresholds are found by a bisection over the
+    float32 bit patterns (monotone for non-negative floats, 32 masked reductions); sampling is a
+    two-level inverse CDF with one uniform per position (the distribution of ``torch.multinomial``).
     """
     if not config.use_sampling:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32), probs
     if config.top_p > 0.0:
-        p_sorted = -jnp.sort(-probs, axis=-1)
-        excl = jnp.cumsum(p_sorted, axis=-1) - p_sorted
-        drop = excl > config.top_p
-        # smallest kept probability = threshold; kept tokens are those >= it (sorted order ties aside)
-        thr = jnp.min(jnp.where(drop, jnp.inf, p_sorted), axis=-1, keepdims=True)
-        weights = jnp.where(probs >= thr, probs, 0.0)
+        weights = jnp.where(probs >= _nucleus_threshold(probs, config.top_p), probs, 0.0)
         conf = probs
     elif config.top_k > 0:
-        kth = jax.lax.top_k(probs, config.top_k)[0][..., -1:]
+        kth = _kth_largest(probs, min(config.top_k, probs.shape[-1]))
         weights = probs * (probs >= kth).astype(probs.dtype)
         weights = weights / jnp.sum(weights, axis=-1, keepdims=True)
         conf = weights
@@ -199,14 +232,63 @@ def sample_tokens(key, logits, probs, config: GenerationConfig):
     return _inverse_cdf(key, weights), conf
 
 
-def _inverse_cdf(key, weights):
-    """One categorical draw per row of non-negative ``weights`` [..., V] (need not be normalised)."""
-    cdf = jnp.cumsum(weights, axis=-1)
-    total = cdf[..., -1:]
+def _bits(p):
+    return jax.lax.bitcast_convert_type(p, jnp.int32)
+
+
+def _nucleus_threshold(probs, top_p: float):
+    """Smallest float ``x`` (as a float32 [..., 1]) with ``sum(probs[probs > x]) <= top_p``."""
+    bits = _bits(probs)
+    lo = jnp.zeros(probs.shape[:-1] + (1,), jnp.int32)
+    hi = jnp.max(bits, axis=-1, keepdims=True)                       # mass above the max is 0
+
+    def body(_, c):
+        lo, hi = c
+        mid = lo + (hi - lo) // 2
+        ok = jnp.sum(jnp.where(bits > mid, probs, 0.0), axis=-1, keepdims=True) <= top_p
+        return jnp.where(ok, lo, mid), jnp.where(ok, mid, hi)
+
+    _, hi = jax.lax.fori_loop(0, 32, body, (lo, hi))
+    return jax.lax.bitcast_convert_type(hi, jnp.float32)
+
+
+def _kth_largest(probs, k: int):
+    """The k-th largest value of the last axis (ties counted), float32 [..., 1]."""
+    bits = _bits(probs)
+    lo = jnp.zeros(probs.shape[:-1] + (1,), jnp.int32)             # count(bits >= 0) = V >= k
+    hi = jnp.max(bits, axis=-1, keepdims=True) + 1                  # count = 0 < k
+
+    def body(_, c):
+        lo, hi = c
+        mid = lo + (hi - lo) // 2
+        ok = jnp.sum((bits >= mid).astype(jnp.int32), axis=-1, keepdims=True) >= k
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+
+    lo, _ = jax.lax.fori_loop(0, 32, body, (lo, hi))
+    return jax.lax.bitcast_convert_type(lo, jnp.float32)
+
+
+def _inverse_cdf(key, weights, block: int = 64):
+    """One categorical draw per row of non-negative ``weights`` [..., V] (need not be normalised).
+
+    Two levels (block sums, then within the chosen block) keep the work O(V). A zero-weight token is
+    never returned: the draw ``r`` is kept strictly below each level's total.
+    """
+    V = weights.shape[-1]
+    pad = (-V) % block
+    w = jnp.pad(weights, [(0, 0)] * (weights.ndim - 1) + [(0, pad)]) if pad else weights
+    nb = w.shape[-1] // block
+    wb = w.reshape(w.shape[:-1] + (nb, block))
+    bcdf = jnp.cumsum(jnp.sum(wb, axis=-1), axis=-1)                 # [..., nb]
+    total = bcdf[..., -1:]
     u = jax.random.uniform(key, total.shape, jnp.float32)
     r = jnp.minimum(u * total, jnp.nextafter(total, jnp.zeros_like(total)))
-    idx = jnp.sum((cdf <= r).astype(jnp.int32), axis=-1)
-    return jnp.minimum(idx, weights.shape[-1] - 1).astype(jnp.int32)
+    blk = jnp.minimum(jnp.sum((bcdf <= r).astype(jnp.int32), axis=-1), nb - 1)          # [...]
+    before = jnp.where(blk > 0, jnp.take_along_axis(bcdf, jnp.maximum(blk - 1, 0)[..., None], -1)[..., 0], 0.0)
+    inner = jnp.cumsum(jnp.take_along_axis(wb, blk[..., None, None], axis=-2)[..., 0, :], axis=-1)  # [..., block]
+    r2 = jnp.minimum(r[..., 0] - before, jnp.nextafter(inner[..., -1], 0.0))
+    pos = jnp.minimum(jnp.sum((inner <= r2[..., None]).astype(jnp.int32), axis=-1), block - 1)
+    return (blk * block + pos).astype(jnp.int32)
 
 
 # ----------------------------------------------------------------------------- span selection
