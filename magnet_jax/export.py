@@ -1,0 +1,53 @@
+"""Writing generated audio: WAV files (soundfile) and spectrogram PNGs (matplotlib, Agg backend)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+
+def safe_stem(text: str, index: int, max_len: int = 48) -> str:
+    slug = re.sub(r"[^a-zA-Z0-9]+", "_", (text or "unconditional")).strip("_").lower()[:max_len] or "clip"
+    return f"{index:03d}_{slug}"
+
+
+def write_wav(path: str | Path, wav: np.ndarray, sample_rate: int) -> Path:
+    """``wav`` float [C, N] -> 16-bit PCM WAV (clipped to [-1, 1])."""
+    import soundfile as sf
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = np.clip(np.asarray(wav, np.float32), -1.0, 1.0).T
+    sf.write(str(path), data, int(sample_rate), subtype="PCM_16")
+    return path
+
+
+def spectrogram_db(wav: np.ndarray, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
+    """Log-magnitude STFT (dB) of a mono mix: [freq, time]."""
+    x = np.asarray(wav, np.float32).reshape(-1, np.shape(wav)[-1]).mean(0)
+    if x.size < n_fft:
+        x = np.pad(x, (0, n_fft - x.size))
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop] * np.hanning(n_fft)
+    mag = np.abs(np.fft.rfft(frames, axis=-1)).T
+    return 20 * np.log10(np.maximum(mag, 1e-5))
+
+
+def save_spectrogram(path: str | Path, wav: np.ndarray, sample_rate: int, title: str = "") -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    s = spectrogram_db(wav)
+    dur = np.shape(wav)[-1] / sample_rate
+    fig, ax = plt.subplots(figsize=(8, 3), dpi=100)
+    im = ax.imshow(s, origin="lower", aspect="auto", cmap="magma", extent=(0, dur, 0, sample_rate / 2000),
+                   vmin=s.max() - 80, vmax=s.max())
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("kHz")
+    ax.set_title(title[:90])
+    fig.colorbar(im, ax=ax, label="dB")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
