@@ -24,10 +24,12 @@ frame_rate)`` frames, so peak memory is bounded by the chunk size instead of the
   The LSTM is then run chunk after chunk carrying its state ``(h, c)``, which is exactly the
   whole-clip recursion. The last conv + RVQ work at the frame rate on the whole sequence (memory
   ``O(T * lstm_dim)``, ~200 kB per second of audio and example for the 32 kHz model).
-  **Hence chunked codes equal whole-clip codes for every clip length and chunk size** (tested),
-  with two exceptions where a chunk is not a valid unit and ``encode`` does not chunk:
-  models using ``time_group_norm`` (its statistics span the whole time axis), and nothing else.
-  With ``renormalize`` the RMS scale is computed on the whole clip before chunking.
+  **Hence chunked codes equal whole-clip codes for every clip length and chunk size** (tested;
+  in practice the floats are bitwise identical too). The one exception: models using
+  ``time_group_norm`` (the 48 kHz model), whose statistics span the whole time axis, are never
+  chunked by ``encode`` / ``decode``. With ``renormalize`` the RMS scale is computed on the whole
+  clip before chunking. Peak activation memory is a small multiple of ``B * chunk_samples *
+  n_filters * 4`` bytes (the widest sample-rate activation), independent of the clip length.
 * **decode**: the RVQ lookup, first conv and LSTM run on all frames (frame rate); the upsampling
   stack runs per chunk of ``F`` frames with ``M`` (:attr:`Encodec.decoder_margin`) frames of context
   either side, keeping ``F * hop`` samples. The result equals whole-clip decoding up to float
@@ -50,7 +52,7 @@ from .config import CodecConfig
 from .quantizer import ResidualVQ
 from .seanet import Decoder, Encoder, receptive_margin
 
-DEFAULT_CHUNK_SECONDS = 30.0
+DEFAULT_CHUNK_SECONDS = 5.0
 
 
 class EncodecNet(nnx.Module):

@@ -73,7 +73,7 @@ def read_checkpoint(path_or_repo_id, overrides: dict | None = None) -> tuple[Cod
     p = Path(src).expanduser()
     if is_local(src):
         if p.is_dir():
-            if (p / "config.json").is_file():
+            if (p / "config.json").is_file() and _is_encodec_config(str(p / "config.json")):
                 return _read_hf(str(p), overrides)
             if (p / "compression_state_dict.bin").is_file():
                 return _read_torch_file(str(p / "compression_state_dict.bin"), overrides)
@@ -91,13 +91,23 @@ def read_checkpoint(path_or_repo_id, overrides: dict | None = None) -> tuple[Cod
         raise CodecFormatError(f"{src!r}: unknown checkpoint file type {p.suffix!r} (expected a folder, "
                                f"config.json, *.safetensors or a torch file {_TORCH_SUFFIXES})")
     # hub repo id: a transformers repo, or an audiocraft (MAGNeT / AudioGen) repo
-    if resolve_file(src, "config.json", optional=True) is not None:
+    cfg_file = resolve_file(src, "config.json", optional=True)
+    if cfg_file is not None and _is_encodec_config(cfg_file):
         return _read_hf(src, overrides)
     f = resolve_file(src, "compression_state_dict.bin", optional=True)
     if f is not None:
         return _read_torch_file(f, overrides)
-    raise CodecFormatError(f"hub repo {src!r} has neither config.json (transformers EnCodec) nor "
+    raise CodecFormatError(f"hub repo {src!r} has neither an EnCodec config.json (transformers) nor "
                            f"compression_state_dict.bin (audiocraft)")
+
+
+def _is_encodec_config(path: str) -> bool:
+    """A transformers EnCodec config.json (audiocraft repos may carry other config.json files)."""
+    try:
+        with open(path) as fh:
+            return json.load(fh).get("model_type", "encodec") == "encodec"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _select_codebooks(cfg: CodecConfig, num_codebooks, bandwidth) -> CodecConfig:

@@ -137,16 +137,6 @@ class Conv1d(nnx.Module):
         w = self.weight.value
         if self.kernel == 1 and self.stride == 1:
             y = jnp.einsum("btc,co->bto", x, w[0], precision=jax.lax.Precision.HIGHEST)
-        elif self.stride > 1 and self.dilation == 1 and self.kernel == 2 * self.stride:
-            # kernel 2s / stride s (every SEANet downsampling conv): frame the input in blocks of s
-            # samples, one output = block t @ w[:s] + block t+1 @ w[s:]; two big matmuls.
-            s = self.stride
-            n_out = (x.shape[1] - self.kernel) // s + 1
-            blocks = x[:, : (n_out + 1) * s].reshape(x.shape[0], n_out + 1, s * self.cin)
-            wf = w.reshape(2, s * self.cin, self.cout)
-            hp = jax.lax.Precision.HIGHEST
-            y = (jnp.einsum("btc,co->bto", blocks[:, :-1], wf[0], precision=hp)
-                 + jnp.einsum("btc,co->bto", blocks[:, 1:], wf[1], precision=hp))
         else:
             y = jax.lax.conv_general_dilated(
                 x, w, window_strides=(self.stride,), padding="VALID", rhs_dilation=(self.dilation,),
