@@ -272,6 +272,8 @@ class GenerationRequest:
     infill_start: float | None = None
     infill_end: float | None = None
     overrides: dict = dataclasses.field(default_factory=dict)
+    t5: str | None = None
+    codec: str | None = None
 
 
 def _texts_of(req: GenerationRequest) -> list:
@@ -292,9 +294,10 @@ def _texts_of(req: GenerationRequest) -> list:
     return [t for t in texts for _ in range(req.num_samples)]
 
 
-def load_pipeline(model: str, offline_fallback: str | None = None, log=print) -> MagnetPipeline:
+def load_pipeline(model: str, offline_fallback: str | None = None, log=print, **kw) -> MagnetPipeline:
+    """:meth:`MagnetPipeline.load`; on a hub error, ``offline_fallback`` (saying so) or a clear error."""
     try:
-        return MagnetPipeline.load(model)
+        return MagnetPipeline.load(model, **{k: v for k, v in kw.items() if v is not None})
     except hub.HubError as e:
         if not offline_fallback:
             raise ValueError(f"{e}\n(or run offline with --model=config:tiny, a random-init model)") from None
@@ -314,7 +317,7 @@ def run_to_files(req: GenerationRequest, log=print) -> list[dict]:
         raise ValueError("infill needs --infill_wav, --infill_start and --infill_end together")
     if req.prompt_wav and req.infill_wav:
         raise ValueError("use either --prompt_wav (continuation) or --infill_wav, not both")
-    pipe = load_pipeline(req.model, req.offline_fallback, log)
+    pipe = load_pipeline(req.model, req.offline_fallback, log, t5=req.t5, codec=req.codec)
     log(f"model {pipe.name}: window {pipe.window_seconds:g} s, {pipe.sample_rate} Hz, "
         f"steps {pipe.generation.decoding_steps}")
     duration = req.duration

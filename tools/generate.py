@@ -29,6 +29,8 @@ flags.DEFINE_integer("num_samples", 1, "clips per description")
 flags.DEFINE_integer("seed", 0, "PRNG seed")
 flags.DEFINE_string("out_dir", "out", "where WAVs and PNGs go")
 flags.DEFINE_string("offline_fallback", None, "model to use if the hub is unreachable, e.g. config:tiny")
+flags.DEFINE_string("t5", None, "T5 hub id or local folder (default: the one the checkpoint names)")
+flags.DEFINE_string("codec", None, "EnCodec hub id or local folder (default: the one the checkpoint names)")
 flags.DEFINE_string("prompt_wav", None, "audio to continue")
 flags.DEFINE_string("infill_wav", None, "audio whose [infill_start, infill_end) seconds are regenerated")
 flags.DEFINE_float("infill_start", None, "infill region start (s)")
@@ -61,7 +63,7 @@ def main(argv):
         duration=FLAGS.duration, extend_stride=FLAGS.extend_stride, batch_size=FLAGS.batch_size,
         num_samples=FLAGS.num_samples, seed=FLAGS.seed, out_dir=FLAGS.out_dir, offline_fallback=FLAGS.offline_fallback,
         prompt_wav=FLAGS.prompt_wav, infill_wav=FLAGS.infill_wav, infill_start=FLAGS.infill_start,
-        infill_end=FLAGS.infill_end, overrides=overrides)
+        infill_end=FLAGS.infill_end, overrides=overrides, t5=FLAGS.t5, codec=FLAGS.codec)
     try:
         run_to_files(req, log=print)
     except (ValueError, FileNotFoundError) as e:
