@@ -39,3 +39,59 @@ def write_json(name: str, payload: dict, out: str | None = None) -> Path:
     path.write_text(json.dumps(payload, indent=2))
     print(f"wrote {path}")
     return path
+
+
+# --------------------------------------------------------------------------- LM benchmarks
+def define_lm_flags(batch: int) -> None:
+    """The model-shape flags shared by the LM benchmarks (lm_forward, train_step)."""
+    from absl import flags
+    flags.DEFINE_integer("dim", 512, "model dim")
+    flags.DEFINE_integer("heads", 8, "attention heads")
+    flags.DEFINE_integer("layers", 8, "transformer layers")
+    flags.DEFINE_integer("frames", 500, "sequence length T (50 Hz frames)")
+    flags.DEFINE_integer("batch", batch, "batch size")
+    flags.DEFINE_integer("text_len", 12, "text tokens")
+    flags.DEFINE_integer("reps", 3, "timed repetitions (min is reported)")
+    flags.DEFINE_integer("threads", 0, "torch intra-op threads (0 = number of cores)")
+    flags.DEFINE_string("out", None, "JSON output path")
+
+
+def reference_and_ours(FLAGS):
+    """audiocraft's MagnetLMModel (random weights, released layout, loaded by audiocraft's loader)
+    and the same checkpoint loaded as a magnet-jax MagnetLM."""
+    import tempfile
+    import torch
+    from tests.reference import magnet_ref as R
+    from magnet_jax.convert import load_audiocraft_lm
+    torch.set_num_threads(FLAGS.threads or os.cpu_count())
+    xp = R.magnet_xp_cfg(dim=FLAGS.dim, num_heads=FLAGS.heads, num_layers=FLAGS.layers,
+                         segment_duration=max(1, -(-FLAGS.frames // 50)))
+    folder = tempfile.mkdtemp()
+    R.make_checkpoint(folder, xp)
+    return R.load_reference(folder), load_audiocraft_lm(folder, cache=False)
+
+
+def stage1_batch(B: int, T: int, S: int, seed: int = 0) -> dict:
+    """A stage-1 training batch (torch tensors): codes, T5-like hidden, text mask, ~50% span mask,
+    the model input (codebook 1 masked there, codebooks > 1 masked) and CE targets (-1 = ignored)."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.randint(0, 2048, (B, 4, T), generator=g)
+    hidden = torch.randn(B, S, 768, generator=g)
+    tmask = torch.ones(B, S, dtype=torch.long)
+    mask = torch.rand(B, T, generator=g) < 0.5
+    inp = codes.clone()
+    inp[:, 1][mask] = 2048
+    inp[:, 2:] = 2048
+    tgt = codes[:, 1].clone()
+    tgt[~mask] = -1
+    return {"codes": codes, "hidden": hidden, "tmask": tmask, "mask": mask, "inputs": inp, "targets": tgt}
+
+
+def reference_stage1_loss(ref, b: dict):
+    """audiocraft's MAGNeT loss on a :func:`stage1_batch` (MagnetSolver._compute_cross_entropy_magnet)."""
+    import torch
+    from tests.reference import magnet_ref as R
+    ct = R.condition_tensors(ref, b["hidden"], b["tmask"])
+    out = ref(b["inputs"], [], ct, stage=1)
+    return torch.nn.functional.cross_entropy(out[:, 1].reshape(-1, 2048), b["targets"].reshape(-1), ignore_index=-1)

@@ -9,72 +9,41 @@ MFU uses the model-FLOPs count of magnet_jax.training.metrics and this host's me
 """
 from __future__ import annotations
 
-import os
-import tempfile
-
 from absl import app, flags
 
+from benchmarks.common import (define_lm_flags, machine, reference_and_ours, reference_stage1_loss, stage1_batch,
+                               timeit, write_json)
 
-from benchmarks.common import machine, timeit, write_json
-
-flags.DEFINE_integer("dim", 512, "model dim")
-flags.DEFINE_integer("heads", 8, "heads")
-flags.DEFINE_integer("layers", 8, "layers")
-flags.DEFINE_integer("frames", 500, "T")
-flags.DEFINE_integer("batch", 4, "batch size")
-flags.DEFINE_integer("text_len", 12, "text tokens")
-flags.DEFINE_integer("reps", 3, "timed steps (min reported)")
-flags.DEFINE_string("out", None, "JSON path")
+define_lm_flags(batch=4)
 FLAGS = flags.FLAGS
 
 
 def main(_):
-    import numpy as np
     import torch
     import jax
     import jax.numpy as jnp
-    from flax import nnx
-    from tests.reference import magnet_ref as R
     from magnet_jax import sharding
     from magnet_jax.configs import get_config
-    from magnet_jax.convert import load_audiocraft_lm
     from magnet_jax.training import state as S
     from magnet_jax.training.metrics import peak_flops_per_device, train_flops_per_step
     from magnet_jax.training.optim import make_optimizer
     from magnet_jax.training.step import batch_shardings, make_train_step
 
-    torch.set_num_threads(os.cpu_count())
+    ref, lm = reference_and_ours(FLAGS)
+    ref.train()
     B, T, St = FLAGS.batch, FLAGS.frames, FLAGS.text_len
-    xp = R.magnet_xp_cfg(dim=FLAGS.dim, num_heads=FLAGS.heads, num_layers=FLAGS.layers,
-                         segment_duration=max(1, -(-T // 50)))
-    folder = tempfile.mkdtemp()
-    R.make_checkpoint(folder, xp)
-    ref = R.load_reference(folder).train()
-    lm = load_audiocraft_lm(folder, cache=False)
     mcfg = lm.config
     cfg = get_config("tiny")
     cfg.update({"batch_size": B, "learning_rate": 1e-4, "warmup_steps": 10, "cfg_dropout": 0.0})
+    b = stage1_batch(B, T, St)
+    codes, hidden, tmask = b["codes"], b["hidden"], b["tmask"]
 
-    g = torch.Generator().manual_seed(0)
-    codes = torch.randint(0, 2048, (B, 4, T), generator=g)
-    hidden = torch.randn(B, St, 768, generator=g)
-    tmask = torch.ones(B, St, dtype=torch.long)
-
-    # ---------------- audiocraft: MagnetSolver-style step on a fixed stage-1 batch
+    # ---------------- audiocraft: MagnetSolver-style step (loss, backward, clip, AdamW) on a stage-1 batch
     opt = torch.optim.AdamW(ref.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, eps=1e-8)
-    stage = 1
-    mask = torch.rand(B, T, generator=g) < 0.5
-    inp = codes.clone()
-    inp[:, 1][mask] = 2048
-    inp[:, 2:] = 2048
-    tgt = codes[:, 1].clone()
-    tgt[~mask] = -1
 
     def ref_step():
         opt.zero_grad(set_to_none=True)
-        ct = R.condition_tensors(ref, hidden, tmask)
-        out = ref(inp, [], ct, stage=stage)
-        loss = torch.nn.functional.cross_entropy(out[:, stage].reshape(-1, 2048), tgt.reshape(-1), ignore_index=-1)
+        loss = reference_stage1_loss(ref, b)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
         opt.step()

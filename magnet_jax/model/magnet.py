@@ -83,11 +83,14 @@ class MagnetLM(nnx.Module):
         dt = self.compute_dtype
         x = constrain(self.embed_codes(codes), ("batch", "length", "act_embed"))
         T = codes.shape[-1]
-        self_mask = masks.stage_self_attention_mask(T, stage, c.subcodes_context)
+        # A static stage > 0 (decoding) computes the restricted context on the band only; a traced
+        # stage (training: one program for all stages) uses the dense masked form.
+        band = masks.static_band(T, stage, c.subcodes_context)
+        self_mask = None if band is not None else masks.stage_self_attention_mask(T, stage, c.subcodes_context)
         key_mask = masks.text_key_mask(text_mask) if (c.mask_text_padding and text_mask is not None) else None
 
         def body(x, layer):
-            return layer(x, cond, self_mask, key_mask, dt)
+            return layer(x, cond, self_mask, key_mask, dt, band)
 
         if c.remat:
             body = nnx.remat(body, policy=jax.checkpoint_policies.nothing_saveable)
