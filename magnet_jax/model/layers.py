@@ -6,8 +6,9 @@ Layer order (per layer, pre-norm, no biases, dropout 0)::
     x = x + CrossAttn(LN_cross(x), text)      # keys / values from the (un-normalised) text
     x = x + W2 gelu_erf(W1 LN2(x))
 
-Weights are stored in layouts that make the einsums direct and the sharding names obvious:
-q/k/v kernels ``[embed, (qkv,) heads, head_dim]``, output ``[heads, head_dim, embed]``.
+Weights are stored in layouts that make the sharding names obvious (q/k/v kernels ``[embed, (qkv,)
+heads, head_dim]``, output ``[heads, head_dim, embed]``); every projection runs as one 2-D GEMM
+(:func:`dense`).
 """
 from __future__ import annotations
 
@@ -61,12 +62,23 @@ class LayerNorm(nnx.Module):
         return (y * self.scale[...] + self.bias[...]).astype(dtype)
 
 
+def dense(x, kernel, dtype):
+    """``x [..., in] @ kernel [in, *out] -> [..., *out]`` as one 2-D GEMM. Flattening the leading
+    dims matters: XLA:CPU lowers the kernel gradient of a ``[B, T, in]`` contraction (over b and t)
+    to a slow loop, but a 2-D one to a fast GEMM (about 1.7x for the FFN's forward + backward)."""
+    k = kernel.astype(dtype)
+    out = k.shape[1:]
+    y = x.reshape(-1, x.shape[-1]) @ k.reshape(k.shape[0], -1)
+    return y.reshape(x.shape[:-1] + out)
+
+
 def attention(q, k, v, mask=None):
     """softmax(q k^T / sqrt(d) [masked]) v. q [B,Tq,H,D], k/v [B,Tk,H,D], mask broadcastable to
-    [B,H,Tq,Tk] (True = attend). A query row with no allowed key returns zeros."""
+    [B,H,Tq,Tk] (True = attend). A query row with no allowed key returns zeros. Computed in the
+    [B, H, T, D] layout (leading batch dims: plain batched GEMMs, ~1.6x faster on CPU)."""
     scale = 1.0 / math.sqrt(q.shape[-1])
-    s = jnp.einsum("bqhd,bkhd->bhqk", q * jnp.asarray(scale, q.dtype), k,
-                   preferred_element_type=jnp.float32)
+    qh, kh, vh = (jnp.swapaxes(x, 1, 2) for x in (q, k, v))
+    s = jnp.einsum("bhqd,bhkd->bhqk", qh * jnp.asarray(scale, q.dtype), kh, preferred_element_type=jnp.float32)
     if mask is not None:
         s = jnp.where(mask, s, -jnp.inf)
         any_key = jnp.any(mask, axis=-1, keepdims=True)
@@ -74,22 +86,7 @@ def attention(q, k, v, mask=None):
     w = jax.nn.softmax(s, axis=-1)
     if mask is not None:
         w = jnp.where(any_key, w, 0.0)
-    return jnp.einsum("bhqk,bkhd->bqhd", w.astype(v.dtype), v)
-
-
-def band_attention(q, k, v, context: int):
-    """Self-attention restricted to ``|t_q - t_k| <= context`` computed on the band only: each query
-    scores its ``2 context + 1`` neighbours (keys gathered into windows), O(T context) instead of O(T^2).
-    Same result as :func:`attention` with the band mask (up to float summation order)."""
-    T, W = k.shape[1], 2 * context + 1
-    idx = jnp.arange(T)[:, None] + jnp.arange(W)[None, :]                 # window positions in the padded seq
-    pad = ((0, 0), (context, context), (0, 0), (0, 0))
-    kw, vw = jnp.pad(k, pad)[:, idx], jnp.pad(v, pad)[:, idx]             # [B, T, W, H, D]
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    s = jnp.einsum("bthd,btwhd->bhtw", q * jnp.asarray(scale, q.dtype), kw, preferred_element_type=jnp.float32)
-    valid = (idx >= context) & (idx < T + context)                        # inside the real sequence
-    w = jax.nn.softmax(jnp.where(valid[None, None], s, -jnp.inf), axis=-1)
-    return jnp.einsum("bhtw,btwhd->bthd", w.astype(v.dtype), vw)
+    return jnp.swapaxes(jnp.einsum("bhqk,bhkd->bhqd", w.astype(v.dtype), vh), 1, 2)
 
 
 class SelfAttention(nnx.Module):
@@ -99,12 +96,12 @@ class SelfAttention(nnx.Module):
         self.qkv = param(uniform_fan_in(rngs.params(), (dim, 3, heads, hd), dim), ("embed", "qkv", "heads", "head_dim"))
         self.out = param(jnp.zeros((heads, hd, dim), jnp.float32), ("heads", "head_dim", "embed"))
 
-    def __call__(self, x, mask, dtype, band: int | None = None):
-        qkv = jnp.einsum("btd,dphk->btphk", x, self.qkv[...].astype(dtype))
+    def __call__(self, x, mask, dtype):
+        qkv = dense(x, self.qkv[...], dtype)                                  # [B, T, 3, H, Dh]
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         q = constrain(q, ("batch", "length", "heads", "head_dim"))
-        o = band_attention(q, k, v, band) if band is not None else attention(q, k, v, mask)
-        return jnp.einsum("bthk,hkd->btd", o, self.out[...].astype(dtype))
+        o = attention(q, k, v, mask)
+        return dense(o.reshape(o.shape[:2] + (-1,)), self.out[...].reshape(-1, self.out.shape[-1]), dtype)
 
 
 class CrossAttention(nnx.Module):
@@ -115,10 +112,10 @@ class CrossAttention(nnx.Module):
         self.out = param(jnp.zeros((heads, hd, dim), jnp.float32), ("heads", "head_dim", "embed"))
 
     def __call__(self, x, cond, key_mask, dtype):
-        q = jnp.einsum("btd,dhk->bthk", x, self.q[...].astype(dtype))
-        kv = jnp.einsum("bsd,dphk->bsphk", cond, self.kv[...].astype(dtype))
+        q = dense(x, self.q[...], dtype)
+        kv = dense(cond, self.kv[...], dtype)
         o = attention(q, kv[:, :, 0], kv[:, :, 1], key_mask)
-        return jnp.einsum("bthk,hkd->btd", o, self.out[...].astype(dtype))
+        return dense(o.reshape(o.shape[:2] + (-1,)), self.out[...].reshape(-1, self.out.shape[-1]), dtype)
 
 
 class FeedForward(nnx.Module):
@@ -127,9 +124,9 @@ class FeedForward(nnx.Module):
         self.w2 = param(trunc_normal(rngs.params(), (hidden, dim), 1 / math.sqrt(hidden)), ("mlp", "embed"))
 
     def __call__(self, x, dtype):
-        h = jax.nn.gelu(x @ self.w1[...].astype(dtype), approximate=False)   # exact erf GELU
+        h = jax.nn.gelu(dense(x, self.w1[...], dtype), approximate=False)   # exact erf GELU
         h = constrain(h, ("batch", "length", "mlp"))
-        return h @ self.w2[...].astype(dtype)
+        return dense(h, self.w2[...], dtype)
 
 
 class TransformerLayer(nnx.Module):
@@ -146,8 +143,8 @@ class TransformerLayer(nnx.Module):
         self.self_attn.out[...] = trunc_normal(rngs.params(), self.self_attn.out.shape, o_std)
         self.cross_attn.out[...] = trunc_normal(rngs.params(), self.cross_attn.out.shape, o_std)
 
-    def __call__(self, x, cond, self_mask, text_key_mask, dtype, band: int | None = None):
-        x = x + self.self_attn(self.norm1(x), self_mask, dtype, band)
+    def __call__(self, x, cond, self_mask, text_key_mask, dtype):
+        x = x + self.self_attn(self.norm1(x), self_mask, dtype)
         x = x + self.cross_attn(self.norm_cross(x), cond, text_key_mask, dtype)
         x = x + self.ffn(self.norm2(x), dtype)
         return constrain(x, ("batch", "length", "act_embed"))

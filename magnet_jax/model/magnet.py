@@ -25,7 +25,7 @@ from flax import nnx
 
 from magnet_jax.model import masks
 from magnet_jax.model.config import MagnetConfig
-from magnet_jax.model.layers import LayerNorm, TransformerLayer, param, sinusoidal_positions, trunc_normal, \
+from magnet_jax.model.layers import LayerNorm, TransformerLayer, dense, param, sinusoidal_positions, trunc_normal, \
     uniform_fan_in
 from magnet_jax.sharding import constrain
 
@@ -62,7 +62,7 @@ class MagnetLM(nnx.Module):
     def project_text(self, text_hidden, text_mask):
         """Reference conditioner tail: ``output_proj(T5 hidden) * mask`` -> [B, S, dim]."""
         dt = self.compute_dtype
-        cond = text_hidden.astype(dt) @ self.text_kernel[...].astype(dt) + self.text_bias[...].astype(dt)
+        cond = dense(text_hidden.astype(dt), self.text_kernel[...], dt) + self.text_bias[...].astype(dt)
         return cond * text_mask[..., None].astype(dt)
 
     def embed_codes(self, codes):
@@ -83,14 +83,11 @@ class MagnetLM(nnx.Module):
         dt = self.compute_dtype
         x = constrain(self.embed_codes(codes), ("batch", "length", "act_embed"))
         T = codes.shape[-1]
-        # A static stage > 0 (decoding) computes the restricted context on the band only; a traced
-        # stage (training: one program for all stages) uses the dense masked form.
-        band = masks.static_band(T, stage, c.subcodes_context)
-        self_mask = None if band is not None else masks.stage_self_attention_mask(T, stage, c.subcodes_context)
+        self_mask = masks.stage_self_attention_mask(T, stage, c.subcodes_context)
         key_mask = masks.text_key_mask(text_mask) if (c.mask_text_padding and text_mask is not None) else None
 
         def body(x, layer):
-            return layer(x, cond, self_mask, key_mask, dt, band)
+            return layer(x, cond, self_mask, key_mask, dt)
 
         if c.remat:
             body = nnx.remat(body, policy=jax.checkpoint_policies.nothing_saveable)
@@ -112,7 +109,8 @@ class MagnetLM(nnx.Module):
         self._check_text(text_hidden, text_mask)
         h = self.hidden(codes, self.project_text(text_hidden, text_mask), stage, text_mask)
         dt = self.compute_dtype
-        logits = jnp.einsum("btd,kdv->bktv", h, self.heads[...].astype(dt), preferred_element_type=jnp.float32)
+        heads = jnp.transpose(self.heads[...], (1, 0, 2))                    # [D, K, card]
+        logits = jnp.transpose(dense(h, heads, dt), (0, 2, 1, 3)).astype(jnp.float32)
         return constrain(logits, ("batch", "codebooks", "length", "vocab"))
 
     def stage_logits(self, codes, text_hidden, text_mask, stage, *, cond=None):
@@ -127,8 +125,10 @@ class MagnetLM(nnx.Module):
             cond = self.project_text(text_hidden, text_mask)
         h = self.hidden(codes, cond, stage, text_mask)
         w = self.heads[...][stage] if isinstance(stage, int) else jnp.take(self.heads[...], stage, axis=0)
-        eq = "btd,bdv->btv" if w.ndim == 3 else "btd,dv->btv"   # per-sample stages [B] or one stage
-        logits = jnp.einsum(eq, h, w.astype(self.compute_dtype), preferred_element_type=jnp.float32)
+        if w.ndim == 3:   # a stage per sample: [B, D, card]
+            logits = jnp.einsum("btd,bdv->btv", h, w.astype(self.compute_dtype), preferred_element_type=jnp.float32)
+        else:
+            logits = dense(h, w, self.compute_dtype).astype(jnp.float32)
         return constrain(logits, ("batch", "length", "vocab"))
 
 

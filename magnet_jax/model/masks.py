@@ -34,14 +34,6 @@ def stage_self_attention_mask(length: int, stage, subcodes_context: int) -> jnp.
     return band_mask(length, subcodes_context) | (stage == 0)
 
 
-def static_band(length: int, stage, subcodes_context: int) -> int | None:
-    """The band half-width when banded attention pays off: a Python-int stage > 0 and a sequence
-    several windows long; None otherwise (use the dense mask)."""
-    if isinstance(stage, int) and stage > 0 and subcodes_context >= 0 and length > 4 * (2 * subcodes_context + 1):
-        return subcodes_context
-    return None
-
-
 def text_key_mask(text_mask: jnp.ndarray) -> jnp.ndarray:
     """[B, 1, 1, S] bool key mask for cross-attention from a [B, S] text mask (1 = token)."""
     return (text_mask > 0)[:, None, None, :]
