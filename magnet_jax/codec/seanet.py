@@ -105,6 +105,15 @@ class Activation(nnx.Module):
         pass
 
 
+def _load_conv(mod, sd: dict, prefix: str, axes: tuple[int, ...]):
+    """Weight (transposed from the torch layout by ``axes``), bias and optional group-norm affine."""
+    _set(mod.weight, np.transpose(_take(sd, f"{prefix}.conv.weight"), axes), f"{prefix}.conv.weight")
+    _set(mod.bias, _take(sd, f"{prefix}.conv.bias"), f"{prefix}.conv.bias")
+    if mod.has_gn:
+        _set(mod.gn_scale, _take(sd, f"{prefix}.norm.weight"), f"{prefix}.norm.weight")
+        _set(mod.gn_bias, _take(sd, f"{prefix}.norm.bias"), f"{prefix}.norm.bias")
+
+
 class Conv1d(nnx.Module):
     """Streamable Conv1d (see module docstring). Weight stored as ``[K, Cin, Cout]``."""
 
@@ -147,12 +156,7 @@ class Conv1d(nnx.Module):
         return y
 
     def load(self, sd: dict, prefix: str):
-        w = _take(sd, f"{prefix}.conv.weight")  # torch layout [Cout, Cin, K]
-        _set(self.weight, np.transpose(w, (2, 1, 0)), f"{prefix}.conv.weight")
-        _set(self.bias, _take(sd, f"{prefix}.conv.bias"), f"{prefix}.conv.bias")
-        if self.has_gn:
-            _set(self.gn_scale, _take(sd, f"{prefix}.norm.weight"), f"{prefix}.norm.weight")
-            _set(self.gn_bias, _take(sd, f"{prefix}.norm.bias"), f"{prefix}.norm.bias")
+        _load_conv(self, sd, prefix, (2, 1, 0))  # torch layout [Cout, Cin, K] -> [K, Cin, Cout]
 
 
 class ConvTranspose1d(nnx.Module):
@@ -195,12 +199,7 @@ class ConvTranspose1d(nnx.Module):
         return out[:, left: out.shape[1] - right]
 
     def load(self, sd: dict, prefix: str):
-        w = _take(sd, f"{prefix}.conv.weight")  # torch layout [Cin, Cout, K]
-        _set(self.weight, np.transpose(w, (0, 2, 1)), f"{prefix}.conv.weight")
-        _set(self.bias, _take(sd, f"{prefix}.conv.bias"), f"{prefix}.conv.bias")
-        if self.has_gn:
-            _set(self.gn_scale, _take(sd, f"{prefix}.norm.weight"), f"{prefix}.norm.weight")
-            _set(self.gn_bias, _take(sd, f"{prefix}.norm.bias"), f"{prefix}.norm.bias")
+        _load_conv(self, sd, prefix, (0, 2, 1))  # torch layout [Cin, Cout, K] -> [Cin, K, Cout]
 
 
 class LSTM(nnx.Module):

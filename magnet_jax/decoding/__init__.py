@@ -119,11 +119,8 @@ class GenerationConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "GenerationConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown GenerationConfig fields: {unknown} (known: {sorted(names)})")
-        return cls(**dict(d))
+        from magnet_jax.model.config import strict_from_dict
+        return strict_from_dict(cls, d)
 
 
 # ----------------------------------------------------------------------------- schedule (host, float32)

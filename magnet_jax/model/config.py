@@ -63,8 +63,13 @@ class MagnetConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "MagnetConfig":
         """Builds from a mapping (e.g. ``config.model`` of an ml_collections config); unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown MagnetConfig fields: {unknown} (known: {sorted(names)})")
-        return cls(**dict(d))
+        return strict_from_dict(cls, d)
+
+
+def strict_from_dict(cls, d: Mapping[str, Any]):
+    """``cls(**d)`` for a dataclass, refusing unknown keys by name (a typo in a config must not pass)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {unknown} (known: {sorted(names)})")
+    return cls(**dict(d))
