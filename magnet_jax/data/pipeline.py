@@ -19,11 +19,10 @@ from magnet_jax.text import tokenize
 
 
 def find_builder_dir(data_dir: str, name: str = "") -> Path:
-    """The folder holding ``dataset_info.json`` under ``data_dir`` (optionally for dataset ``name``)."""
+    """The finished dataset folder under ``data_dir`` (optionally for dataset ``name``)."""
+    from magnet_jax.data.tokenize import find_dataset_dirs
     root = Path(data_dir).expanduser()
-    if (root / "dataset_info.json").is_file():
-        return root
-    hits = sorted(p.parent for p in root.glob("**/dataset_info.json") if not name or name in p.parts)
+    hits = [Path(d) for d in find_dataset_dirs(str(root)) if not name or name in Path(d).parts]
     if not hits:
         raise FileNotFoundError(f"no TFDS dataset (dataset_info.json) under {str(root)!r}"
                                 + (f" named {name!r}" if name else "") + ": run tools/tokenize_dataset.py first")

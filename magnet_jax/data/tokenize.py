@@ -306,7 +306,9 @@ def codec_info(codec, path: str | None = None) -> dict:
                 renormalize=bool(codec.config.renormalize), fingerprint=codec_fingerprint(codec))
 
 
-def _find_dataset_dirs(root: str) -> list[str]:
+def find_dataset_dirs(root: str) -> list[str]:
+    """Finished TFDS dataset folders (holding ``dataset_info.json``) at or up to 3 levels below
+    ``root``; in-progress / crashed ``incomplete.*`` builds are skipped."""
     if _exists(os.path.join(root, "dataset_info.json")):
         return [root]
     if "://" in root:
@@ -333,7 +335,7 @@ def read_codec_info(path_or_builder) -> dict:
             return dict(md["codec"])
         path_or_builder = os.fspath(path_or_builder.data_dir)
     root = os.fspath(path_or_builder)
-    dirs = _find_dataset_dirs(root)
+    dirs = find_dataset_dirs(root)
     if not dirs:
         raise FileNotFoundError(f"no TFDS dataset (dataset_info.json) found in {root!r}")
     if len(dirs) > 1:
