@@ -23,13 +23,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from magnet_jax import hub
+from magnet_jax.configs import RELEASED
 from magnet_jax.decoding import GenerationConfig, generate as _generate
 from magnet_jax.model import MagnetLM
 
 log = logging.getLogger("magnet_jax.pipeline")
 
-RELEASED_IDS = ("facebook/magnet-small-10secs", "facebook/magnet-medium-10secs", "facebook/magnet-small-30secs",
-                "facebook/magnet-medium-30secs", "facebook/audio-magnet-small", "facebook/audio-magnet-medium")
+RELEASED_IDS = tuple(r["hub"] for r in RELEASED.values())
 
 
 def _config_name_of(repo_id: str) -> str:
