@@ -18,6 +18,7 @@ from flax import nnx
 from magnet_jax import sharding
 from magnet_jax.configs import model_config
 from magnet_jax.data.pipeline import data_source, find_builder_dir, make_dataset
+from magnet_jax.data.tokenize import check_codec_compatible, read_codec_info
 from magnet_jax.model import MagnetLM
 from magnet_jax.text.presets import load_text_stack
 from magnet_jax.training import state as S
@@ -63,14 +64,6 @@ def initial_model(cfg, mcfg, mesh):
     return graphdef, make(), specs
 
 
-def _check_codec(builder_dir: Path, cfg, mcfg) -> None:
-    try:
-        from magnet_jax.data.tokenize import check_codec_compatible, read_codec_info
-    except ImportError:  # pragma: no cover
-        return
-    check_codec_compatible(read_codec_info(builder_dir), cfg)
-
-
 def _global_batch(local: dict, shardings: dict) -> dict:
     return {k: jax.make_array_from_process_local_data(shardings[k], np.asarray(v)) for k, v in local.items()}
 
@@ -94,7 +87,7 @@ def train(cfg, workdir: str | Path) -> dict:
     if not cfg.data_dir:
         raise ValueError("config.data_dir is empty: pass --config.data_dir=DIR (made by tools/tokenize_dataset.py)")
     builder_dir = find_builder_dir(cfg.data_dir, cfg.dataset_name)
-    _check_codec(builder_dir, cfg, mcfg)
+    check_codec_compatible(read_codec_info(builder_dir), cfg)   # refuses a dataset of another codec
 
     def dataset(split, train):
         return make_dataset(data_source(builder_dir, split), segment_frames=T, tokenizer=tokenizer, text_len=S_txt,
