@@ -232,13 +232,17 @@ def lm_from_state_dict(sd: Mapping[str, Any], cfg: MagnetConfig) -> MagnetLM:
 # ----------------------------------------------------------------------------- files
 def save_lm_safetensors(lm: MagnetLM, folder: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> Path:
     """Writes ``magnet_jax_lm.safetensors`` + ``magnet_jax_config.json`` (loadable without torch)."""
+    return _write_safetensors(folder, flat_params(lm), lm.config, extra)
+
+
+def _write_safetensors(folder, flat: Mapping[str, np.ndarray], cfg: MagnetConfig, extra=None) -> Path:
     from safetensors.numpy import save_file
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / (SAFETENSORS_NAME + ".tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in flat_params(lm).items()}, str(tmp))
+    save_file({k: np.ascontiguousarray(v) for k, v in flat.items()}, str(tmp))
     os.replace(tmp, folder / SAFETENSORS_NAME)
-    meta = {"model": lm.config.to_dict(), **(dict(extra) if extra else {})}
+    meta = {"model": cfg.to_dict(), **(dict(extra) if extra else {})}
     (folder / CONFIG_NAME).write_text(json.dumps(meta, indent=1))
     return folder
 
@@ -292,9 +296,7 @@ def load_audiocraft_lm(path_or_repo_id: str | os.PathLike, *, cache: bool = True
         return load_lm_safetensors(cached, **overrides)
     pkg = read_state_dict_bin(bin_path)
     cfg = config_from_xp_cfg(pkg["xp.cfg"])
-    lm = lm_from_state_dict(pkg["best_state"], cfg)
-    if cached is not None:
-        save_lm_safetensors(lm, cached, extra={"source": src, "t5": t5_name_from_xp_cfg(pkg["xp.cfg"])})
-    if overrides:
-        lm = lm_from_flat_params(cfg.replace(**overrides), flat_params(lm))
-    return lm
+    flat = params_from_state_dict(pkg["best_state"], cfg)
+    if cached is not None:   # cached with the checkpoint's own config; run-time overrides are not stored
+        _write_safetensors(cached, flat, cfg, extra={"source": src, "t5": t5_name_from_xp_cfg(pkg["xp.cfg"])})
+    return lm_from_flat_params(cfg.replace(**overrides), flat)
