@@ -8,3 +8,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+
+# ---- layers: tests/unit (no torch, seconds), tests/parity (vs audiocraft / transformers / encodec),
+# tests/e2e (CLIs, subprocesses, notebook). Each test is marked by its folder: `pytest -m unit`.
+import pytest  # noqa: E402
+
+_LAYERS = ("unit", "parity", "e2e")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = item.path.relative_to(ROOT).parts
+        if len(parts) > 1 and parts[0] == "tests" and parts[1] in _LAYERS:
+            item.add_marker(getattr(pytest.mark, parts[1]))
