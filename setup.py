@@ -7,14 +7,15 @@ CORE = [
     "transformers>=5.0", "pyyaml", "absl-py", "tqdm",
 ]
 EXTRAS = {
-    # Reading audiocraft `.bin` checkpoints (conversion runs once; converted params are cached).
+    # Only the reference side of the parity tests: magnet-jax reads `.bin` checkpoints without torch.
     # CPU wheel: `pip install torch==2.13.0` (a plain newer `torch` pulls a multi-GB CUDA build).
     "torch": ["torch>=2.6"],
     "audio": ["soundfile>=0.12", "soxr>=0.3", "matplotlib"],
     "data": ["tensorflow-datasets>=4.9.10", "array-record>=0.8", "grain>=0.2.18", "soundfile>=0.12", "soxr>=0.3",
              "tensorboardX>=2.6"],
     "beam": ["apache-beam>=2.60"],
-    "dev": ["pytest>=8", "pytest-timeout", "nbclient", "nbformat", "ipykernel"],
+    "app": ["gradio>=5.0", "matplotlib"],
+    "dev": ["pytest>=8", "pytest-timeout", "nbclient", "nbformat", "ipykernel", "ruff>=0.6", "selenium>=4.20"],
 }
 
 setup(

@@ -1,0 +1,263 @@
+"""Web demo (Gradio) on :class:`~magnet_jax.pipeline.MagnetPipeline`: generate, continue, infill.
+
+The handlers are plain functions (unit-tested without a browser); :func:`build_app` wires them to a
+``gr.Blocks`` page with a queue, so concurrent requests wait their turn instead of interleaving. Pipelines are
+cached per model, and each pipeline keeps its compiled decoding programs, so a second request with the same
+shapes (model, duration, batch, decoding steps) reuses the compiled program.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from magnet_jax.configs import RELEASED
+
+DEFAULT_MODEL = "config:tiny"   # the offline default (the bundled model once it ships)
+RELEASED_IDS = tuple(r["hub"] for r in RELEASED.values())
+MAX_TEXTS = 8
+
+
+class UserError(ValueError):
+    """Bad input from the page; shown to the user as one line."""
+
+
+@dataclass
+class Knobs:
+    """The decoding knobs the page exposes, with audiocraft's names; ``None`` = the model's default."""
+    decoding_steps: tuple[int, ...] | None = None
+    temp: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_cfg_coef: float | None = None
+    min_cfg_coef: float | None = None
+    span_arrangement: str | None = None
+
+    def overrides(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if v is not None}
+        for k in ("temp", "top_p", "max_cfg_coef", "min_cfg_coef"):
+            if k in out and not math.isfinite(out[k]):
+                raise UserError(f"{k} must be a finite number, got {out[k]}")
+        if "top_k" in out:
+            out["top_k"] = int(out["top_k"])
+        return out
+
+
+def parse_steps(text: str | None) -> tuple[int, ...] | None:
+    """``"20,10,10,10"`` -> (20, 10, 10, 10); empty -> None (the model's default)."""
+    if text is None or not str(text).strip():
+        return None
+    try:
+        steps = tuple(int(s) for s in str(text).replace(" ", "").split(","))
+    except ValueError:
+        raise UserError(f"decoding steps must be comma-separated integers like 20,10,10,10, got {text!r}") from None
+    if any(s < 1 for s in steps):
+        raise UserError(f"decoding steps must be >= 1, got {text!r}")
+    return steps
+
+
+def parse_texts(text: str | None) -> list[str]:
+    """One description per line; blank lines dropped. Empty -> a clear error."""
+    texts = [t.strip() for t in (text or "").splitlines() if t.strip()]
+    if not texts:
+        raise UserError("type at least one description (one per line)")
+    if len(texts) > MAX_TEXTS:
+        raise UserError(f"at most {MAX_TEXTS} descriptions per request, got {len(texts)}")
+    return texts
+
+
+def read_upload(path: str | None, what: str) -> tuple[np.ndarray, int] | None:
+    """An uploaded file -> (float32 [C, N], sample rate); a non-audio file -> a clear error."""
+    if not path:
+        return None
+    from magnet_jax.data.audio_io import read_audio
+    try:
+        wav, sr = read_audio(path)
+    except Exception as e:  # noqa: BLE001 - any decoder failure is the same user error
+        raise UserError(f"the {what} is not a readable audio file ({Path(path).name}): upload a WAV / FLAC / OGG "
+                        f"/ MP3 clip") from e
+    wav = np.asarray(wav, np.float32)
+    if wav.size == 0 or not np.all(np.isfinite(wav)):
+        raise UserError(f"the {what} is empty or holds NaN / inf samples")
+    return wav, int(sr)
+
+
+@dataclass
+class Models:
+    """Loaded pipelines, one per model name, shared by all requests (loading is serialised)."""
+    loader: object = None                 # (name) -> pipeline; default MagnetPipeline.load
+    _cache: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, name: str):
+        name = (name or DEFAULT_MODEL).strip()
+        with self._lock:
+            if name not in self._cache:
+                self._cache[name] = self._load(name)
+            return self._cache[name]
+
+    def _load(self, name: str):
+        from magnet_jax import hub
+        load = self.loader
+        if load is None:
+            from magnet_jax.pipeline import MagnetPipeline
+            load = MagnetPipeline.load
+        try:
+            return load(name)
+        except (hub.HubError, FileNotFoundError) as e:
+            raise UserError(f"cannot load {name!r}: {e}") from e
+
+
+@dataclass
+class Result:
+    wav_paths: list[str]
+    spectrograms: list[str]
+    waveforms: list[str]
+    seconds: float
+    message: str
+
+
+def run_request(models: Models, *, model: str, text: str, duration: float, seed: int = 0,
+                knobs: Knobs | None = None, prompt_path: str | None = None, infill_path: str | None = None,
+                infill_start: float | None = None, infill_end: float | None = None,
+                out_dir: str | None = None, progress=None) -> Result:
+    """One request of the page: validate, generate, write WAV + spectrogram + waveform PNGs."""
+    from magnet_jax.audio_files import save_spectrogram, write_wav
+    t0 = time.perf_counter()
+    texts = parse_texts(text)
+    duration = float(duration)
+    if not math.isfinite(duration) or duration <= 0:
+        raise UserError(f"duration must be a positive number of seconds, got {duration}")
+    overrides = (knobs or Knobs()).overrides()
+    prompt = read_upload(prompt_path, "audio prompt")
+    infill = read_upload(infill_path, "infill clip")
+    if prompt is not None and infill is not None:
+        raise UserError("give either an audio prompt to continue or a clip to infill, not both")
+    step = (lambda frac, desc: progress(frac, desc=desc)) if progress else (lambda frac, desc: None)
+    step(0.05, "loading the model")
+    pipe = models.get(model)
+    step(0.2, "generating")
+    if infill is not None:
+        wav, sr = infill
+        clip = wav.shape[-1] / sr
+        if infill_start is None or infill_end is None:
+            raise UserError("set the infill start and end (seconds) for the uploaded clip")
+        if not (0 <= float(infill_start) < float(infill_end) <= clip):
+            raise UserError(f"the infill region [{infill_start}, {infill_end}) s is outside the {clip:.2f} s clip")
+        if clip > pipe.window_seconds:
+            raise UserError(f"infill works within one window: the clip is {clip:.1f} s, the model's window is "
+                            f"{pipe.window_seconds:g} s (trim it)")
+        out = pipe.infill(wav, sr, texts, start=float(infill_start), end=float(infill_end), seed=int(seed),
+                          **overrides)
+    elif prompt is not None:
+        wav, sr = prompt
+        if wav.shape[-1] / sr >= duration:
+            raise UserError(f"the audio prompt ({wav.shape[-1] / sr:.1f} s) must be shorter than the duration "
+                            f"({duration:g} s)")
+        out = pipe.continuation(wav, sr, texts, duration=duration, seed=int(seed), **overrides)
+    else:
+        out = pipe.generate(texts, duration=duration, seed=int(seed), **overrides)
+    out = np.asarray(out)
+    if not np.all(np.isfinite(out)):
+        raise UserError("the model produced non-finite audio; try other settings")
+    step(0.9, "writing audio")
+    folder = Path(out_dir or tempfile.mkdtemp(prefix="magnet_app_"))
+    wavs, specs, waves = [], [], []
+    for i, (t, w) in enumerate(zip(texts, out)):
+        stem = f"{i:02d}_seed{int(seed)}"
+        wavs.append(str(write_wav(folder / f"{stem}.wav", w, pipe.sample_rate)))
+        specs.append(str(save_spectrogram(folder / f"{stem}_spec.png", w, pipe.sample_rate, title=t)))
+        waves.append(str(save_waveform(folder / f"{stem}_wave.png", w, pipe.sample_rate, title=t)))
+    secs = time.perf_counter() - t0
+    step(1.0, "done")
+    return Result(wavs, specs, waves, secs, f"{len(texts)} clip(s) of {out.shape[-1] / pipe.sample_rate:.2f} s "
+                                             f"in {secs:.1f} s with {pipe.name}")
+
+
+def save_waveform(path, wav: np.ndarray, sample_rate: int, title: str = "") -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    x = np.asarray(wav, np.float32).reshape(-1, np.shape(wav)[-1])
+    t = np.arange(x.shape[-1]) / sample_rate
+    fig, ax = plt.subplots(figsize=(8, 1.8), dpi=100)
+    for ch in x:
+        ax.plot(t, ch, linewidth=0.4)
+    ax.set_xlim(0, t[-1] if t.size else 1)
+    ax.set_ylim(-1, 1)
+    ax.set_xlabel("time (s)")
+    ax.set_title(title[:90])
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+EXAMPLES = [
+    ["80s electronic track with melodic synthesizers", 5.0],
+    ["a calm solo piano piece in C major", 5.0],
+    ["upbeat folk tune on fiddle", 5.0],
+]
+
+
+def build_app(models: Models | None = None, default_model: str = DEFAULT_MODEL, out_root: str | None = None):
+    """The Gradio page. ``models`` lets tests inject a loader."""
+    import gradio as gr
+    from magnet_jax.decoding import GenerationConfig
+    models = models or Models()
+    d = GenerationConfig()
+
+    def handler(model, text, duration, seed, steps, temp, top_p, top_k, max_cfg, min_cfg, arrangement,
+                prompt, infill, infill_start, infill_end, progress=gr.Progress()):
+        try:
+            knobs = Knobs(decoding_steps=parse_steps(steps), temp=temp, top_p=top_p, top_k=top_k,
+                          max_cfg_coef=max_cfg, min_cfg_coef=min_cfg, span_arrangement=arrangement or None)
+            r = run_request(models, model=model, text=text, duration=duration, seed=seed, knobs=knobs,
+                            prompt_path=prompt, infill_path=infill, infill_start=infill_start,
+                            infill_end=infill_end, out_dir=tempfile.mkdtemp(dir=out_root), progress=progress)
+        except UserError as e:
+            raise gr.Error(str(e)) from None
+        return r.wav_paths[0], r.spectrograms[0], r.waveforms[0], r.wav_paths, r.message
+
+    with gr.Blocks(title="MAGNeT (JAX)") as demo:
+        gr.Markdown("# MAGNeT in JAX\nMasked non-autoregressive music generation. One description per line.")
+        with gr.Row():
+            with gr.Column():
+                model = gr.Dropdown([default_model, *RELEASED_IDS], value=default_model, allow_custom_value=True,
+                                    label="model (a released id, a local folder, or config:NAME)",
+                                    elem_id="model")
+                text = gr.Textbox(lines=3, label="descriptions", elem_id="text",
+                                  placeholder="80s electronic track with melodic synthesizers")
+                duration = gr.Number(value=5.0, label="duration (s)", elem_id="duration")
+                seed = gr.Number(value=0, precision=0, label="seed")
+                with gr.Accordion("decoding (audiocraft names; blank = the model's default)", open=False):
+                    steps = gr.Textbox(value="", label="decoding_steps per codebook, e.g. 20,10,10,10")
+                    temp = gr.Number(value=None, label=f"temp (default {d.temp})")
+                    top_p = gr.Number(value=None, label=f"top_p (default {d.top_p})")
+                    top_k = gr.Number(value=None, precision=0, label=f"top_k (default {d.top_k})")
+                    max_cfg = gr.Number(value=None, label=f"max_cfg_coef (default {d.max_cfg_coef})")
+                    min_cfg = gr.Number(value=None, label=f"min_cfg_coef (default {d.min_cfg_coef})")
+                    arrangement = gr.Dropdown(["", "nonoverlap", "stride1"], value="", label="span_arrangement")
+                with gr.Accordion("continue / infill an uploaded clip", open=False):
+                    prompt = gr.Audio(type="filepath", label="audio prompt to continue", sources=["upload"])
+                    infill = gr.Audio(type="filepath", label="clip to infill", sources=["upload"])
+                    infill_start = gr.Number(value=None, label="infill start (s)")
+                    infill_end = gr.Number(value=None, label="infill end (s)")
+                run = gr.Button("Generate", variant="primary", elem_id="generate")
+            with gr.Column():
+                audio = gr.Audio(type="filepath", label="first clip", elem_id="audio_out", interactive=False)
+                spec = gr.Image(type="filepath", label="spectrogram", elem_id="spectrogram")
+                wave = gr.Image(type="filepath", label="waveform", elem_id="waveform")
+                files = gr.File(label="all clips (WAV)", file_count="multiple")
+                status = gr.Markdown(elem_id="status")
+        gr.Examples(EXAMPLES, inputs=[text, duration])
+        run.click(handler, [model, text, duration, seed, steps, temp, top_p, top_k, max_cfg, min_cfg, arrangement,
+                            prompt, infill, infill_start, infill_end], [audio, spec, wave, files, status])
+    demo.queue(default_concurrency_limit=1)
+    return demo

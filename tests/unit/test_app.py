@@ -1,0 +1,129 @@
+"""The web demo's handlers, without a browser: validation messages and the request path."""
+import wave
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from magnet_jax import app
+
+
+@dataclass
+class FakePipe:
+    """Records what it was asked; returns a sine per text."""
+    sample_rate: int = 8000
+    window_seconds: float = 4.0
+    name: str = "fake"
+
+    def __post_init__(self):
+        self.calls = []
+
+    def _wav(self, n, dur):
+        t = np.arange(int(dur * self.sample_rate)) / self.sample_rate
+        return np.stack([0.5 * np.sin(2 * np.pi * 440 * t)[None]] * n).astype(np.float32)
+
+    def generate(self, texts, *, duration, seed, **kw):
+        self.calls.append(("generate", list(texts), duration, seed, kw))
+        return self._wav(len(texts), duration)
+
+    def continuation(self, wav, sr, texts, *, duration, seed, **kw):
+        self.calls.append(("continuation", wav.shape, sr, duration, kw))
+        return self._wav(len(texts), duration)
+
+    def infill(self, wav, sr, texts, *, start, end, seed, **kw):
+        self.calls.append(("infill", start, end, kw))
+        return self._wav(len(texts), wav.shape[-1] / sr)
+
+
+def _models(pipe):
+    loads = []
+    return app.Models(loader=lambda name: loads.append(name) or pipe), loads
+
+
+def _write_wav(path, seconds=1.0, sr=8000):
+    import soundfile as sf
+    sf.write(str(path), 0.1 * np.ones(int(seconds * sr), np.float32), sr)
+    return str(path)
+
+
+def test_parse_texts_and_steps():
+    assert app.parse_texts(" calm piano \n\n rock ") == ["calm piano", "rock"]
+    with pytest.raises(app.UserError, match="at least one description"):
+        app.parse_texts("  \n ")
+    with pytest.raises(app.UserError, match="at most"):
+        app.parse_texts("\n".join(["x"] * (app.MAX_TEXTS + 1)))
+    assert app.parse_steps("20, 10,10,10") == (20, 10, 10, 10)
+    assert app.parse_steps("") is None
+    with pytest.raises(app.UserError, match="comma-separated integers"):
+        app.parse_steps("20,ten")
+    with pytest.raises(app.UserError, match=">= 1"):
+        app.parse_steps("0,1")
+
+
+def test_request_writes_playable_wavs_and_images(tmp_path):
+    pipe = FakePipe()
+    models, loads = _models(pipe)
+    knobs = app.Knobs(decoding_steps=(3, 2), temp=2.0, top_k=5.0)
+    r = app.run_request(models, model="m", text="a\nb", duration=1.5, seed=7, knobs=knobs, out_dir=str(tmp_path))
+    assert len(r.wav_paths) == len(r.spectrograms) == len(r.waveforms) == 2
+    with wave.open(r.wav_paths[1]) as w:
+        assert (w.getframerate(), w.getnframes()) == (8000, 12000)
+    for p in r.spectrograms + r.waveforms:
+        assert open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert pipe.calls == [("generate", ["a", "b"], 1.5, 7, {"decoding_steps": (3, 2), "temp": 2.0, "top_k": 5})]
+    app.run_request(models, model="m", text="c", duration=1.0, out_dir=str(tmp_path))
+    assert loads == ["m"]                      # the pipeline (and its compiled programs) is reused
+
+
+def test_continuation_and_infill_routes(tmp_path):
+    pipe = FakePipe()
+    models, _ = _models(pipe)
+    clip = _write_wav(tmp_path / "in.wav", 2.0)
+    app.run_request(models, model="m", text="x", duration=3.0, prompt_path=clip, out_dir=str(tmp_path))
+    app.run_request(models, model="m", text="x", duration=3.0, infill_path=clip, infill_start=0.5, infill_end=1.0,
+                    out_dir=str(tmp_path))
+    assert [c[0] for c in pipe.calls] == ["continuation", "infill"]
+    assert pipe.calls[0][1:4] == ((1, 16000), 8000, 3.0)
+    assert pipe.calls[1][1:3] == (0.5, 1.0)
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(text=""), "at least one description"),
+    (dict(duration=float("nan")), "positive number"),
+    (dict(duration=0), "positive number"),
+    (dict(knobs=app.Knobs(temp=float("inf"))), "temp must be a finite"),
+    (dict(infill_start=1.0, infill_end=5.0, infill="clip"), "outside the 2.00 s clip"),
+    (dict(infill_start=None, infill_end=1.0, infill="clip"), "set the infill start and end"),
+    (dict(prompt="clip", duration=1.0), "must be shorter than the duration"),
+    (dict(prompt="notaudio"), "not a readable audio file"),
+    (dict(prompt="clip", infill="clip"), "not both"),
+])
+def test_bad_input_is_one_clear_message(tmp_path, kw, msg):
+    pipe = FakePipe()
+    models, _ = _models(pipe)
+    files = {"clip": _write_wav(tmp_path / "c.wav", 2.0), "notaudio": str(tmp_path / "x.wav")}
+    (tmp_path / "x.wav").write_text("this is not audio")
+    args = dict(model="m", text="x", duration=3.0, out_dir=str(tmp_path))
+    args.update({k: v for k, v in kw.items() if k not in ("prompt", "infill")})
+    if "prompt" in kw:
+        args["prompt_path"] = files[kw["prompt"]]
+    if "infill" in kw:
+        args["infill_path"] = files[kw["infill"]]
+    with pytest.raises(app.UserError, match=msg) as e:
+        app.run_request(models, **args)
+    assert "\n" not in str(e.value)
+    assert pipe.calls == []                    # nothing generated on bad input
+
+
+def test_unreachable_model_is_a_user_error():
+    from magnet_jax import hub
+
+    def offline(name):
+        raise hub.HubError(f"{name} cannot be reached: the Hugging Face hub is offline")
+    with pytest.raises(app.UserError, match="cannot load 'facebook/magnet-small-10secs': .* offline"):
+        app.Models(loader=offline).get("facebook/magnet-small-10secs")
+
+
+def test_build_app_has_a_queue():
+    demo = app.build_app(app.Models(loader=lambda n: FakePipe()))
+    assert demo._queue is not None
