@@ -6,7 +6,12 @@ cannot be reached is the same everywhere and says how to work offline (pass a lo
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+from huggingface_hub.file_download import _CACHED_NO_EXIST, repo_folder_name
 
 
 class HubError(RuntimeError):
@@ -25,11 +30,28 @@ def is_local(path_or_repo_id: str | os.PathLike) -> bool:
     return Path(path_or_repo_id).expanduser().exists()
 
 
+def _hf_cache_root() -> Path:
+    return Path(constants.HF_HUB_CACHE)   # read at call time: HF_HOME / HF_HUB_CACHE as huggingface_hub sees them
+
+
+def is_cached(repo_id: str) -> bool:
+    """True when the Hugging Face cache holds a snapshot of the model repo ``repo_id`` (any file of it)."""
+    if not _REPO_ID.fullmatch(str(repo_id)):
+        return False
+    snaps = _hf_cache_root() / repo_folder_name(repo_id=str(repo_id), repo_type="model") / "snapshots"
+    return snaps.is_dir() and any(snaps.iterdir())
+
+
+# "owner/name" or a legacy single-name id ("t5-base"), as the hub accepts them
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
 def resolve_file(path_or_repo_id: str | os.PathLike, filename: str, *, optional: bool = False) -> str | None:
     """Path of ``filename`` inside a local folder, or downloaded from the hub repo ``path_or_repo_id``.
 
     A local *file* path is accepted as-is when its name matches. Returns None for a missing
-    optional file; raises :class:`HubError` otherwise.
+    optional file; raises :class:`HubError` otherwise. Offline (``HF_HUB_OFFLINE=1`` or no network), files
+    in the Hugging Face cache are used; an optional file is absent when the cache holds the repo without it.
     """
     p = Path(path_or_repo_id).expanduser()
     if p.is_file():
@@ -45,24 +67,24 @@ def resolve_file(path_or_repo_id: str | os.PathLike, filename: str, *, optional:
         have = sorted(x.name for x in p.iterdir())[:20]
         raise HubError(f"{filename!r} not found in local folder {str(p)!r} (it has: {have})")
     repo_id = str(path_or_repo_id)
-    if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")):
+    if not _REPO_ID.fullmatch(repo_id) or repo_id.endswith((".bin", ".pt", ".th", ".safetensors")):
         raise HubError(f"{repo_id!r} is neither an existing local path nor a Hugging Face repo id "
                        f"of the form 'owner/name'")
+    if optional and try_to_load_from_cache(repo_id, filename, cache_dir=_hf_cache_root()) is _CACHED_NO_EXIST:
+        return None   # the cache remembers that the repo has no such file
     try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
-    except ImportError as e:  # pragma: no cover - huggingface_hub is a core dependency
-        raise HubError("huggingface_hub is needed to download from the hub") from e
-    try:
-        return hf_hub_download(repo_id, filename)
+        return hf_hub_download(repo_id, filename, cache_dir=_hf_cache_root())
     except LocalEntryNotFoundError as e:  # offline (HF_HUB_OFFLINE or no network) and not in the local cache
+        if optional and is_cached(repo_id):   # the repo is cached, this optional file is not part of it
+            return None
         raise HubError(_unreachable(repo_id, filename, e)) from None
     except EntryNotFoundError:
         if optional:
             return None
         raise HubError(f"{filename!r} is not in hub repo {repo_id!r}") from None
     except RepositoryNotFoundError:
-        raise HubError(f"hub repo {repo_id!r} does not exist (or is private)") from None
+        raise HubError(f"hub repo {repo_id!r} does not exist (or is private), and no local folder of that "
+                       f"name exists") from None
     except Exception as e:  # connection refused, DNS, timeouts ...
         raise HubError(_unreachable(repo_id, filename, e)) from None
 

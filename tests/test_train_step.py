@@ -9,7 +9,7 @@ from jax.sharding import PartitionSpec as P
 from magnet_jax import sharding
 from magnet_jax.configs import get_config, model_config
 from magnet_jax.model import MagnetLM
-from magnet_jax.text.presets import load_text_stack
+from magnet_jax.convert.t5 import load_text_stack
 from magnet_jax.training import state as S
 from magnet_jax.training.optim import make_optimizer, make_schedule
 from magnet_jax.training.step import batch_shardings, make_train_step

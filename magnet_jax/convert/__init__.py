@@ -1,7 +1,19 @@
-"""Checkpoint conversion: released audiocraft / Hugging Face files -> magnet-jax models (cached)."""
+"""Checkpoint conversion: audiocraft / Hugging Face / encodec files -> magnet-jax models (torch-free)."""
+from magnet_jax.convert._torch import TorchFileError, load_torch_file
 from magnet_jax.convert.audiocraft import (
-    CheckpointError, config_from_xp_cfg, load_audiocraft_lm, lm_from_state_dict, load_lm_safetensors,
-    save_lm_safetensors, to_audiocraft_state_dict)
+    CheckpointError,
+    LoadedCheckpoint,
+    config_from_xp_cfg,
+    lm_from_state_dict,
+    load_audiocraft_checkpoint,
+    load_audiocraft_lm,
+    load_lm_safetensors,
+    save_lm_safetensors,
+    to_audiocraft_state_dict,
+)
+from magnet_jax.convert.t5 import load_t5_encoder, load_text_stack, params_from_hf, read_hf_t5_weights
 
-__all__ = ["CheckpointError", "config_from_xp_cfg", "load_audiocraft_lm", "lm_from_state_dict",
-           "load_lm_safetensors", "save_lm_safetensors", "to_audiocraft_state_dict"]
+__all__ = ["CheckpointError", "LoadedCheckpoint", "TorchFileError", "config_from_xp_cfg",
+           "load_audiocraft_checkpoint", "load_audiocraft_lm", "lm_from_state_dict", "load_lm_safetensors",
+           "load_t5_encoder", "load_text_stack", "load_torch_file", "params_from_hf", "read_hf_t5_weights",
+           "save_lm_safetensors", "to_audiocraft_state_dict"]

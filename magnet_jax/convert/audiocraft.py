@@ -1,34 +1,40 @@
-"""audiocraft MAGNeT LM checkpoints -> :class:`~magnet_jax.model.MagnetLM`.
+"""audiocraft MAGNeT LM checkpoints -> :class:`~magnet_jax.model.MagnetLM`, plus the facts they record.
 
-Released layout (``facebook/magnet-*`` on the hub, or a local folder): ``state_dict.bin`` =
-``torch.save({'best_state': <LM state_dict>, 'xp.cfg': <YAML of the hydra config>, ...})``;
-tensors may be float16. The T5 encoder is not in it (``t5-base`` / ``t5-large`` from the hub).
-
-Reading ``.bin`` needs torch (``torch.load(weights_only=True)``); the converted float32 params are
-cached as safetensors (``$MAGNET_JAX_CACHE/lm/<key>/``), so torch is needed once per checkpoint.
-A folder holding ``magnet_jax_lm.safetensors`` + ``magnet_jax_config.json`` (written by
-:func:`save_lm_safetensors`) loads without torch as well.
+Released layout (``facebook/magnet-*`` on the hub, or any folder / repo in that layout): ``state_dict.bin`` =
+``torch.save({'best_state': <LM state_dict>, 'xp.cfg': <YAML of the hydra config>, ...})``; tensors may be
+float16. It is read without torch (:mod:`magnet_jax.convert._torch`). The T5 encoder is not in it: the
+``xp.cfg`` names it. The converted float32 params are cached as safetensors (``$MAGNET_JAX_CACHE/lm/<key>/``);
+a folder holding ``magnet_jax_lm.safetensors`` + ``magnet_jax_config.json`` (:func:`save_lm_safetensors`)
+loads directly.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Mapping
 
 import jax.numpy as jnp
 import numpy as np
 import yaml
-from flax import nnx
+from flax import nnx, traverse_util
 
 from magnet_jax import hub
+from magnet_jax.configs import RELEASED
+from magnet_jax.convert._common import InterpolationError, resolve_interpolations
+from magnet_jax.convert._torch import TorchFileError, load_torch_file
 from magnet_jax.model import MagnetConfig, MagnetLM
+from magnet_jax.text.presets import T5_MODELS, WIDTHS, canonical_t5_name
 
 SAFETENSORS_NAME = "magnet_jax_lm.safetensors"
 CONFIG_NAME = "magnet_jax_config.json"
 TEXT_PREFIX = "condition_provider.conditioners.description.output_proj"
+_CACHE_FORMAT = 2          # cache entries written before the checkpoint facts were stored are converted again
+_SOLVER_KINDS = {"magnet": "music", "audio_magnet": "audio"}   # audiocraft solvers/builders.py
+_READ_SECTIONS = ("lm_model", "solver", "sample_rate", "transformer_lm", "dataset", "masking", "fuser",
+                  "conditioners", "codebooks_pattern")
 
 
 class CheckpointError(ValueError):
@@ -36,39 +42,37 @@ class CheckpointError(ValueError):
 
 
 # ----------------------------------------------------------------------------- config
-def _resolve_interpolations(cfg: dict) -> dict:
-    """Resolves simple OmegaConf ``${a.b.c}`` references of a YAML-loaded config."""
-    pat = re.compile(r"^\$\{([\w.]+)\}$")
-
-    def lookup(path):
-        node = cfg
-        for part in path.split("."):
-            node = node[part]
-        return node
-
-    def walk(node):
-        if isinstance(node, dict):
-            return {k: walk(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        if isinstance(node, str):
-            m = pat.match(node)
-            if m:
-                try:
-                    return walk(lookup(m.group(1)))
-                except (KeyError, TypeError):
-                    return node
-        return node
-    return walk(cfg)
-
-
-def config_from_xp_cfg(xp_cfg: str | Mapping[str, Any], **overrides) -> MagnetConfig:
-    """MagnetConfig from an audiocraft ``xp.cfg`` (YAML string or mapping). Features the MAGNeT
-    releases do not use (biases, causal attention, layer scale, ...) are refused by name."""
-    cfg = yaml.safe_load(xp_cfg) if isinstance(xp_cfg, str) else dict(xp_cfg)
+def _read_xp_cfg(xp_cfg: str | Mapping[str, Any]) -> dict:
+    """The sections of an ``xp.cfg`` we read, with their ``${...}`` references resolved."""
+    try:
+        cfg = yaml.safe_load(xp_cfg) if isinstance(xp_cfg, str) else dict(xp_cfg)
+    except yaml.YAMLError as e:
+        raise CheckpointError(f"xp.cfg is not valid YAML ({e})") from None
     if not isinstance(cfg, dict):
         raise CheckpointError("xp.cfg is not a mapping")
-    cfg = _resolve_interpolations(cfg)
+    try:
+        return {k: resolve_interpolations(cfg[k], cfg) for k in _READ_SECTIONS if k in cfg}
+    except InterpolationError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def _t5_name(cfg: dict) -> str:
+    desc = (cfg.get("conditioners") or {}).get("description") or {}
+    if desc.get("model", "t5") != "t5":
+        raise CheckpointError(f"unsupported text conditioner {desc.get('model')!r} (only T5)")
+    t5 = desc.get("t5") or {}
+    name = str(t5.get("name", "t5-base"))
+    if canonical_t5_name(name) is None:
+        raise CheckpointError(f"xp.cfg names T5 {name!r}, which audiocraft's T5Conditioner does not accept "
+                              f"either (known: {sorted(T5_MODELS)})")
+    if t5.get("normalize_text"):
+        raise CheckpointError("unsupported: conditioners.description.t5.normalize_text=true (audiocraft's spaCy "
+                              "text normalisation is not implemented; every released model has false)")
+    return canonical_t5_name(name)
+
+
+def _validate(cfg: dict) -> None:
+    """Refuses, by name, the features the MAGNeT releases do not use (biases, causal attention, ...)."""
     lm_model = cfg.get("lm_model")
     if lm_model != "transformer_lm_magnet":
         raise CheckpointError(f"not a MAGNeT checkpoint: xp.cfg has lm_model={lm_model!r} "
@@ -77,11 +81,15 @@ def config_from_xp_cfg(xp_cfg: str | Mapping[str, Any], **overrides) -> MagnetCo
     expected = {"norm": "layer_norm", "norm_first": True, "bias_ff": False, "bias_attn": False,
                 "bias_proj": False, "positional_embedding": "sin", "activation": "gelu", "causal": False,
                 "layer_scale": None, "qk_layer_norm": False, "qk_layer_norm_cross": False, "kv_repeat": 1,
-                "xpos": False, "positional_scale": 1.0}
+                "xpos": False, "positional_scale": 1.0, "past_context": None}
     for key, want in expected.items():
         if key in tl and tl[key] != want and not (isinstance(want, float) and float(tl[key]) == want):
             raise CheckpointError(f"unsupported MAGNeT variant: transformer_lm.{key}={tl[key]!r} "
                                   f"(magnet-jax implements {want!r}, as in every released model)")
+    modeling = (cfg.get("codebooks_pattern") or {}).get("modeling", "parallel")
+    if modeling != "parallel":
+        raise CheckpointError(f"unsupported codebooks_pattern.modeling={modeling!r} (MAGNeT models all codebooks "
+                              f"in parallel; only 'parallel' is implemented)")
     fuser = cfg.get("fuser") or {}
     if fuser.get("cross_attention_pos_emb"):
         raise CheckpointError("unsupported: fuser.cross_attention_pos_emb=true")
@@ -92,31 +100,54 @@ def config_from_xp_cfg(xp_cfg: str | Mapping[str, Any], **overrides) -> MagnetCo
     conds = {k: v for k, v in (cfg.get("conditioners") or {}).items() if k != "args"}
     if set(conds) - {"description"}:
         raise CheckpointError(f"unsupported conditioners {sorted(conds)} (only a T5 'description')")
-    segment = float((cfg.get("dataset") or {}).get("segment_duration", 10.0))
-    kw = dict(n_q=int(tl.get("n_q", 4)), card=int(tl.get("card", 2048)), dim=int(tl["dim"]),
-              num_heads=int(tl["num_heads"]), num_layers=int(tl["num_layers"]),
-              hidden_scale=int(tl.get("hidden_scale", 4)),
-              subcodes_context=int(tl.get("subcodes_context", 5)),
-              span_len=int((cfg.get("masking") or {}).get("span_len", tl.get("span_len", 3))),
-              frame_rate=int(tl.get("compression_model_framerate", 50)), segment_duration=segment,
-              max_period=float(tl.get("max_period", 10000.0)))
-    t5_name = ((conds.get("description") or {}).get("t5") or {}).get("name", "t5-base")
-    kw["text_dim"] = {"t5-small": 512, "t5-base": 768, "t5-large": 1024, "t5-3b": 1024, "t5-11b": 1024}.get(
-        str(t5_name).split("/")[-1].replace("google-t5-", ""), 768)
+
+
+def config_from_xp_cfg(xp_cfg: str | Mapping[str, Any], **overrides) -> MagnetConfig:
+    """MagnetConfig from an audiocraft ``xp.cfg`` (YAML string or mapping); unsupported variants are refused
+    by name. ``text_dim`` is the width of the T5 the config names."""
+    cfg = _read_xp_cfg(xp_cfg)
+    _validate(cfg)
+    tl = cfg.get("transformer_lm") or {}
+    try:
+        kw = dict(n_q=int(tl.get("n_q", 4)), card=int(tl.get("card", 2048)), dim=int(tl["dim"]),
+                  num_heads=int(tl["num_heads"]), num_layers=int(tl["num_layers"]),
+                  hidden_scale=int(tl.get("hidden_scale", 4)),
+                  subcodes_context=int(tl.get("subcodes_context", 5)),
+                  span_len=int((cfg.get("masking") or {}).get("span_len", tl.get("span_len", 3))),
+                  frame_rate=int(tl.get("compression_model_framerate", 50)),
+                  segment_duration=float((cfg.get("dataset") or {}).get("segment_duration", 10.0)),
+                  max_period=float(tl.get("max_period", 10000.0)), text_dim=WIDTHS[_t5_name(cfg)])
+    except KeyError as e:
+        raise CheckpointError(f"xp.cfg has no transformer_lm.{e.args[0]}") from None
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"xp.cfg: bad transformer_lm value ({e})") from None
     kw.update(overrides)
     return MagnetConfig(**kw)
 
 
 def t5_name_from_xp_cfg(xp_cfg: str | Mapping[str, Any]) -> str:
-    cfg = yaml.safe_load(xp_cfg) if isinstance(xp_cfg, str) else dict(xp_cfg)
-    return cfg["conditioners"]["description"]["t5"]["name"]
+    """The T5 the checkpoint was trained with, as audiocraft names it (``t5-base``, ``google/flan-t5-large``)."""
+    return _t5_name(_read_xp_cfg(xp_cfg))
+
+
+def kind_from_xp_cfg(xp_cfg: str | Mapping[str, Any], source: str = "") -> str:
+    """``'music'`` or ``'audio'``: the xp.cfg's solver (``magnet`` / ``audio_magnet``); without one, the
+    released table (:data:`magnet_jax.configs.RELEASED`) for a released repo, else the sample rate (16 kHz = audio)."""
+    cfg = _read_xp_cfg(xp_cfg)
+    solver = cfg.get("solver")
+    if solver is not None:
+        if solver not in _SOLVER_KINDS:
+            raise CheckpointError(f"xp.cfg: solver={solver!r} is not a MAGNeT solver ({sorted(_SOLVER_KINDS)})")
+        return _SOLVER_KINDS[solver]
+    released = next((r["kind"] for r in RELEASED.values() if r["hub"] == source), None)
+    return released or ("audio" if int(cfg.get("sample_rate", 32000)) == 16000 else "music")
 
 
 # ----------------------------------------------------------------------------- params
 def _to_np(t) -> np.ndarray:
-    if hasattr(t, "detach"):  # torch tensor
+    if hasattr(t, "detach"):  # a torch tensor (callers converting an in-memory torch model)
         t = t.detach().cpu().float().numpy()
-    return np.asarray(t, dtype=np.float32)
+    return np.asarray(t, dtype=np.float32)   # float16 / bfloat16 arrays from the file: exact widening
 
 
 def params_from_state_dict(sd: Mapping[str, Any], cfg: MagnetConfig) -> dict[str, np.ndarray]:
@@ -167,7 +198,7 @@ def params_from_state_dict(sd: Mapping[str, Any], cfg: MagnetConfig) -> dict[str
 def to_audiocraft_state_dict(lm: MagnetLM) -> dict[str, np.ndarray]:
     """The inverse of :func:`params_from_state_dict` (float32 numpy arrays, audiocraft key names)."""
     cfg = lm.config
-    D, H, L = cfg.dim, cfg.num_heads, cfg.num_layers
+    D, L = cfg.dim, cfg.num_layers
     p = flat_params(lm)
     sd = {f"emb.{k}.weight": p["emb"][k] for k in range(cfg.n_q)}
     sd.update({f"linears.{k}.weight": p["heads"][k].T for k in range(cfg.n_q)})
@@ -190,38 +221,26 @@ def to_audiocraft_state_dict(lm: MagnetLM) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sd.items()}
 
 
-def _flatten(tree, prefix=""):
-    for k, v in tree.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            yield from _flatten(v, key + ".")
-        else:
-            yield key, v
-
-
 def flat_params(lm: MagnetLM) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v) for k, v in _flatten(nnx.to_pure_dict(nnx.state(lm, nnx.Param)))}
+    pure = nnx.to_pure_dict(nnx.state(lm, nnx.Param))
+    return {k: np.asarray(v) for k, v in traverse_util.flatten_dict(pure, sep=".").items()}
 
 
 def lm_from_flat_params(cfg: MagnetConfig, flat: Mapping[str, np.ndarray]) -> MagnetLM:
     """Builds a MagnetLM without random init (abstract model + the given arrays)."""
     abstract = nnx.eval_shape(lambda: MagnetLM(cfg, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
-    want = dict(_flatten(nnx.to_pure_dict(state)))
+    want = traverse_util.flatten_dict(nnx.to_pure_dict(state), sep=".")
     missing, extra = sorted(set(want) - set(flat)), sorted(set(flat) - set(want))
     if missing or extra:
         raise CheckpointError(f"parameter names do not match the model: missing {missing[:5]}, extra {extra[:5]}")
-    pure: dict = {}
+    arrays = {}
     for key, abs_leaf in want.items():
         arr = np.asarray(flat[key], dtype=np.float32)
         if arr.shape != tuple(abs_leaf.shape):
             raise CheckpointError(f"{key}: shape {arr.shape} != model {tuple(abs_leaf.shape)}")
-        node = pure
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = jnp.asarray(arr)
-    nnx.replace_by_pure_dict(state, pure)
+        arrays[key] = jnp.asarray(arr)
+    nnx.replace_by_pure_dict(state, traverse_util.unflatten_dict(arrays, sep="."))
     return nnx.merge(graphdef, state)
 
 
@@ -230,8 +249,20 @@ def lm_from_state_dict(sd: Mapping[str, Any], cfg: MagnetConfig) -> MagnetLM:
 
 
 # ----------------------------------------------------------------------------- files
+@dataclasses.dataclass(frozen=True)
+class LoadedCheckpoint:
+    """What a checkpoint says, besides its weights: the T5 it was trained with, music or audio, its window."""
+    lm: MagnetLM
+    t5_name: str | None          # audiocraft name (``t5-base``); None for an export that does not record it
+    kind: str                    # "music" | "audio" (generation defaults; from the xp.cfg's solver)
+    segment_duration: float      # seconds: the window the LM was trained on
+    source: str                  # what was asked for (hub id, folder or file)
+    codec_source: str            # where its EnCodec lives: the hub repo, or the checkpoint's folder
+    lm_model: str = "transformer_lm_magnet"
+
+
 def save_lm_safetensors(lm: MagnetLM, folder: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> Path:
-    """Writes ``magnet_jax_lm.safetensors`` + ``magnet_jax_config.json`` (loadable without torch)."""
+    """Writes ``magnet_jax_lm.safetensors`` + ``magnet_jax_config.json`` (``extra``: e.g. ``t5``, ``kind``)."""
     return _write_safetensors(folder, flat_params(lm), lm.config, extra)
 
 
@@ -243,35 +274,54 @@ def _write_safetensors(folder, flat: Mapping[str, np.ndarray], cfg: MagnetConfig
     save_file({k: np.ascontiguousarray(v) for k, v in flat.items()}, str(tmp))
     os.replace(tmp, folder / SAFETENSORS_NAME)
     meta = {"model": cfg.to_dict(), **(dict(extra) if extra else {})}
-    (folder / CONFIG_NAME).write_text(json.dumps(meta, indent=1))
+    tmp = folder / (CONFIG_NAME + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, folder / CONFIG_NAME)
     return folder
 
 
-def load_lm_safetensors(folder: str | os.PathLike, **overrides) -> MagnetLM:
+def _runtime_overrides(overrides: Mapping[str, Any]) -> dict:
+    allowed = set(MagnetConfig.runtime_fields())
+    bad = sorted(set(overrides) - allowed)
+    if bad:
+        raise TypeError(f"cannot override {bad} when loading a checkpoint: the architecture comes from the "
+                        f"checkpoint; run-time fields are {sorted(allowed)}")
+    return dict(overrides)
+
+
+def _from_export(folder: Path, overrides: Mapping[str, Any], source: str, codec_source: str) -> LoadedCheckpoint:
     from safetensors.numpy import load_file
-    folder = Path(folder)
     meta = json.loads((folder / CONFIG_NAME).read_text())
-    cfg = MagnetConfig.from_dict({**meta["model"], **overrides})
-    return lm_from_flat_params(cfg, load_file(str(folder / SAFETENSORS_NAME)))
+    cfg = MagnetConfig.from_dict({**meta["model"], **_runtime_overrides(overrides)})
+    lm = lm_from_flat_params(cfg, load_file(str(folder / SAFETENSORS_NAME)))
+    return LoadedCheckpoint(lm, meta.get("t5"), meta.get("kind", "music"), cfg.segment_duration, source,
+                            codec_source, meta.get("lm_model", "transformer_lm_magnet"))
+
+
+def load_lm_safetensors(folder: str | os.PathLike, **overrides) -> MagnetLM:
+    return _from_export(Path(folder), overrides, str(folder), str(folder)).lm
 
 
 def read_state_dict_bin(path: str | os.PathLike) -> dict:
-    """``torch.load(weights_only=True)`` of an audiocraft ``state_dict.bin``, with clear errors."""
+    """An audiocraft ``state_dict.bin`` (torch-free, allow-listed like ``torch.load(weights_only=True)``)."""
     try:
-        import torch
-    except ImportError:
-        raise ImportError("reading an audiocraft .bin checkpoint needs PyTorch once (the converted params are "
-                          "cached afterwards): pip install 'magnet-jax[torch]' (CPU: pip install torch==2.13.0)"
-                          ) from None
-    try:
-        pkg = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(pkg, dict) or "best_state" not in pkg or "xp.cfg" not in pkg:
-        keys = sorted(pkg)[:8] if isinstance(pkg, dict) else type(pkg).__name__
+        pkg = load_torch_file(path)
+    except TorchFileError as e:
+        raise CheckpointError(str(e)) from None
+    if "best_state" not in pkg or "xp.cfg" not in pkg:
         raise CheckpointError(f"{path}: not an audiocraft exported checkpoint (expected keys 'best_state' and "
-                              f"'xp.cfg', found {keys})")
+                              f"'xp.cfg', found {sorted(map(str, pkg))[:8]})")
     return pkg
+
+
+def _check_text_width(sd: Mapping[str, Any], t5_name: str) -> None:
+    """The T5 width the LM was trained on is the output projection's input size: it must be the named T5's."""
+    w = sd.get(f"{TEXT_PREFIX}.weight")
+    if w is None:
+        raise CheckpointError(f"state_dict has no {TEXT_PREFIX}.weight: not a MAGNeT LM with a T5 description")
+    if np.shape(w)[-1] != WIDTHS[t5_name]:
+        raise CheckpointError(f"the checkpoint's text projection takes {np.shape(w)[-1]}-dim T5 states, but its "
+                              f"xp.cfg names {t5_name} ({WIDTHS[t5_name]}-dim): inconsistent checkpoint")
 
 
 def _cache_key(source: str, file: str) -> str:
@@ -279,24 +329,37 @@ def _cache_key(source: str, file: str) -> str:
     return hashlib.sha256(f"{source}|{os.path.realpath(file)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
 
 
-def load_audiocraft_lm(path_or_repo_id: str | os.PathLike, *, cache: bool = True, **overrides) -> MagnetLM:
-    """Loads a MAGNeT LM from a hub repo id (``facebook/magnet-small-10secs``, ...), a local folder
+def load_audiocraft_checkpoint(path_or_repo_id: str | os.PathLike, *, cache: bool = True,
+                               **overrides) -> LoadedCheckpoint:
+    """Loads a MAGNeT checkpoint from a hub repo id (any repo in the released layout), a local folder
     (``state_dict.bin``, or a magnet-jax safetensors export) or a ``state_dict.bin`` path.
 
-    ``overrides`` set run-time config fields (``dtype='bfloat16'``, ``remat=True``,
-    ``mask_text_padding=True``, ...). Architecture fields come from the checkpoint.
+    ``overrides`` set run-time config fields only (``MagnetConfig.runtime_fields()``: ``dtype='bfloat16'``,
+    ``remat=True``, ...); the architecture, the T5, the kind and the window come from the checkpoint.
     """
     src = str(path_or_repo_id)
+    overrides = _runtime_overrides(overrides)
     local = Path(src).expanduser()
+    codec_source = str(local.parent if local.is_file() else local) if local.exists() else src
     if local.is_dir() and (local / SAFETENSORS_NAME).is_file():
-        return load_lm_safetensors(local, **overrides)
+        return _from_export(local, overrides, src, codec_source)
     bin_path = hub.resolve_file(src, "state_dict.bin")
     cached = hub.cache_dir("lm", _cache_key(src, bin_path)) if cache else None
-    if cached is not None and (cached / SAFETENSORS_NAME).is_file():
-        return load_lm_safetensors(cached, **overrides)
+    if cached is not None and (cached / CONFIG_NAME).is_file() and (cached / SAFETENSORS_NAME).is_file():
+        if json.loads((cached / CONFIG_NAME).read_text()).get("format") == _CACHE_FORMAT:
+            return _from_export(cached, overrides, src, codec_source)
     pkg = read_state_dict_bin(bin_path)
     cfg = config_from_xp_cfg(pkg["xp.cfg"])
+    t5_name, kind = t5_name_from_xp_cfg(pkg["xp.cfg"]), kind_from_xp_cfg(pkg["xp.cfg"], src)
+    _check_text_width(pkg["best_state"], t5_name)
     flat = params_from_state_dict(pkg["best_state"], cfg)
     if cached is not None:   # cached with the checkpoint's own config; run-time overrides are not stored
-        _write_safetensors(cached, flat, cfg, extra={"source": src, "t5": t5_name_from_xp_cfg(pkg["xp.cfg"])})
-    return lm_from_flat_params(cfg.replace(**overrides), flat)
+        _write_safetensors(cached, flat, cfg, extra={"format": _CACHE_FORMAT, "source": src, "t5": t5_name,
+                                                      "kind": kind, "lm_model": "transformer_lm_magnet"})
+    lm = lm_from_flat_params(cfg.replace(**overrides), flat)
+    return LoadedCheckpoint(lm, t5_name, kind, cfg.segment_duration, src, codec_source)
+
+
+def load_audiocraft_lm(path_or_repo_id: str | os.PathLike, *, cache: bool = True, **overrides) -> MagnetLM:
+    """The LM of :func:`load_audiocraft_checkpoint` (same arguments)."""
+    return load_audiocraft_checkpoint(path_or_repo_id, cache=cache, **overrides).lm

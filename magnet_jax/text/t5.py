@@ -1,4 +1,4 @@
-"""The T5 encoder stack in Flax NNX, with weights read from a Hugging Face T5 checkpoint.
+"""The T5 encoder stack in Flax NNX (weights from a Hugging Face checkpoint: :mod:`magnet_jax.convert.t5`).
 
 MAGNeT conditions on the last hidden state of a frozen T5 encoder (``t5-base``, 768-dim, for music;
 ``t5-large``, 1024-dim, for audio). This module re-implements that encoder so it runs in JAX and
@@ -34,9 +34,7 @@ transformers also keeps in float32 for T5) stay in float32; the output is always
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 from typing import Any, Mapping
 
 import jax
@@ -44,10 +42,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from magnet_jax.hub import HubError, resolve_file
+from magnet_jax.hub import HubError
 
-__all__ = ["T5EncoderConfig", "T5Encoder", "T5EncoderFn", "load_t5_encoder", "build_t5_encoder",
-           "relative_position_buckets", "read_hf_t5_weights", "params_from_hf", "HubError"]
+__all__ = ["T5EncoderConfig", "T5Encoder", "T5EncoderFn", "build_t5_encoder", "relative_position_buckets",
+           "HubError"]
 
 _ACTIVATIONS = {
     "relu": jax.nn.relu,
@@ -57,7 +55,6 @@ _ACTIVATIONS = {
     "silu": jax.nn.silu,
     "swish": jax.nn.silu,
 }
-_SUPPORTED_MODEL_TYPES = ("t5", "mt5")
 
 
 # ---------------------------------------------------------------------------------------- config
@@ -168,7 +165,8 @@ class T5Encoder(nnx.Module):
       precision: matmul precision (default ``HIGHEST`` so that float32 really is float32 on TPU;
         the encoder runs once per batch of prompts, its cost is negligible).
       rngs: random init (normal, with transformers' ``T5PreTrainedModel`` scales) - only useful for
-        tests; :func:`load_t5_encoder` builds the module abstractly and fills in checkpoint weights.
+        tests; :func:`magnet_jax.convert.t5.load_t5_encoder` builds the module abstractly and fills
+        in checkpoint weights.
     """
 
     def __init__(self, config: T5EncoderConfig, *, dtype=jnp.float32,
@@ -303,181 +301,10 @@ class T5EncoderFn:
         return self._run(self._state, input_ids, jnp.asarray(attention_mask))
 
 
-# ---------------------------------------------------------------------------------------- loading
-def _read_safetensors(path: str, wanted) -> dict[str, np.ndarray]:
-    """The tensors of a ``.safetensors`` file whose names satisfy ``wanted(name)``, as NumPy.
-
-    Reads lazily (only the wanted tensors, e.g. not the decoder of a seq2seq checkpoint) with
-    ``safetensors``' NumPy backend; bfloat16 tensors, which NumPy cannot hold natively, go
-    through its Flax backend and come back as ``ml_dtypes.bfloat16`` arrays.
-    """
-    from safetensors import safe_open
-
-    out, bf16 = {}, []
-    with safe_open(path, framework="np") as f:
-        for name in f.keys():
-            if not wanted(name):
-                continue
-            if f.get_slice(name).get_dtype() == "BF16":
-                bf16.append(name)
-            else:
-                out[name] = f.get_tensor(name)
-    if bf16:
-        with safe_open(path, framework="flax") as f:
-            for name in bf16:
-                out[name] = np.asarray(f.get_tensor(name))
-    return out
-
-
-def _read_torch_bin(path: str, wanted) -> dict[str, np.ndarray]:
-    """A ``pytorch_model.bin`` state dict (torch is imported only here)."""
-    try:
-        import torch
-    except ImportError as e:
-        raise HubError(f"{path} is a PyTorch .bin checkpoint: reading it needs torch "
-                       f"(`pip install torch`), or convert it to model.safetensors") from e
-    sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    out = {}
-    for name, t in sd.items():
-        if wanted(name):
-            t = t.detach()
-            out[name] = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
-    return out
-
-
-def _checkpoint_files(path_or_repo_id) -> tuple[list[str], str]:
-    """The weight files of a checkpoint (single or sharded; safetensors preferred) and their kind."""
-    for single, index, kind in (("model.safetensors", "model.safetensors.index.json", "safetensors"),
-                                ("pytorch_model.bin", "pytorch_model.bin.index.json", "bin")):
-        f = resolve_file(path_or_repo_id, single, optional=True)
-        if f is not None:
-            return [f], kind
-        idx = resolve_file(path_or_repo_id, index, optional=True)
-        if idx is not None:
-            with open(idx) as fh:
-                shards = sorted(set(json.load(fh)["weight_map"].values()))
-            return [resolve_file(path_or_repo_id, s) for s in shards], kind
-    where = (f"local folder {str(path_or_repo_id)!r}" if os.path.exists(os.path.expanduser(str(path_or_repo_id)))
-             else f"hub repo {str(path_or_repo_id)!r}")
-    raise HubError(f"no T5 weights in {where}: expected model.safetensors or pytorch_model.bin "
-                   f"(or a sharded *.index.json)")
-
-
-def read_hf_t5_weights(path_or_repo_id) -> tuple[dict, dict[str, np.ndarray]]:
-    """``(config.json dict, encoder tensors)`` of a Hugging Face T5 checkpoint.
-
-    Only the encoder's tensors and the shared embedding are read (the decoder of a full
-    ``T5ForConditionalGeneration`` / ``T5Model`` checkpoint such as ``t5-base`` is skipped).
-    """
-    cfg_path = resolve_file(path_or_repo_id, "config.json")
-    with open(cfg_path) as f:
-        cfg = json.load(f)
-    model_type = cfg.get("model_type")
-    if model_type not in _SUPPORTED_MODEL_TYPES:
-        raise HubError(f"{path_or_repo_id!r} is not a T5 checkpoint: config.json has model_type "
-                       f"{model_type!r} (expected one of {_SUPPORTED_MODEL_TYPES})")
-    if cfg.get("is_decoder", False):
-        raise HubError(f"{path_or_repo_id!r} is a T5 *decoder* (is_decoder=true); an encoder-only "
-                       f"(T5EncoderModel) or encoder-decoder (T5ForConditionalGeneration) checkpoint is needed")
-    files, kind = _checkpoint_files(path_or_repo_id)
-
-    def wanted(name):
-        return not name.startswith(("decoder.", "lm_head."))
-
-    reader = _read_safetensors if kind == "safetensors" else _read_torch_bin
-    tensors: dict[str, np.ndarray] = {}
-    for f in files:
-        tensors.update(reader(f, wanted))
-    return cfg, tensors
-
-
-def params_from_hf(tensors: Mapping[str, np.ndarray], config: T5EncoderConfig, *,
-                   source: str = "checkpoint") -> dict[str, np.ndarray]:
-    """Map transformers' T5 tensor names to :class:`T5Encoder`'s (stacked, transposed) params.
-
-    Accepts the keys of ``T5EncoderModel``, ``T5Model`` / ``T5ForConditionalGeneration``
-    (``encoder.*`` + ``shared.weight``) and of a bare ``T5Stack`` (no ``encoder.`` prefix).
-    ``encoder.embed_tokens.weight`` may be absent: it is tied to ``shared.weight``.
-    """
-    probe = "block.0.layer.0.SelfAttention.q.weight"
-    prefix = next((p for p in ("encoder.", "") if p + probe in tensors), None)
-    if prefix is None:
-        if any(k.startswith("decoder.") for k in tensors) or any(".EncDecAttention." in k for k in tensors):
-            raise HubError(f"{source}: only T5 decoder weights found (no 'encoder.block.*' tensors)")
-        raise HubError(f"{source}: not a T5 encoder checkpoint (no '[encoder.]{probe}'; "
-                       f"keys look like {sorted(tensors)[:5]})")
-
-    def get(name):
-        if name not in tensors:
-            raise HubError(f"{source}: tensor {name!r} missing from the T5 checkpoint")
-        return np.asarray(tensors[name])
-
-    emb = next((tensors[k] for k in (prefix + "embed_tokens.weight", "shared.weight", "embed_tokens.weight")
-                if k in tensors), None)
-    if emb is None:
-        raise HubError(f"{source}: no token embedding ('shared.weight' or '{prefix}embed_tokens.weight')")
-    L = config.num_layers
-    if prefix + f"block.{L}.layer.0.SelfAttention.q.weight" in tensors:
-        raise HubError(f"{source}: checkpoint has more than num_layers={L} encoder blocks")
-
-    def stack(fmt, transpose=True):
-        arrs = [get(prefix + fmt.format(i)) for i in range(L)]
-        return np.stack([a.T if transpose else a for a in arrs])
-
-    att, ff = "block.{}.layer.0.", "block.{}.layer.1."
-    p = {
-        "embed_tokens": np.asarray(emb),
-        "relative_attention_bias": get(prefix + "block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
-        "attn_norm": stack(att + "layer_norm.weight", False),
-        "q": stack(att + "SelfAttention.q.weight"),
-        "k": stack(att + "SelfAttention.k.weight"),
-        "v": stack(att + "SelfAttention.v.weight"),
-        "o": stack(att + "SelfAttention.o.weight"),
-        "ffn_norm": stack(ff + "layer_norm.weight", False),
-        "wo": stack(ff + "DenseReluDense.wo.weight"),
-        "final_norm": get(prefix + "final_layer_norm.weight"),
-    }
-    gated_key = prefix + "block.0.layer.1.DenseReluDense.wi_0.weight"
-    if (gated_key in tensors) != config.is_gated:
-        raise HubError(f"{source}: config.json says feed_forward_proj={config.feed_forward_proj!r} but the "
-                       f"weights are {'gated (wi_0/wi_1)' if gated_key in tensors else 'not gated (wi)'}")
-    if config.is_gated:
-        p["wi_0"] = stack(ff + "DenseReluDense.wi_0.weight")
-        p["wi_1"] = stack(ff + "DenseReluDense.wi_1.weight")
-    else:
-        p["wi"] = stack(ff + "DenseReluDense.wi.weight")
-    return p
-
-
-def load_t5_encoder(path_or_repo_id, dtype=jnp.float32, *,
-                    precision: jax.lax.Precision | str | None = jax.lax.Precision.HIGHEST) -> T5EncoderFn:
-    """Load a T5 encoder from a Hugging Face checkpoint: a local folder or a hub repo id.
-
-    Works with ``T5EncoderModel`` and full ``T5Model`` / ``T5ForConditionalGeneration`` checkpoints
-    (e.g. ``google-t5/t5-base``, ``google-t5/t5-large``, ``google/flan-t5-*``), stored as
-    ``model.safetensors`` (read without torch) or ``pytorch_model.bin`` (needs torch), optionally
-    sharded. Only the encoder and the shared embedding are loaded.
-
-    Args:
-      path_or_repo_id: local folder with ``config.json`` + weights, or ``owner/name`` on the hub.
-      dtype: matmul dtype, ``jnp.float32`` (exact) or ``jnp.bfloat16`` (accelerators).
-      precision: matmul precision, see :class:`T5Encoder`.
-    Returns:
-      :class:`T5EncoderFn`, callable as ``fn(input_ids int32 [B, S], attention_mask [B, S])``
-      returning float32 ``[B, S, d_model]``.
-    Raises:
-      HubError: hub unreachable (the message says how to use a local folder), files missing, not a
-        T5 checkpoint, a decoder-only checkpoint, or weights inconsistent with ``config.json``.
-    """
-    cfg_dict, tensors = read_hf_t5_weights(path_or_repo_id)
-    config = T5EncoderConfig.from_hf_dict(cfg_dict)
-    params = params_from_hf(tensors, config, source=str(path_or_repo_id))
-    return T5EncoderFn(build_t5_encoder(config, params, dtype=dtype, precision=precision))
-
-
+# ---------------------------------------------------------------------------------------- building
 def build_t5_encoder(config: T5EncoderConfig, params: Mapping[str, np.ndarray], *, dtype=jnp.float32,
                      precision=jax.lax.Precision.HIGHEST) -> T5Encoder:
-    """A :class:`T5Encoder` holding ``params`` (from :func:`params_from_hf`), without random init."""
+    """A :class:`T5Encoder` holding ``params`` (:func:`magnet_jax.convert.t5.params_from_hf`), no random init."""
     abstract = nnx.eval_shape(lambda: T5Encoder(config, dtype=dtype, precision=precision, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
     pure = {}

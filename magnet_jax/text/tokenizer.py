@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -51,11 +52,13 @@ def load_t5_tokenizer(path_or_repo_id):
             raise HubError(f"local folder {name!r} has no T5 tokenizer: expected one of {_VOCAB_FILES}")
         source = str(folder)
     else:
-        if all(resolve_file(name, f, optional=True) is None for f in _VOCAB_FILES):
+        vocab = next((v for v in (resolve_file(name, f, optional=True) for f in _VOCAB_FILES) if v), None)
+        if vocab is None:
             raise HubError(f"hub repo {name!r} has no T5 tokenizer: expected one of {_VOCAB_FILES}")
         for f in ("tokenizer_config.json", "special_tokens_map.json"):
-            resolve_file(name, f, optional=True)  # into the cache, for the offline-safe call below
-        source = name
+            resolve_file(name, f, optional=True)  # into the same snapshot folder
+        # load from the snapshot folder, not the repo id: transformers then makes no hub calls (offline-safe)
+        source = str(Path(vocab).parent)
 
     import transformers
     from transformers import T5Tokenizer
@@ -126,6 +129,9 @@ def _fit_length(ids: np.ndarray, mask: np.ndarray, length: int, tokenizer) -> tu
     out_ids, out_mask = ids[:, :length].copy(), mask[:, :length].copy()
     n = mask.sum(axis=1)
     long = n > length
+    if long.any():   # never silent: the truncated tail is conditioning the model will not see
+        warnings.warn(f"descriptions longer than {length} T5 tokens are truncated to {length}; raise the length "
+                      f"(train: --config.text.max_length) to keep them whole", UserWarning, stacklevel=3)
     out_ids[long, length - 1] = eos
     return out_ids, out_mask
 
