@@ -1,14 +1,17 @@
 """EnCodec (SEANet autoencoder + residual vector quantization) in JAX / Flax NNX.
 
-``load_encodec(path_or_repo_id) -> Encodec`` reads transformers, audiocraft-native and encodec-package
-checkpoints; ``Encodec.encode(wav [B, C, N]) -> int32 [B, K, T]`` and ``Encodec.decode(codes) ->
-float32 [B, C, T * hop]`` match the PyTorch references (identical codes, audio within 1e-4).
-See :mod:`magnet_jax.codec.encodec` for the chunked long-audio policy.
+``load_encodec(path_or_repo_id) -> Encodec`` (from :mod:`magnet_jax.convert.encodec`); ``Encodec.encode``
+/ ``decode`` match the PyTorch references; :mod:`magnet_jax.codec.training_model` is the trainable codec.
 """
-from .config import CodecConfig, SeanetConfig
-from .encodec import DEFAULT_CHUNK_SECONDS, Encodec, EncodecNet, linear_overlap_add
-from .load import CodecFormatError, hf_config_to_codec, load_encodec, native_config_to_codec, read_checkpoint
+from magnet_jax.codec.config import CodecConfig, SeanetConfig
+from magnet_jax.codec.encodec import DEFAULT_CHUNK_SECONDS, Encodec, EncodecNet, linear_overlap_add
+from magnet_jax.codec.rvq_train import CodebookState, RVQTrainConfig
+from magnet_jax.codec.training_model import (
+    TrainableEncodec, codec_train_forward, export_inference_codec, init_trainable_codec)
+from magnet_jax.convert.encodec import (
+    CodecFormatError, hf_config_to_codec, load_encodec, native_config_to_codec, read_checkpoint)
 
 __all__ = ["load_encodec", "Encodec", "EncodecNet", "CodecConfig", "SeanetConfig", "CodecFormatError",
            "DEFAULT_CHUNK_SECONDS", "hf_config_to_codec", "native_config_to_codec", "read_checkpoint",
-           "linear_overlap_add"]
+           "linear_overlap_add", "CodebookState", "RVQTrainConfig", "TrainableEncodec", "codec_train_forward",
+           "export_inference_codec", "init_trainable_codec"]

@@ -48,9 +48,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .config import CodecConfig
-from .quantizer import ResidualVQ
-from .seanet import Decoder, Encoder, receptive_margin
+from magnet_jax.codec.config import CodecConfig
+from magnet_jax.codec.quantizer import ResidualVQ
+from magnet_jax.codec.seanet import Decoder, Encoder, receptive_margin
 
 DEFAULT_CHUNK_SECONDS = 5.0
 
@@ -63,21 +63,13 @@ class EncodecNet(nnx.Module):
         self.decoder = Decoder(config.decoder)
         self.quantizer = ResidualVQ(config.dimension, config.bins, config.total_codebooks)
 
-    def load_state_dict(self, sd: dict):
-        """Load a canonical (HF-named, weight-norm-fused, numpy) state dict; every tensor must be used."""
-        sd = dict(sd)
-        self.encoder.load(sd, "encoder.layers")
-        self.decoder.load(sd, "decoder.layers")
-        self.quantizer.load(sd, "quantizer.layers")
-        if sd:
-            raise ValueError(f"unused checkpoint tensors: {sorted(sd)[:10]}{' ...' if len(sd) > 10 else ''}")
 
 
 # --- pure functions of (graphdef, state, inputs); jitted per Encodec instance -----------------------
 
 def _f_encode(graphdef, state, x, *, n_q, renorm):
     net = nnx.merge(graphdef, state)
-    x, scale = _renorm(x, renorm)
+    x, scale = renormalize(x, renorm)
     return net.quantizer.encode(net.encoder(x), n_q), scale
 
 
@@ -112,7 +104,7 @@ def _f_dec_up(graphdef, state, z, scale, *, start, count):
     return y if scale is None else y * scale[:, None, None]
 
 
-def _renorm(x, renorm: bool):
+def renormalize(x, renorm: bool):
     """audiocraft ``preprocess`` / encodec ``normalize``: divide by the RMS of the mono mix."""
     if not renorm:
         return x, None
@@ -184,23 +176,22 @@ class Encodec:
     # ------------------------------------------------------------------ jit plumbing
     def _fns(self):
         if self._compiled is None:
-            graphdef, state = nnx.split(self.net)
+            graphdef = nnx.graphdef(self.net)
             jit = lambda f, **kw: jax.jit(functools.partial(f, graphdef), **kw)  # noqa: E731
             self._compiled = dict(
-                state=state,
                 encode=jit(_f_encode, static_argnames=("n_q", "renorm")),
                 enc_chunk=jit(_f_enc_chunk, static_argnames=("start", "count")),
                 enc_post=jit(_f_enc_post, static_argnames=("n_q",)),
                 decode=jit(_f_decode),
                 dec_pre=jit(_f_dec_pre),
                 dec_up=jit(_f_dec_up, static_argnames=("start", "count")),
-                renorm=jax.jit(functools.partial(_renorm, renorm=True)),
+                renorm=jax.jit(functools.partial(renormalize, renorm=True)),
             )
         return self._compiled
 
-    def refresh(self):
-        """Call after changing parameters of ``self.net`` in place."""
-        self._compiled = None
+    def _state(self):
+        """The current weights, read at every call (so in-place changes to ``self.net`` are seen)."""
+        return nnx.state(self.net)
 
     def _chunk_frames(self, chunk_seconds) -> int | None:
         cs = self.chunk_seconds if chunk_seconds == "default" else chunk_seconds
@@ -234,14 +225,14 @@ class Encodec:
         frames = -(-x.shape[1] // self.hop_length)
         f = self._chunk_frames(chunk_seconds)
         if f is None or frames <= f or not self._can_chunk():
-            return fns["encode"](fns["state"], x, n_q=n_q, renorm=renorm)
+            return fns["encode"](self._state(), x, n_q=n_q, renorm=renorm)
         scale = None
         if renorm:
             x, scale = fns["renorm"](x)
         return self._encode_chunked(x, f), scale
 
     def _encode_chunked(self, x, f: int):
-        fns, hop, n = self._fns(), self.hop_length, x.shape[1]
+        fns, hop, n, state = self._fns(), self.hop_length, x.shape[1], self._state()
         total = -(-n // hop)
         m = self.encoder_margin
         enc = self.net.encoder
@@ -254,10 +245,10 @@ class Encodec:
             f1 = min(f0 + f, total)
             a, b = max(0, f0 - m), min(total, f1 + m)
             chunk = x[:, a * hop: min(n, b * hop)]
-            y, h, c = fns["enc_chunk"](fns["state"], chunk, h, c, start=f0 - a, count=f1 - f0)
+            y, h, c = fns["enc_chunk"](state, chunk, h, c, start=f0 - a, count=f1 - f0)
             outs.append(y)
         y = jnp.concatenate(outs, axis=1)
-        return fns["enc_post"](fns["state"], y, n_q=self.num_codebooks)
+        return fns["enc_post"](state, y, n_q=self.num_codebooks)
 
     def encode(self, wav, *, chunk_seconds="default") -> jax.Array:
         """``wav float [B, C, N]`` -> codes ``int32 [B, K, T]`` with ``T = ceil(N / hop)``.
@@ -282,18 +273,18 @@ class Encodec:
             raise ValueError(f"got {codes.shape[1]} codebooks, the model has {self.total_codebooks}")
         if scale is not None:
             scale = jnp.asarray(scale, jnp.float32).reshape(codes.shape[0])
-        total = codes.shape[2]
+        total, state = codes.shape[2], self._state()
         f = self._chunk_frames(chunk_seconds)
         if f is None or total <= f or not self._can_chunk():
-            y = fns["decode"](fns["state"], codes, scale)
+            y = fns["decode"](state, codes, scale)
         else:
-            z = fns["dec_pre"](fns["state"], codes)
+            z = fns["dec_pre"](state, codes)
             m, hop = self.decoder_margin, self.hop_length
             outs = []
             for f0 in range(0, total, f):
                 f1 = min(f0 + f, total)
                 a, b = max(0, f0 - m), min(total, f1 + m)
-                outs.append(fns["dec_up"](fns["state"], z[:, a:b], scale,
+                outs.append(fns["dec_up"](state, z[:, a:b], scale,
                                           start=(f0 - a) * hop, count=(f1 - f0) * hop))
             y = jnp.concatenate(outs, axis=1)
         return jnp.transpose(y, (0, 2, 1))

@@ -1,11 +1,8 @@
 """Residual vector quantization (inference): nearest code per level on the running residual."""
 from __future__ import annotations
 
-import warnings
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 _HP = jax.lax.Precision.HIGHEST
@@ -32,7 +29,7 @@ class ResidualVQ(nnx.Module):
 
     def encode(self, x: jax.Array, n_q: int) -> jax.Array:
         """``x [B, T, D]`` -> codes ``int32 [B, n_q, T]``."""
-        embed = self.embed.value
+        embed = self.embed[...]
         residual = x
         codes = []
         for q in range(n_q):
@@ -43,26 +40,9 @@ class ResidualVQ(nnx.Module):
 
     def decode(self, codes: jax.Array) -> jax.Array:
         """codes ``[B, K, T]`` -> ``[B, T, D]`` (sum of the K selected entries, in level order)."""
-        embed = self.embed.value
+        embed = self.embed[...]
         out = None
         for q in range(codes.shape[1]):
             e = jnp.take(embed[q], codes[:, q], axis=0)
             out = e if out is None else out + e
         return out
-
-    def load(self, sd: dict, prefix: str = "quantizer.layers"):
-        embeds = []
-        for q in range(self.total):
-            key = f"{prefix}.{q}.codebook.embed"
-            if key not in sd:
-                raise KeyError(f"missing checkpoint tensor {key!r}")
-            inited = sd.pop(f"{prefix}.{q}.codebook.inited", None)
-            if inited is not None and not bool(np.all(np.asarray(inited) > 0)):
-                warnings.warn(f"codebook {q} is marked un-initialised (inited=0): the checkpoint looks untrained")
-            for extra in ("cluster_size", "embed_avg"):
-                sd.pop(f"{prefix}.{q}.codebook.{extra}", None)
-            embeds.append(np.asarray(sd.pop(key), np.float32))
-        arr = np.stack(embeds)
-        if arr.shape != tuple(self.embed.value.shape):
-            raise ValueError(f"codebooks: checkpoint shape {arr.shape} != model {tuple(self.embed.value.shape)}")
-        self.embed.value = jnp.asarray(arr)

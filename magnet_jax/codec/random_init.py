@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .config import CodecConfig, SeanetConfig
-from .encodec import Encodec, EncodecNet
+from magnet_jax.codec.config import CodecConfig, SeanetConfig
+from magnet_jax.codec.encodec import Encodec, EncodecNet
 
 
 def random_encodec(sample_rate: int = 32000, frame_rate: float = 50, num_codebooks: int = 4, bins: int = 2048,
@@ -37,7 +37,7 @@ def random_encodec(sample_rate: int = 32000, frame_rate: float = 50, num_codeboo
     net = EncodecNet(cfg)
     rng = np.random.default_rng(seed)
     for path, var in nnx.to_flat_state(nnx.state(net, nnx.Param)):
-        shape = var.get_value().shape
+        shape = var[...].shape
         name = str(path[-1])
         if name.startswith(("w_ih", "w_hh")):
             bound = 1 / math.sqrt(shape[0])
@@ -46,7 +46,7 @@ def random_encodec(sample_rate: int = 32000, frame_rate: float = 50, num_codeboo
             value = rng.standard_normal(shape) / math.sqrt(float(np.prod(shape[:-1])))
         else:
             value = np.zeros(shape)
-        var.set_value(jnp.asarray(value, jnp.float32))
+        var[...] = jnp.asarray(value, jnp.float32)
     # seed the codebooks from residuals of the encoder's latents on a probe signal
     t = np.arange(int(4 * sample_rate)) / sample_rate
     probe = np.stack([0.3 * np.sin(2 * np.pi * f * t) * (rng.random(t.size) < 0.999) + 0.05 * rng.standard_normal(t.size)
@@ -59,5 +59,5 @@ def random_encodec(sample_rate: int = 32000, frame_rate: float = 50, num_codeboo
         embed[q] = pick + 0.05 * residual.std() * rng.standard_normal(pick.shape)
         d = (residual ** 2).sum(1, keepdims=True) - 2 * residual @ embed[q].T + (embed[q] ** 2).sum(1)[None]
         residual = residual - embed[q][d.argmin(1)]
-    net.quantizer.embed.set_value(jnp.asarray(embed))
+    net.quantizer.embed[...] = jnp.asarray(embed)
     return Encodec(cfg, net)

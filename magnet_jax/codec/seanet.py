@@ -1,8 +1,9 @@
 """SEANet encoder / decoder (EnCodec's convolutional autoencoder) in Flax NNX.
 
 Layout: activations are ``[B, T, C]`` (NWC) throughout, which is what XLA's CPU convolutions and
-matmuls like best. Weight norm is *fused at load time* (``w = g * v / ||v||``, norm over every dim
-but 0, as ``torch.nn.utils.weight_norm`` does), so inference sees plain convolutions.
+matmuls like best. Weight norm: inference models hold the fused weight (``w = g * v / ||v||``, fused by
+:mod:`magnet_jax.convert.encodec`); trainable models (``weight_norm=True``) hold ``g`` and ``v`` and
+compute the weight in the forward, with the norm taken as ``torch.nn.utils.weight_norm(dim=0)`` does.
 
 Padding follows the reference "streamable" convolutions exactly (audiocraft ``StreamableConv1d``,
 encodec ``SConv1d``, transformers ``EncodecConv1d``):
@@ -14,8 +15,7 @@ encodec ``SConv1d``, transformers ``EncodecConv1d``):
 * a transposed conv trims ``kernel - stride``: non-causal right ``//2``, left the rest; causal
   ``ceil(total*trim_right_ratio)`` on the right.
 
-Layer lists mirror the reference ``nn.Sequential`` indices (ELU layers included), so a state dict
-key ``encoder.layers.{i}...`` maps to ``Encoder.layers[i]``.
+Layer lists mirror the reference ``nn.Sequential`` indices (ELU layers included).
 """
 from __future__ import annotations
 
@@ -26,28 +26,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .config import SeanetConfig
+from magnet_jax.codec.config import SeanetConfig
 
 _PAD_MODES = {"reflect": "reflect", "constant": "constant", "zero": "constant",
               "replicate": "edge", "circular": "wrap"}
 
 
-def _param(shape) -> nnx.Param:
+def param(*shape: int) -> nnx.Param:
+    """A float32 parameter of zeros (values come from a converter or an initialiser)."""
     return nnx.Param(jnp.zeros(shape, jnp.float32))
 
-
-def _set(param: nnx.Param, value, name: str):
-    value = np.asarray(value, dtype=np.float32)
-    if tuple(value.shape) != tuple(param.value.shape):
-        raise ValueError(f"{name}: checkpoint shape {tuple(value.shape)} != model shape "
-                         f"{tuple(param.value.shape)}")
-    param.value = jnp.asarray(value)
-
-
-def _take(sd: dict, key: str):
-    if key not in sd:
-        raise KeyError(f"missing checkpoint tensor {key!r}")
-    return sd.pop(key)
 
 
 def pad1d(x: jax.Array, left: int, right: int, mode: str) -> jax.Array:
@@ -85,9 +73,6 @@ class Elu(nnx.Module):
     def __call__(self, x):
         return elu(x, self.alpha)
 
-    def load(self, sd, prefix):
-        pass
-
 
 class Activation(nnx.Module):
     """Final decoder activation (``final_activation`` in audiocraft / encodec)."""
@@ -101,35 +86,55 @@ class Activation(nnx.Module):
     def __call__(self, x):
         return self._FNS[self.name](x)
 
-    def load(self, sd, prefix):
-        pass
+
+class _ConvBase(nnx.Module):
+    """Weight (plain, or weight-norm ``g`` / ``v``), bias and optional group-norm affine of a conv.
+
+    ``norm_axes`` are the weight axes the weight-norm reduces (all but torch's dim 0, i.e. Cout for a
+    conv and Cin for a transposed conv); ``g`` keeps them as size-1 axes so ``w = g * v / ||v||``.
+    """
+
+    def _make_params(self, wshape: tuple[int, ...], norm_axes: tuple[int, ...], cout: int, *,
+                     group_norm: bool, weight_norm: bool):
+        self.norm_axes, self.has_gn, self.weight_norm = norm_axes, group_norm, weight_norm
+        if weight_norm:
+            self.g = param(*(1 if i in norm_axes else n for i, n in enumerate(wshape)))
+            self.v = param(*wshape)
+        else:
+            self.weight = param(*wshape)
+        self.bias = param(cout)
+        if group_norm:
+            self.gn_scale = param(cout)
+            self.gn_bias = param(cout)
+
+    def kernel(self) -> jax.Array:
+        """The effective weight (weight norm applied in the forward when trainable)."""
+        if not self.weight_norm:
+            return self.weight[...]
+        v = self.v[...]
+        norm = jnp.sqrt(jnp.sum(jnp.square(v), axis=self.norm_axes, keepdims=True))
+        return v * (self.g[...] / norm)
+
+    def _affine(self, y):
+        y = y + self.bias[...]
+        if self.has_gn:
+            y = group_norm1(y, self.gn_scale[...], self.gn_bias[...])
+        return y
 
 
-def _load_conv(mod, sd: dict, prefix: str, axes: tuple[int, ...]):
-    """Weight (transposed from the torch layout by ``axes``), bias and optional group-norm affine."""
-    _set(mod.weight, np.transpose(_take(sd, f"{prefix}.conv.weight"), axes), f"{prefix}.conv.weight")
-    _set(mod.bias, _take(sd, f"{prefix}.conv.bias"), f"{prefix}.conv.bias")
-    if mod.has_gn:
-        _set(mod.gn_scale, _take(sd, f"{prefix}.norm.weight"), f"{prefix}.norm.weight")
-        _set(mod.gn_bias, _take(sd, f"{prefix}.norm.bias"), f"{prefix}.norm.bias")
-
-
-class Conv1d(nnx.Module):
+class Conv1d(_ConvBase):
     """Streamable Conv1d (see module docstring). Weight stored as ``[K, Cin, Cout]``."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, dilation: int = 1, *,
-                 causal: bool = False, pad_mode: str = "reflect", group_norm: bool = False):
-        self.cin, self.cout, self.kernel, self.stride, self.dilation = cin, cout, kernel, stride, dilation
-        self.causal, self.pad_mode, self.has_gn = causal, pad_mode, group_norm
-        self.weight = _param((kernel, cin, cout))
-        self.bias = _param((cout,))
-        if group_norm:
-            self.gn_scale = _param((cout,))
-            self.gn_bias = _param((cout,))
+                 causal: bool = False, pad_mode: str = "reflect", group_norm: bool = False,
+                 weight_norm: bool = False):
+        self.cin, self.cout, self.kernel_size, self.stride, self.dilation = cin, cout, kernel, stride, dilation
+        self.causal, self.pad_mode = causal, pad_mode
+        self._make_params((kernel, cin, cout), (0, 1), cout, group_norm=group_norm, weight_norm=weight_norm)
 
     @property
     def effective_kernel(self) -> int:
-        return (self.kernel - 1) * self.dilation + 1
+        return (self.kernel_size - 1) * self.dilation + 1
 
     def paddings(self, length: int) -> tuple[int, int]:
         k, s = self.effective_kernel, self.stride
@@ -143,45 +148,35 @@ class Conv1d(nnx.Module):
     def __call__(self, x):
         left, right = self.paddings(x.shape[1])
         x = pad1d(x, left, right, self.pad_mode)
-        w = self.weight.value
-        if self.kernel == 1 and self.stride == 1:
+        w = self.kernel()
+        if self.kernel_size == 1 and self.stride == 1:
             y = jnp.einsum("btc,co->bto", x, w[0], precision=jax.lax.Precision.HIGHEST)
         else:
             y = jax.lax.conv_general_dilated(
                 x, w, window_strides=(self.stride,), padding="VALID", rhs_dilation=(self.dilation,),
                 dimension_numbers=("NWC", "WIO", "NWC"), precision=jax.lax.Precision.HIGHEST)
-        y = y + self.bias.value
-        if self.has_gn:
-            y = group_norm1(y, self.gn_scale.value, self.gn_bias.value)
-        return y
-
-    def load(self, sd: dict, prefix: str):
-        _load_conv(self, sd, prefix, (2, 1, 0))  # torch layout [Cout, Cin, K] -> [K, Cin, Cout]
+        return self._affine(y)
 
 
-class ConvTranspose1d(nnx.Module):
+class ConvTranspose1d(_ConvBase):
     """Streamable ConvTranspose1d as one matmul + overlap-add. Weight stored as ``[Cin, K, Cout]``."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, *, causal: bool = False,
-                 trim_right_ratio: float = 1.0, group_norm: bool = False):
-        self.cin, self.cout, self.kernel, self.stride = cin, cout, kernel, stride
-        self.causal, self.trim_right_ratio, self.has_gn = causal, trim_right_ratio, group_norm
-        self.weight = _param((cin, kernel, cout))
-        self.bias = _param((cout,))
-        if group_norm:
-            self.gn_scale = _param((cout,))
-            self.gn_bias = _param((cout,))
+                 trim_right_ratio: float = 1.0, group_norm: bool = False, weight_norm: bool = False):
+        self.cin, self.cout, self.kernel_size, self.stride = cin, cout, kernel, stride
+        self.causal, self.trim_right_ratio = causal, trim_right_ratio
+        self._make_params((cin, kernel, cout), (1, 2), cout, group_norm=group_norm, weight_norm=weight_norm)
 
     def trims(self) -> tuple[int, int]:
-        total = self.kernel - self.stride
+        total = self.kernel_size - self.stride
         right = math.ceil(total * self.trim_right_ratio) if self.causal else total // 2
         return total - right, right
 
     def __call__(self, x):
         b, t, _ = x.shape
-        s, k = self.stride, self.kernel
+        s, k = self.stride, self.kernel_size
         m = -(-k // s)
-        w = self.weight.value
+        w = self.kernel()
         if m * s != k:
             w = jnp.pad(w, ((0, 0), (0, m * s - k), (0, 0)))
         # y[b, n, j, r, o]: contribution of input frame n to output sample (n + j) * s + r
@@ -192,14 +187,9 @@ class ConvTranspose1d(nnx.Module):
             part = jnp.pad(y[:, :, j], ((0, 0), (j, m - 1 - j), (0, 0), (0, 0)))
             out = part if out is None else out + part
         out = out.reshape(b, (t + m - 1) * s, self.cout)[:, : (t - 1) * s + k]
-        out = out + self.bias.value
-        if self.has_gn:
-            out = group_norm1(out, self.gn_scale.value, self.gn_bias.value)
+        out = self._affine(out)
         left, right = self.trims()
         return out[:, left: out.shape[1] - right]
-
-    def load(self, sd: dict, prefix: str):
-        _load_conv(self, sd, prefix, (0, 2, 1))  # torch layout [Cin, Cout, K] -> [Cin, K, Cout]
 
 
 class LSTM(nnx.Module):
@@ -209,9 +199,9 @@ class LSTM(nnx.Module):
 
     def __init__(self, dim: int, num_layers: int):
         self.dim, self.num_layers = dim, num_layers
-        self.w_ih = nnx.List([_param((dim, 4 * dim)) for _ in range(num_layers)])
-        self.w_hh = nnx.List([_param((dim, 4 * dim)) for _ in range(num_layers)])
-        self.b = nnx.List([_param((4 * dim,)) for _ in range(num_layers)])
+        self.w_ih = nnx.List([param(dim, 4 * dim) for _ in range(num_layers)])
+        self.w_hh = nnx.List([param(dim, 4 * dim) for _ in range(num_layers)])
+        self.b = nnx.List([param(4 * dim) for _ in range(num_layers)])
 
     def zero_state(self, batch: int):
         z = jnp.zeros((self.num_layers, batch, self.dim), jnp.float32)
@@ -224,8 +214,8 @@ class LSTM(nnx.Module):
         inp = x
         new_h, new_c = [], []
         for layer in range(self.num_layers):
-            w_hh = self.w_hh[layer].value
-            xp = jnp.einsum("btc,cg->tbg", inp, self.w_ih[layer].value, precision=hp) + self.b[layer].value
+            w_hh = self.w_hh[layer][...]
+            xp = jnp.einsum("btc,cg->tbg", inp, self.w_ih[layer][...], precision=hp) + self.b[layer][...]
 
             def step(carry, xt, w_hh=w_hh):
                 h, c = carry
@@ -244,24 +234,13 @@ class LSTM(nnx.Module):
     def __call__(self, x):
         return self.run(x, self.zero_state(x.shape[0]))[0]
 
-    def load(self, sd: dict, prefix: str):
-        for layer in range(self.num_layers):
-            p = f"{prefix}.lstm"
-            w_ih = _take(sd, f"{p}.weight_ih_l{layer}")
-            w_hh = _take(sd, f"{p}.weight_hh_l{layer}")
-            b = (np.asarray(_take(sd, f"{p}.bias_ih_l{layer}"), np.float32)
-                 + np.asarray(_take(sd, f"{p}.bias_hh_l{layer}"), np.float32))
-            _set(self.w_ih[layer], np.asarray(w_ih).T, f"{p}.weight_ih_l{layer}")
-            _set(self.w_hh[layer], np.asarray(w_hh).T, f"{p}.weight_hh_l{layer}")
-            _set(self.b[layer], b, f"{p}.bias_l{layer}")
-
 
 class ResBlock(nnx.Module):
     """SEANet residual block: ELU, conv(k, dilation), ELU, conv(1); identity or 1x1-conv shortcut."""
 
-    def __init__(self, dim: int, cfg: SeanetConfig, dilation: int, group_norm: bool):
+    def __init__(self, dim: int, cfg: SeanetConfig, dilation: int, norm_kw: dict):
         hidden = dim // cfg.compress
-        kw = dict(causal=cfg.causal, pad_mode=cfg.pad_mode, group_norm=group_norm)
+        kw = dict(causal=cfg.causal, pad_mode=cfg.pad_mode, **norm_kw)
         self.alpha = cfg.activation_alpha
         self.conv1 = Conv1d(dim, hidden, cfg.residual_kernel_size, dilation=dilation, **kw)
         self.conv2 = Conv1d(hidden, dim, 1, **kw)
@@ -271,35 +250,31 @@ class ResBlock(nnx.Module):
         y = self.conv2(elu(self.conv1(elu(x, self.alpha)), self.alpha))
         return (x if self.shortcut is None else self.shortcut(x)) + y
 
-    def load(self, sd, prefix):
-        self.conv1.load(sd, f"{prefix}.block.1")
-        self.conv2.load(sd, f"{prefix}.block.3")
-        if self.shortcut is not None:
-            self.shortcut.load(sd, f"{prefix}.shortcut")
 
-
-def _gn(cfg: SeanetConfig, disabled: bool) -> bool:
-    return cfg.norm == "time_group_norm" and not disabled
+def _norm(cfg: SeanetConfig, disabled: bool, trainable: bool) -> dict:
+    """Conv kwargs of one block: audiocraft drops the norm of the ``disable_norm_outer_blocks``
+    outermost blocks; weight norm is a parametrisation only in trainable models (fused otherwise)."""
+    return dict(group_norm=cfg.norm == "time_group_norm" and not disabled,
+                weight_norm=trainable and cfg.norm == "weight_norm" and not disabled)
 
 
 class Encoder(nnx.Module):
     """SEANet encoder: ``[B, N, channels] -> [B, T, dimension]`` with ``T = ceil(N / hop)``."""
 
-    def __init__(self, cfg: SeanetConfig):
+    def __init__(self, cfg: SeanetConfig, *, trainable: bool = False):
         self.cfg = cfg
         n_blocks = len(cfg.ratios) + 2
         dis = cfg.disable_norm_outer_blocks
         conv_kw = dict(causal=cfg.causal, pad_mode=cfg.pad_mode)
-        layers: list = [Conv1d(cfg.channels, cfg.n_filters, cfg.kernel_size, group_norm=_gn(cfg, dis >= 1),
-                               **conv_kw)]
+        layers: list = [Conv1d(cfg.channels, cfg.n_filters, cfg.kernel_size, **_norm(cfg, dis >= 1, trainable), **conv_kw)]
         mult = 1
         for i, ratio in enumerate(reversed(cfg.ratios)):
-            block_gn = _gn(cfg, dis >= i + 2)
+            block_norm = _norm(cfg, dis >= i + 2, trainable)
             for j in range(cfg.n_residual_layers):
-                layers.append(ResBlock(mult * cfg.n_filters, cfg, cfg.dilation_base ** j, block_gn))
+                layers.append(ResBlock(mult * cfg.n_filters, cfg, cfg.dilation_base ** j, block_norm))
             layers.append(Elu(cfg.activation_alpha))
             layers.append(Conv1d(mult * cfg.n_filters, 2 * mult * cfg.n_filters, 2 * ratio, ratio,
-                                 group_norm=block_gn, **conv_kw))
+                                 **block_norm, **conv_kw))
             mult *= 2
         self.lstm_index = None
         if cfg.lstm:
@@ -307,7 +282,7 @@ class Encoder(nnx.Module):
             layers.append(LSTM(mult * cfg.n_filters, cfg.lstm))
         layers.append(Elu(cfg.activation_alpha))
         layers.append(Conv1d(mult * cfg.n_filters, cfg.dimension, cfg.last_kernel_size,
-                             group_norm=_gn(cfg, dis == n_blocks), **conv_kw))
+                             **_norm(cfg, dis == n_blocks, trainable), **conv_kw))
         self.layers = nnx.List(layers)
         self.n_pre = self.lstm_index if self.lstm_index is not None else len(layers) - 2
 
@@ -328,39 +303,35 @@ class Encoder(nnx.Module):
             x = layer(x)
         return x
 
-    def load(self, sd, prefix="encoder.layers"):
-        for i, layer in enumerate(self.layers):
-            layer.load(sd, f"{prefix}.{i}")
-
 
 class Decoder(nnx.Module):
     """SEANet decoder: ``[B, T, dimension] -> [B, T * hop, channels]``."""
 
-    def __init__(self, cfg: SeanetConfig):
+    def __init__(self, cfg: SeanetConfig, *, trainable: bool = False):
         self.cfg = cfg
         n_blocks = len(cfg.ratios) + 2
         dis = cfg.disable_norm_outer_blocks
         conv_kw = dict(causal=cfg.causal, pad_mode=cfg.pad_mode)
         mult = 2 ** len(cfg.ratios)
         layers: list = [Conv1d(cfg.dimension, mult * cfg.n_filters, cfg.kernel_size,
-                               group_norm=_gn(cfg, dis == n_blocks), **conv_kw)]
+                               **_norm(cfg, dis == n_blocks, trainable), **conv_kw)]
         self.lstm_index = None
         if cfg.lstm:
             self.lstm_index = len(layers)
             layers.append(LSTM(mult * cfg.n_filters, cfg.lstm))
         self.n_pre = len(layers)
         for i, ratio in enumerate(cfg.ratios):
-            block_gn = _gn(cfg, dis >= n_blocks - (i + 1))
+            block_norm = _norm(cfg, dis >= n_blocks - (i + 1), trainable)
             layers.append(Elu(cfg.activation_alpha))
             layers.append(ConvTranspose1d(mult * cfg.n_filters, mult * cfg.n_filters // 2, 2 * ratio, ratio,
                                           causal=cfg.causal, trim_right_ratio=cfg.trim_right_ratio,
-                                          group_norm=block_gn))
+                                          **block_norm))
             for j in range(cfg.n_residual_layers):
-                layers.append(ResBlock(mult * cfg.n_filters // 2, cfg, cfg.dilation_base ** j, block_gn))
+                layers.append(ResBlock(mult * cfg.n_filters // 2, cfg, cfg.dilation_base ** j, block_norm))
             mult //= 2
         layers.append(Elu(cfg.activation_alpha))
         layers.append(Conv1d(cfg.n_filters, cfg.channels, cfg.last_kernel_size,
-                             group_norm=_gn(cfg, dis >= 1), **conv_kw))
+                             **_norm(cfg, dis >= 1, trainable), **conv_kw))
         if cfg.final_activation is not None:
             layers.append(Activation(cfg.final_activation))
         self.layers = nnx.List(layers)
@@ -380,10 +351,6 @@ class Decoder(nnx.Module):
     def __call__(self, z):
         return self.up(self.pre(z))
 
-    def load(self, sd, prefix="decoder.layers"):
-        for i, layer in enumerate(self.layers):
-            layer.load(sd, f"{prefix}.{i}")
-
 
 def receptive_margin(layers, hop: int, scale: int = 1) -> int:
     """A safe upper bound, in frames of ``hop`` samples, on how far (left or right) any output of a
@@ -395,9 +362,9 @@ def receptive_margin(layers, hop: int, scale: int = 1) -> int:
             total += layer.effective_kernel * scale
             scale *= layer.stride
         elif isinstance(layer, ConvTranspose1d):
-            total += (layer.kernel // layer.stride + 1) * scale
+            total += (layer.kernel_size // layer.stride + 1) * scale
             scale //= layer.stride
-            total += layer.kernel * scale  # trimming shifts the output grid by < kernel samples
+            total += layer.kernel_size * scale  # trimming shifts the output grid by < kernel samples
         elif isinstance(layer, ResBlock):
             total += layer.conv1.effective_kernel * scale
     return -(-total // hop) + 1
