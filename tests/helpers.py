@@ -23,13 +23,54 @@ def tiny_50hz_codec(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def write_corpus(folder: Path, n: int = 12, sr: int = 8000, seed: int = 0) -> Path:
-    """``n`` short clips (tones, chords, noise; 1.5-4 s) with sidecar descriptions + a manifest."""
+def signal(kind: str, sr: int, seconds: float, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """float32 ``[N, C]`` (soundfile layout): ``tone`` (220 Hz + 70 Hz per channel), ``chord`` (C major) or
+    ``noise``."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(seconds * sr))) / sr
+    out = []
+    for c in range(channels):
+        if kind == "tone":
+            x = 0.4 * np.sin(2 * np.pi * (220 + 70 * c) * t)
+        elif kind == "chord":
+            x = sum(0.2 * np.sin(2 * np.pi * f * (1 + 0.01 * c) * t) for f in (261.6, 329.6, 392.0))
+        else:
+            x = 0.2 * rng.standard_normal(t.shape)
+        out.append(x)
+    return np.stack(out, 1).astype(np.float32)
+
+
+def write_corpus(folder: Path, n: int = 12, sr: int = 8000, seed: int = 0, *, clips: list[dict] | None = None,
+                 manifest: str | None = "manifest.jsonl") -> Path | None:
+    """Write audio clips, their sidecars and (unless ``manifest=None``) a manifest; returns the manifest.
+
+    ``clips``: dicts ``name`` (relative path), ``wav`` ([N, C] float), ``sr``, optional ``subtype``,
+    ``sidecar`` (a dict, or a string written as is) and ``line`` (extra manifest fields). Default: ``n``
+    short clips (tones, chords, noise; 1.5-4 s at ``sr``) with sidecar descriptions."""
     import soundfile as sf
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    clips = _default_clips(n, sr, seed) if clips is None else clips
+    lines = []
+    for c in clips:
+        path = folder / c["name"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, np.asarray(c["wav"], np.float32), c["sr"], **({"subtype": c["subtype"]} if c.get("subtype")
+                                                                    else {}))
+        side = c.get("sidecar")
+        if side is not None:
+            path.with_suffix(".json").write_text(side if isinstance(side, str) else json.dumps(side))
+        lines.append(json.dumps({"path": c["name"], **c.get("line", {})}))
+    if manifest is None:
+        return None
+    (folder / manifest).write_text("\n".join(lines) + "\n")
+    return folder / manifest
+
+
+def _default_clips(n: int, sr: int, seed: int) -> list[dict]:
     rng = np.random.default_rng(seed)
     words = ["calm", "piano", "drums", "happy", "rock", "guitar", "ambient", "synth", "jazz", "bass"]
-    lines = []
+    clips = []
     for i in range(n):
         dur = float(rng.uniform(1.5, 4.0))
         t = np.arange(int(dur * sr)) / sr
@@ -40,13 +81,10 @@ def write_corpus(folder: Path, n: int = 12, sr: int = 8000, seed: int = 0) -> Pa
             x = sum(0.15 * np.sin(2 * np.pi * f * t) for f in rng.uniform(100, 900, 3))
         else:
             x = 0.1 * rng.standard_normal(t.size)
-        path = folder / f"clip{i:02d}.wav"
-        sf.write(path, x.astype(np.float32), sr)
         desc = " ".join(rng.choice(words, 3))
-        (folder / f"clip{i:02d}.json").write_text(json.dumps({"description": desc}))
-        lines.append(json.dumps({"path": path.name, "duration": dur, "sample_rate": sr}))
-    (folder / "manifest.jsonl").write_text("\n".join(lines) + "\n")
-    return folder / "manifest.jsonl"
+        clips.append(dict(name=f"clip{i:02d}.wav", wav=x[:, None], sr=sr, sidecar={"description": desc},
+                          line={"duration": dur, "sample_rate": sr}))
+    return clips
 
 
 def run_tool(args: list[str], env_extra: dict | None = None, timeout: int = 600, check: bool = True):

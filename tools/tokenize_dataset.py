@@ -6,7 +6,7 @@
 Read it back (no TensorFlow): ``tfds.data_source(NAME, data_dir=OUT, split="train")``.
 Scale out with Apache Beam: ``--beam_options="--runner=DataflowRunner --project=... ..."``.
 All policies (segments, loudness, silence, report, re-runs) are documented in
-``magnet_jax/data/tokenize.py``; this file only parses flags.
+the ``magnet_jax/data/tokenize/`` package; this file only parses flags.
 """
 from __future__ import annotations
 

@@ -14,27 +14,21 @@ Both use the facebook/encodec_32khz architecture with the same random weights (t
 needed; throughput does not depend on the weights) and every core (``--threads``). The corpus is
 generated: chords + noise, wav / flac, 22.05 / 32 / 44.1 / 48 kHz, mono / stereo.
 
-    python -m benchmarks.tokenize                 # ~6 min of audio (or: python benchmarks/tokenize.py)
-    python -m benchmarks.tokenize --minutes 2     # quicker look
+    python -m benchmarks.tokenize_corpus            # ~6 min of audio
+    python -m benchmarks.tokenize_corpus --minutes 2  # quicker look
 
 Reported: audio hours per wall-clock hour (= audio seconds per second) for each, and the ratio
 ours / reference. Writes ``benchmarks/results/tokenize.json``.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import platform
 import sys
-
-# This file's name shadows the standard library's ``tokenize`` (used by inspect, linecache...)
-# when run as a script: take its folder off the import path before anything imports it.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _HERE]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

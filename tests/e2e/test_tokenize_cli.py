@@ -1,12 +1,11 @@
-"""Offline tokenization (magnet_jax.data.tokenize): corpus -> EnCodec codes -> TFDS ArrayRecord.
+"""Offline tokenization end to end (magnet_jax.data.tokenize): corpus -> EnCodec codes -> TFDS ArrayRecord.
 
-A small random-weight, non-causal (reflect-padded) transformers EncodecModel is saved with
-``save_pretrained`` and loaded through ``magnet_jax.codec.load_encodec``; the corpus mixes tones,
-chords and noise in wav / flac / ogg / mp3 at several rates and channel counts, with sidecars,
-plus deliberately broken inputs. Checks: the report lists exactly the broken inputs as skipped
-(with the right reason), the dataset reads back without TensorFlow, every example's codes equal a
-direct encode of the same resampled segment (and the PyTorch model's codes), Beam (DirectRunner)
-gives the same examples, re-runs are no-ops, the codec record refuses other codecs, and the CLI.
+A small random-weight transformers EncodecModel is saved with ``save_pretrained`` and loaded through
+``magnet_jax.codec.load_encodec``; the corpus (tests/tokenize_corpus.py) mixes tones, chords and noise in
+wav / flac / ogg / mp3 at several rates and channel counts, with sidecars, plus deliberately broken inputs.
+Checks: the report lists exactly the broken inputs as skipped (with the right reason), the dataset reads
+back without TensorFlow, every example's codes equal a direct encode of the same resampled segment, Beam
+(DirectRunner) gives the same examples, re-runs are no-ops, the codec record refuses other codecs, the CLI.
 """
 from __future__ import annotations
 
@@ -17,32 +16,22 @@ import sys
 
 import numpy as np
 import pytest
+import soundfile as sf
+import soxr
+import tensorflow_datasets as tfds
 
-sf = pytest.importorskip("soundfile")
-soxr = pytest.importorskip("soxr")
-tfds = pytest.importorskip("tensorflow_datasets")
+from magnet_jax.data import tokenize as tok
+from magnet_jax.data.audio_io import LevelOptions
+from tests.helpers import ROOT, signal
+from tests.tokenize_corpus import BROKEN, GOOD, SR, tiny_codec_dir, write_tokenize_corpus, write_tokenize_manifest
 
-from magnet_jax.data import tokenize as tok  # noqa: E402
-from magnet_jax.data.audio_io import LevelOptions  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SR = 16000  # codec rate
 OPTS = tok.TokenizeOptions(segment_seconds=1.0, min_seconds=0.5, length_quantum_seconds=0.5, batch_size=4,
                            level=LevelOptions(silence_db=-60.0), read_workers=2)
 
 
-# ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def codec_dir(tmp_path_factory):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    from tests.reference.encodec_ref import hf_model
-    model = hf_model(seed=3, sampling_rate=SR, audio_channels=1, upsampling_ratios=[8, 4], num_filters=8,
-                     hidden_size=16, num_lstm_layers=1, codebook_size=64, target_bandwidths=[12.0],
-                     use_causal_conv=False, pad_mode="reflect", num_residual_layers=1, normalize=False)
-    d = tmp_path_factory.mktemp("codec") / "tiny_encodec"
-    model.save_pretrained(str(d))
-    return str(d), model
+    return tiny_codec_dir(tmp_path_factory.mktemp("codec") / "tiny_encodec")
 
 
 @pytest.fixture(scope="module")
@@ -51,83 +40,11 @@ def codec(codec_dir):
     return load_encodec(codec_dir[0])
 
 
-def _sig(kind, sr, seconds, channels=1, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(round(seconds * sr))) / sr
-    out = []
-    for c in range(channels):
-        if kind == "tone":
-            x = 0.4 * np.sin(2 * np.pi * (220 + 70 * c) * t)
-        elif kind == "chord":
-            x = sum(0.2 * np.sin(2 * np.pi * f * (1 + 0.01 * c) * t) for f in (261.6, 329.6, 392.0))
-        else:
-            x = 0.2 * rng.standard_normal(t.shape)
-        out.append(x)
-    return np.stack(out, 1).astype(np.float32)  # [N, C] for soundfile
-
-
-# name -> (expected segments) for the good files; name -> reason tag for the broken ones
-GOOD = {"tone_16k_mono.wav": 2, "chord_44k_stereo.flac": 2, "noise_22k_6ch.wav": 1, "tone_8k.flac": 1,
-        "chord_48k_stereo.ogg": 1, "half_silent.wav": 1, "hot_float.wav": 1, "tone_32k.mp3": 1}
-BROKEN = {"missing.wav": "missing", "empty.wav": "empty", "not_audio.wav": "unreadable",
-          "truncated.wav": "truncated", "truncated.flac": "truncated", "silence.wav": "silent",
-          "short.wav": "too_short", "nan.wav": "non_finite", "header_only.wav": "empty"}
-
-
-def _write_corpus(d):
-    os.makedirs(d / "sub", exist_ok=True)
-    sf.write(d / "tone_16k_mono.wav", _sig("tone", 16000, 2.3), 16000)
-    sf.write(d / "sub" / "chord_44k_stereo.flac", _sig("chord", 44100, 1.7, 2), 44100)
-    sf.write(d / "noise_22k_6ch.wav", _sig("noise", 22050, 1.0, 6, seed=1), 22050, subtype="FLOAT")
-    sf.write(d / "tone_8k.flac", _sig("tone", 8000, 0.6), 8000)
-    sf.write(d / "chord_48k_stereo.ogg", _sig("chord", 48000, 1.2, 2), 48000)
-    half = _sig("chord", 16000, 2.0)
-    half[16000:] = 0.0
-    sf.write(d / "half_silent.wav", half, 16000)
-    sf.write(d / "hot_float.wav", 3.0 * _sig("noise", 24000, 1.0, seed=2), 24000, subtype="FLOAT")
-    sf.write(d / "tone_32k.mp3", _sig("tone", 32000, 1.1), 32000)
-    # broken
-    open(d / "empty.wav", "wb").close()
-    with open(d / "not_audio.wav", "w") as fh:
-        fh.write("this is not a RIFF file\n")
-    for ext in ("wav", "flac"):
-        sf.write(d / f"full.{ext}", _sig("noise", 16000, 2.0, seed=4), 16000)
-        b = (d / f"full.{ext}").read_bytes()
-        (d / f"truncated.{ext}").write_bytes(b[: len(b) // 2])
-        os.remove(d / f"full.{ext}")
-    sf.write(d / "silence.wav", np.zeros((24000, 1), np.float32), 16000)
-    sf.write(d / "short.wav", _sig("tone", 16000, 0.3), 16000)
-    bad = _sig("tone", 16000, 1.0)
-    bad[100] = np.nan
-    bad[200] = np.inf
-    sf.write(d / "nan.wav", bad, 16000, subtype="FLOAT")
-    sf.write(d / "header_only.wav", np.zeros((0, 1), np.float32), 16000)
-    # sidecars
-    with open(d / "tone_16k_mono.json", "w") as fh:
-        json.dump({"description": "a sine at 220 Hz", "title": "Tone", "genre": "test", "moods": ["calm", "pure"],
-                   "keywords": "sine, test", "bpm": "120", "key": "A minor"}, fh)
-    with open(d / "sub" / "chord_44k_stereo.json", "w") as fh:
-        json.dump({"description": "sidecar text", "title": "Chord", "bpm": None}, fh)
-    with open(d / "tone_8k.json", "w") as fh:
-        fh.write("{not json")  # malformed sidecar: clip kept, no metadata
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     d = tmp_path_factory.mktemp("corpus")
-    _write_corpus(d)
-    names = {"tone_16k_mono.wav": "tone_16k_mono.wav", "chord_44k_stereo.flac": "sub/chord_44k_stereo.flac"}
-    lines = []
-    for n in list(GOOD) + list(BROKEN):
-        line = {"path": names.get(n, n), "duration": 1.0, "sample_rate": 16000}
-        if n == "chord_44k_stereo.flac":
-            line["description"] = "manifest text"  # manifest wins over the sidecar
-        lines.append(json.dumps(line))
-    lines.insert(3, json.dumps({"path": str(d / "tone_16k_mono.wav")}))  # duplicate (absolute form)
-    lines.insert(5, "{broken json")
-    lines.insert(6, json.dumps({"no_path": 1}))
-    lines.insert(7, "")
-    (d / "train.jsonl").write_text("\n".join(lines) + "\n")
+    write_tokenize_corpus(d)
+    write_tokenize_manifest(d)
     return d
 
 
@@ -139,7 +56,6 @@ def built(corpus, codec, codec_dir, tmp_path_factory):
     return out, res
 
 
-# ----------------------------------------------------------------------------- helpers
 def _reference_audio(path):
     """Independent reimplementation of the documented read -> mono -> soxr HQ -> clip-guard path."""
     data, sr = sf.read(path, dtype="float32", always_2d=True)
@@ -161,16 +77,6 @@ def _txt(v):
 
 
 # ----------------------------------------------------------------------------- tests
-def test_segment_policy():
-    hop = 32
-    o = tok.TokenizeOptions(segment_seconds=1.0, min_seconds=0.5, length_quantum_seconds=0.5)
-    assert tok.plan_segments(int(2.3 * SR), SR, hop, o) == [(0, SR), (SR, SR)]          # 0.3 s tail dropped
-    assert tok.plan_segments(int(1.7 * SR), SR, hop, o) == [(0, SR), (SR, SR // 2)]     # 0.7 -> 0.5 kept
-    assert tok.plan_segments(int(0.49 * SR), SR, hop, o) == []                          # too short
-    for off, n in tok.plan_segments(int(7.77 * SR), SR, hop, o):
-        assert off % hop == 0 and n % hop == 0
-
-
 def test_report_accounts_for_every_input(built, corpus):
     _, res = built
     rep = json.loads(open(res.report_path).read())
@@ -204,8 +110,6 @@ def test_read_back_and_codes_equal_direct_encode(built, codec, codec_dir):
     exs = _examples(src)
     assert len(exs) == len(src2) == sum(GOOD.values())
     hop, k = codec.hop_length, codec.num_codebooks
-    torch = pytest.importorskip("torch")
-    checked_torch = False
     for ex in exs:
         path = _txt(ex["path"])
         codes = ex["codes"]
@@ -219,12 +123,6 @@ def test_read_back_and_codes_equal_direct_encode(built, codec, codec_dir):
         direct = np.asarray(codec.encode(seg[None]))[0]
         np.testing.assert_array_equal(codes, direct, err_msg=f"{path} @ {a}")
         assert int(ex["sample_rate"]) == sf.info(path).samplerate
-        if not checked_torch and os.path.basename(path) == "chord_44k_stereo.flac":
-            with torch.no_grad():
-                r = codec_dir[1].encode(torch.from_numpy(seg[None]), None, 12.0).audio_codes[0, 0].numpy()
-            np.testing.assert_array_equal(codes, r)
-            checked_torch = True
-    assert checked_torch
     by_name = {}
     for ex in exs:
         by_name.setdefault(os.path.basename(_txt(ex["path"])), []).append(ex)
@@ -283,7 +181,6 @@ def test_rerun_is_noop_and_reports_existing(built, corpus, codec, codec_dir, tmp
 
 
 def test_beam_direct_runner_matches(built, corpus, codec, codec_dir, tmp_path):
-    pytest.importorskip("apache_beam")
     out, res = built
     bout = tmp_path / "beam"
     bres = tok.tokenize_corpus(
@@ -306,8 +203,8 @@ def test_beam_direct_runner_matches(built, corpus, codec, codec_dir, tmp_path):
 def test_cli_audio_dir(codec_dir, tmp_path):
     d = tmp_path / "audio"
     d.mkdir()
-    sf.write(d / "a.wav", _sig("chord", 22050, 1.2, 2), 22050)
-    sf.write(d / "b.flac", _sig("tone", 16000, 0.2), 16000)
+    sf.write(d / "a.wav", signal("chord", 22050, 1.2, 2), 22050)
+    sf.write(d / "b.flac", signal("tone", 16000, 0.2), 16000)
     (d / "b.json").write_text(json.dumps({"description": "x"}))
     (d / "notes.txt").write_text("hello")
     out = tmp_path / "out"

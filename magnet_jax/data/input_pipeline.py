@@ -15,12 +15,12 @@ from pathlib import Path
 import grain
 import numpy as np
 
+from magnet_jax.data.tokenize.codec_record import find_dataset_dirs
 from magnet_jax.text import tokenize
 
 
 def find_builder_dir(data_dir: str, name: str = "") -> Path:
     """The finished dataset folder under ``data_dir`` (optionally for dataset ``name``)."""
-    from magnet_jax.data.tokenize import find_dataset_dirs
     root = Path(data_dir).expanduser()
     hits = [Path(d) for d in find_dataset_dirs(str(root)) if not name or name in Path(d).parts]
     if not hits:
