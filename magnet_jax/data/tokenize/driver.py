@@ -1,0 +1,118 @@
+"""The tokenize job: corpus -> TFDS dataset ``DATA_DIR/NAME/VERSION`` + report (``tools/tokenize_dataset.py``).
+
+No TensorFlow is needed, neither to build nor to read the dataset.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import time
+
+from magnet_jax.data.tokenize._paths import exists, is_remote, read_json_file, write_json
+from magnet_jax.data.tokenize.codec_record import CodecMismatchError, check_codec_compatible, codec_info, \
+    read_codec_info
+from magnet_jax.data.tokenize.corpus import list_audio_dir, list_manifest
+from magnet_jax.data.tokenize.options import DEFAULT_NAME, VERSION, TokenizeOptions
+from magnet_jax.data.tokenize.report import REPORT_FILENAME
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TokenizeResult:
+    report: dict
+    dataset_dir: str
+    report_path: str
+    reused: bool
+    seconds: float
+
+
+def _clean_stale_incomplete(data_dir: str, name: str, version: str) -> None:
+    parent = os.path.join(data_dir, name)
+    if is_remote(data_dir) or not os.path.isdir(parent):
+        return
+    for d in os.listdir(parent):
+        if d.startswith("incomplete.") and d.endswith("_" + version):
+            log.warning("removing the incomplete build of an earlier, interrupted run: %s", os.path.join(parent, d))
+            shutil.rmtree(os.path.join(parent, d), ignore_errors=True)
+
+
+# Re-runs: TFDS writes into ``NAME/incomplete.XXXXXX_VERSION`` and renames it only at the end, so a
+# crashed build leaves no half dataset; re-running redoes the build. Re-running after success with the
+# same data_dir, name and version is a no-op that re-emits the stored report (after checking the codec
+# is the same; the corpus is *not* compared: a changed corpus needs overwrite=True or another name).
+# Finer-grained resumption is deliberately not attempted: for corpora where a redo is too costly, use
+# Beam, whose runners retry failed work items instead of failing the job.
+def tokenize_corpus(*, codec, data_dir: str, manifest: str | None = None, audio_dir: str | None = None,
+                    name: str = DEFAULT_NAME, report_path: str | None = None,
+                    options: TokenizeOptions = TokenizeOptions(), beam_options=None, overwrite: bool = False,
+                    progress: bool = False, codec_path: str | None = None) -> TokenizeResult:
+    """Tokenize a corpus into the TFDS dataset ``data_dir/name/VERSION`` and write the report.
+
+    ``codec``: a hub id or local path (see :func:`magnet_jax.codec.load_encodec`), or a loaded
+    ``Encodec`` together with ``codec_path``, where it was loaded from (recorded in the dataset,
+    and what Beam workers load). ``beam_options``: a list of Beam pipeline arguments or
+    ``PipelineOptions``; when given, the build runs as a Beam pipeline.
+    """
+    import tensorflow_datasets as tfds
+
+    from magnet_jax.data.tokenize.builder import builder_class
+    t0 = time.perf_counter()
+    if (manifest is None) == (audio_dir is None):
+        raise ValueError("give exactly one of manifest= or audio_dir=")
+    if isinstance(codec, (str, os.PathLike)):
+        from magnet_jax.codec import load_encodec
+        codec_path = os.fspath(codec)
+        codec = load_encodec(codec_path)
+    if beam_options is not None and not codec_path:
+        raise ValueError("Beam workers load the codec themselves: pass codec as a hub id or path")
+    data_dir = os.fspath(data_dir)
+    report_path = report_path or os.path.join(data_dir, REPORT_FILENAME)
+    corpus = list_manifest(manifest) if manifest is not None else list_audio_dir(audio_dir)
+    source = os.path.abspath(manifest) if manifest is not None else os.path.abspath(audio_dir)
+    cls = builder_class(name)
+    info = codec_info(codec, codec_path)
+    work_dir = None
+    if beam_options is not None:
+        import uuid
+        work_dir = os.path.join(data_dir, "_tokenize_work", f"{name}-{VERSION}-{uuid.uuid4().hex[:8]}")
+    builder = cls(data_dir=data_dir, corpus=corpus, codec=codec, codec_path=codec_path, options=options,
+                  beam=beam_options is not None, beam_work_dir=work_dir, progress=progress, source=source,
+                  _codec_info=info)
+    dataset_dir = os.fspath(builder.data_dir)
+    if exists(os.path.join(dataset_dir, "dataset_info.json")) and not overwrite:
+        try:
+            check_codec_compatible(read_codec_info(dataset_dir), info)
+        except CodecMismatchError as e:
+            raise CodecMismatchError(f"{dataset_dir} exists and {e} Use overwrite=True (--overwrite) or another "
+                                     f"name.") from None
+        stored = read_json_file(os.path.join(dataset_dir, REPORT_FILENAME))
+        if stored is None:
+            raise FileNotFoundError(f"{dataset_dir} exists but has no {REPORT_FILENAME}; rebuild with overwrite")
+        stored.setdefault("summary", {}).update(reused=True)
+        if os.path.abspath(report_path) != os.path.abspath(os.path.join(dataset_dir, REPORT_FILENAME)):
+            write_json(report_path, stored)
+        return TokenizeResult(stored, dataset_dir, report_path, True, time.perf_counter() - t0)
+    _clean_stale_incomplete(data_dir, name, VERSION)
+    if beam_options is not None:
+        from magnet_jax.data.tokenize import beam
+        beam.register_codec(codec_path, codec)  # in-process runners reuse the loaded codec
+        if isinstance(beam_options, (list, tuple)):
+            from apache_beam.options.pipeline_options import PipelineOptions
+            beam_options = PipelineOptions(list(beam_options))
+    gm = tfds.download.GenerateMode
+    mode = gm.FORCE_REDOWNLOAD if overwrite else gm.REUSE_DATASET_IF_EXISTS
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        download_mode=mode, beam_options=beam_options))
+    if beam_options is not None:
+        report = beam.merge_report_parts(beam.report_prefix(work_dir), corpus)
+        beam.remove_work_dir(work_dir)
+    else:
+        report = builder.report
+    out = report.to_json(dict(dataset_dir=dataset_dir, codec=info["path"] or info["name"], reused=False,
+                              wall_seconds=round(time.perf_counter() - t0, 2)))
+    write_json(os.path.join(dataset_dir, REPORT_FILENAME), out)
+    write_json(report_path, out)
+    return TokenizeResult(out, dataset_dir, report_path, False, time.perf_counter() - t0)
