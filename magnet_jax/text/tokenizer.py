@@ -91,8 +91,9 @@ def tokenize(tokenizer, texts: Sequence[str | None], *, pad_to: int | None = Non
       texts: descriptions; ``None`` or ``""`` is the null condition (all-zero mask row).
       pad_to: None (reference): ``S`` is the longest row of the batch (``</s>`` included). An int:
         ``S = pad_to`` exactly, for static shapes - shorter rows are padded with ``<pad>`` / mask 0,
-        and a longer row is truncated to its first ``pad_to - 1`` tokens followed by ``</s>`` (the
-        same as the tokenizer's own ``truncation=True, max_length=pad_to``). The reference never
+        and a longer row is truncated, with a warning naming its length, to its first ``pad_to - 1``
+        tokens followed by ``</s>`` (the same as the tokenizer's own ``truncation=True,
+        max_length=pad_to``). The reference never
         truncates, so choose ``pad_to`` >= the longest prompt to reproduce it exactly; padding
         beyond the longest row does not change the hidden states of the real tokens.
       word_dropout: probability of dropping each word (training augmentation of the reference;
@@ -130,8 +131,9 @@ def _fit_length(ids: np.ndarray, mask: np.ndarray, length: int, tokenizer) -> tu
     n = mask.sum(axis=1)
     long = n > length
     if long.any():   # never silent: the truncated tail is conditioning the model will not see
-        warnings.warn(f"descriptions longer than {length} T5 tokens are truncated to {length}; raise the length "
-                      f"(train: --config.text.max_length) to keep them whole", UserWarning, stacklevel=3)
+        warnings.warn(f"{int(long.sum())} description(s) longer than {length} T5 tokens (the longest has "
+                      f"{int(n.max())}) are truncated to {length}; raise the length (train: "
+                      f"--config.text.max_length) to keep them whole", UserWarning, stacklevel=3)
     out_ids[long, length - 1] = eos
     return out_ids, out_mask
 

@@ -1,0 +1,68 @@
+"""Hub resolution (magnet_jax.hub) against a Hugging Face cache laid out by huggingface_hub, offline."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from huggingface_hub import constants
+
+from magnet_jax import hub
+from magnet_jax.convert.t5 import resolve_t5_source
+from tests.hf_cache import add_repo
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    assert constants.HF_HUB_OFFLINE, "tests run offline (tests/conftest.py)"
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def test_warm_cache_offline(hf_cache):
+    snap = add_repo(hf_cache, "facebook/magnet-small-10secs",
+                    {"state_dict.bin": b"lm", "compression_state_dict.bin": b"codec"}, missing=("config.json",))
+    got = hub.resolve_file("facebook/magnet-small-10secs", "state_dict.bin")
+    assert got == str(snap / "state_dict.bin") and open(got, "rb").read() == b"lm"
+    # the optional probe: recorded as absent (.no_exist) -> None, no error
+    assert hub.resolve_file("facebook/magnet-small-10secs", "config.json", optional=True) is None
+    # absent without a marker (never asked for online): the repo is cached, so the file is not part of it
+    assert hub.resolve_file("facebook/magnet-small-10secs", "README.md", optional=True) is None
+    # a required file that is not cached: the unreachable-hub error, saying what to do
+    with pytest.raises(hub.HubError, match="local folder"):
+        hub.resolve_file("facebook/magnet-small-10secs", "README.md")
+    assert hub.is_cached("facebook/magnet-small-10secs") and not hub.is_cached("facebook/magnet-medium-10secs")
+
+
+def test_uncached_repo_offline_is_an_error_even_for_optional_files(hf_cache):
+    """Offline with nothing cached, 'optional' must not turn into 'absent' (the repo may well have the file)."""
+    with pytest.raises(hub.HubError, match="not reachable"):
+        hub.resolve_file("facebook/magnet-small-10secs", "config.json", optional=True)
+
+
+def test_legacy_single_name_repo_ids(hf_cache):
+    add_repo(hf_cache, "t5-base", {"config.json": b"{}"})
+    assert open(hub.resolve_file("t5-base", "config.json")).read() == "{}"
+    # audiocraft names T5 "t5-base": the canonical repo first, the legacy id when only that one is cached
+    assert resolve_t5_source("t5-base") == "t5-base"
+    add_repo(hf_cache, "google-t5/t5-base", {"config.json": b"{}"})
+    assert resolve_t5_source("t5-base") == "google-t5/t5-base"
+    assert resolve_t5_source("t5-large") == "google-t5/t5-large"       # nothing cached: the canonical id
+
+
+def test_local_paths_and_bad_ids(tmp_path, hf_cache):
+    (tmp_path / "a.bin").write_bytes(b"x")
+    assert hub.resolve_file(tmp_path, "a.bin") == str(tmp_path / "a.bin")
+    assert hub.resolve_file(tmp_path / "a.bin", "a.bin") == str(tmp_path / "a.bin")
+    assert hub.resolve_file(tmp_path, "b.bin", optional=True) is None
+    with pytest.raises(hub.HubError, match="not found in local folder"):
+        hub.resolve_file(tmp_path, "b.bin")
+    for bad in (str(tmp_path / "no" / "such"), "a/b/c", "./x", "~/nothing-here", "/x/state_dict.bin"):
+        with pytest.raises(hub.HubError, match="neither an existing local path"):
+            hub.resolve_file(bad, "state_dict.bin")
+
+
+def test_cache_dir_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAGNET_JAX_CACHE", str(tmp_path / "c"))
+    assert hub.cache_dir("lm", "k") == tmp_path / "c" / "lm" / "k" and os.path.isdir(tmp_path / "c" / "lm" / "k")
