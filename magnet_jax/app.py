@@ -234,7 +234,7 @@ def build_app(models: Models | None = None, default_model: str = DEFAULT_MODEL, 
                                     elem_id="model")
                 text = gr.Textbox(lines=3, label="descriptions", elem_id="text",
                                   placeholder="80s electronic track with melodic synthesizers")
-                duration = gr.Number(value=5.0, label="duration (s)", elem_id="duration")
+                duration = gr.Number(value=5.0, label="duration (s)", elem_id="duration_s")
                 seed = gr.Number(value=0, precision=0, label="seed")
                 with gr.Accordion("decoding (audiocraft names; blank = the model's default)", open=False):
                     steps = gr.Textbox(value="", label="decoding_steps per codebook, e.g. 20,10,10,10")
@@ -252,8 +252,8 @@ def build_app(models: Models | None = None, default_model: str = DEFAULT_MODEL, 
                 run = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column():
                 audio = gr.Audio(type="filepath", label="first clip", elem_id="audio_out", interactive=False)
-                spec = gr.Image(type="filepath", label="spectrogram", elem_id="spectrogram")
-                wave = gr.Image(type="filepath", label="waveform", elem_id="waveform")
+                spec = gr.Image(type="filepath", label="spectrogram", elem_id="spectrogram_img")
+                wave = gr.Image(type="filepath", label="waveform", elem_id="waveform_img")
                 files = gr.File(label="all clips (WAV)", file_count="multiple")
                 status = gr.Markdown(elem_id="status")
         gr.Examples(EXAMPLES, inputs=[text, duration])

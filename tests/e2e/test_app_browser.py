@@ -81,18 +81,24 @@ def test_generate_in_the_browser(app_url, tmp_path):
         wait = WebDriverWait(driver, 240)
         box = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#text textarea")))
         box.send_keys("a calm solo piano piece")
-        dur = driver.find_element(By.CSS_SELECTOR, "#duration input")
+        dur = driver.find_element(By.CSS_SELECTOR, "#duration_s input")
         dur.clear()
         dur.send_keys("2")
         driver.find_element(By.CSS_SELECTOR, "#generate").click()
         wait.until(lambda d: "clip(s)" in d.find_element(By.CSS_SELECTOR, "#status").text)
         status = driver.find_element(By.CSS_SELECTOR, "#status").text
         assert "1 clip(s) of 2.00 s" in status, status
+        # Gradio's player: an <audio> element driven by a waveform view, fed from the clip's file URL.
+        assert driver.find_elements(By.CSS_SELECTOR, "#audio_out audio")
         src = wait.until(lambda d: d.execute_script(
-            "const a = document.querySelector('#audio_out audio'); return a && a.src ? a.src : null;"))
+            "const a = document.querySelector('#audio_out a[download]'); return a ? a.href : null;"))
         data = urllib.request.urlopen(src, timeout=30).read()
         assert data[:4] == b"RIFF" and data[8:12] == b"WAVE", data[:16]
-        img = driver.find_element(By.CSS_SELECTOR, "#spectrogram img")
+        seconds = driver.execute_async_script(
+            "const done = arguments[arguments.length - 1]; const a = new Audio(arguments[0]);"
+            "a.onloadedmetadata = () => done(a.duration); a.onerror = () => done(-1);", src)
+        assert abs(seconds - 2.0) < 0.05, seconds      # the browser decodes it: a playable 2 s WAV
+        img = driver.find_element(By.CSS_SELECTOR, "#spectrogram_img img")
         assert img.is_displayed()
         assert driver.execute_script("return arguments[0].naturalWidth", img) > 100
         driver.save_screenshot(str(shots / "app.png"))
