@@ -43,7 +43,10 @@ def t5_hub_candidates(name: str) -> list[str]:
     """Hub repo ids to try for a T5 name: the canonical repo, then the name itself (legacy id / other repo)."""
     key = canonical_t5_name(name)
     ids = [T5_MODELS[key][0]] if key else []
-    return ids + [n for n in (key, name) if n and n not in ids]
+    for n in (key, name):
+        if n and n not in ids:
+            ids.append(n)
+    return ids
 
 
 def tiny_t5_config(text_dim: int, vocab_size: int) -> T5EncoderConfig:
