@@ -83,6 +83,7 @@ def select_codebook(codes, stage):
 def masked_cross_entropy(logits, targets, weights):
     """Mean CE over positions with ``weights`` > 0 (0 if there are none). logits [B,T,V] f32, targets [B,T]."""
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    targets = jnp.where(weights > 0, targets, 0)  # padded frames hold the mask id (= V, out of range)
     nll = -jnp.take_along_axis(logp, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
     w = weights.astype(jnp.float32)
     return jnp.sum(nll * w) / jnp.maximum(jnp.sum(w), 1.0), jnp.sum(w)

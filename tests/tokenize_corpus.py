@@ -9,9 +9,10 @@ import numpy as np
 from tests.helpers import signal, write_corpus
 
 SR = 16000  # codec rate
-# name -> (expected segments) for the good files; name -> reason tag for the broken ones
-GOOD = {"tone_16k_mono.wav": 2, "chord_44k_stereo.flac": 2, "noise_22k_6ch.wav": 1, "tone_8k.flac": 1,
-        "chord_48k_stereo.ogg": 1, "half_silent.wav": 1, "hot_float.wav": 1, "tone_32k.mp3": 1}
+# name -> (expected segments of 1 s, no overlap, tails kept as a last end-aligned segment) for the good
+# files; name -> reason tag for the broken ones
+GOOD = {"tone_16k_mono.wav": 3, "chord_44k_stereo.flac": 2, "noise_22k_6ch.wav": 1, "tone_8k.flac": 1,
+        "chord_48k_stereo.ogg": 2, "half_silent.wav": 1, "hot_float.wav": 1, "tone_32k.mp3": 2}
 BROKEN = {"missing.wav": "missing", "empty.wav": "empty", "not_audio.wav": "unreadable",
           "truncated.wav": "truncated", "truncated.flac": "truncated", "silence.wav": "silent",
           "short.wav": "too_short", "nan.wav": "non_finite", "header_only.wav": "empty"}

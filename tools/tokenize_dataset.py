@@ -10,13 +10,9 @@ the ``magnet_jax/data/tokenize/`` package; this file only parses flags.
 """
 from __future__ import annotations
 
-import os
 import shlex
-import sys
 
 from absl import app, flags
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("manifest", None, "audiocraft-style .jsonl(.gz) manifest (path, duration, sample_rate, ...)")
@@ -25,9 +21,13 @@ flags.DEFINE_string("codec", None, "EnCodec hub id (e.g. facebook/encodec_32khz)
 flags.DEFINE_string("data_dir", None, "TFDS data_dir to write NAME/VERSION/ into")
 flags.DEFINE_string("report", None, "report JSON path (default DATA_DIR/tokenize_report.json)")
 flags.DEFINE_string("name", "magnet_codes", "dataset name (snake_case)")
-flags.DEFINE_float("segment_seconds", 30.0, "segment length; longer files are split")
-flags.DEFINE_float("min_seconds", 1.0, "shorter files / final remainders are skipped / dropped")
-flags.DEFINE_float("length_quantum_seconds", 1.0, "final segments are rounded down to a multiple of this")
+flags.DEFINE_float("segment_seconds", 60.0, "stored segment length; longer files are split into overlapping "
+                   "segments")
+flags.DEFINE_float("overlap_seconds", None, "overlap of consecutive segments, >= the training window for crops at "
+                   "any offset (default: min(30, segment_seconds / 2))")
+flags.DEFINE_float("min_seconds", 0.0, "shorter files are skipped (too_short)")
+flags.DEFINE_float("length_quantum_seconds", 1.0, "files shorter than a segment are zero-padded to a multiple of "
+                   "this for encoding (bounds the compiled shapes)")
 flags.DEFINE_enum("normalize", "none", ["none", "peak", "rms"], "loudness normalisation (clipping guard always on)")
 flags.DEFINE_float("peak_db", -1.0, "target peak for --normalize=peak (dBFS)")
 flags.DEFINE_float("rms_db", -20.0, "target RMS for --normalize=rms (dBFS)")
@@ -52,7 +52,7 @@ def main(argv):
 
     silence = None if FLAGS.silence_db.strip().lower() in ("none", "off", "") else float(FLAGS.silence_db)
     opts = TokenizeOptions(
-        segment_seconds=FLAGS.segment_seconds, min_seconds=FLAGS.min_seconds,
+        segment_seconds=FLAGS.segment_seconds, overlap_seconds=FLAGS.overlap_seconds, min_seconds=FLAGS.min_seconds,
         length_quantum_seconds=FLAGS.length_quantum_seconds, batch_size=FLAGS.batch_size,
         read_workers=FLAGS.read_workers,
         level=LevelOptions(normalize=FLAGS.normalize, peak_db=FLAGS.peak_db, rms_db=FLAGS.rms_db, silence_db=silence))

@@ -25,7 +25,7 @@ from magnet_jax.data.audio_io import LevelOptions
 from tests.helpers import ROOT, signal
 from tests.tokenize_corpus import BROKEN, GOOD, SR, tiny_codec_dir, write_tokenize_corpus, write_tokenize_manifest
 
-OPTS = tok.TokenizeOptions(segment_seconds=1.0, min_seconds=0.5, length_quantum_seconds=0.5, batch_size=4,
+OPTS = tok.TokenizeOptions(segment_seconds=1.0, overlap_seconds=0.0, min_seconds=0.5, length_quantum_seconds=0.5, batch_size=4,
                            level=LevelOptions(silence_db=-60.0), read_workers=2)
 
 
@@ -117,12 +117,20 @@ def test_read_back_and_codes_equal_direct_encode(built, codec, codec_dir):
         ref = _reference_audio(path)
         a = int(ex["offset_frames"]) * hop
         seg = ref[:, a: a + int(ex["num_frames"]) * hop]
-        assert seg.shape[1] == int(ex["num_frames"]) * hop
+        if ref.shape[1] > SR:  # segments of long files are exactly 1 s
+            assert seg.shape[1] == int(ex["num_frames"]) * hop == SR
+        else:  # a short file: encoded whole, zero-padded to a multiple of 0.5 s, codes cut to its frames
+            assert a == 0 and int(ex["num_frames"]) == -(-ref.shape[1] // hop)
+            seg = np.pad(ref, ((0, 0), (0, min(SR, -(-ref.shape[1] // (SR // 2)) * (SR // 2)) - ref.shape[1])))
         assert abs(float(ex["offset_seconds"]) - a / SR) < 1e-6
-        assert abs(float(ex["duration_seconds"]) - seg.shape[1] / SR) < 1e-6
-        direct = np.asarray(codec.encode(seg[None]))[0]
+        assert abs(float(ex["duration_seconds"]) - int(ex["num_frames"]) * hop / SR) < 1e-6
+        direct = np.asarray(codec.encode(seg[None]))[0][:, :int(ex["num_frames"])]
         np.testing.assert_array_equal(codes, direct, err_msg=f"{path} @ {a}")
         assert int(ex["sample_rate"]) == sf.info(path).samplerate
+    from magnet_jax.data.segment_index import load_index
+    idx = load_index(res.dataset_dir, src2)   # written by the tokenizer, in the source's example order
+    assert [(idx.paths[idx.file[i]], idx.offset[i], idx.frames[i]) for i in range(len(exs))] == [
+        (_txt(e["path"]), int(e["offset_frames"]), int(e["num_frames"])) for e in exs]
     by_name = {}
     for ex in exs:
         by_name.setdefault(os.path.basename(_txt(ex["path"])), []).append(ex)
@@ -132,7 +140,7 @@ def test_read_back_and_codes_equal_direct_encode(built, codec, codec_dir):
     c = by_name["chord_44k_stereo.flac"][0]
     assert _txt(c["description"]) == "manifest text" and _txt(c["title"]) == "Chord" and np.isnan(c["bpm"])
     assert _txt(by_name["tone_8k.flac"][0]["description"]) == "" and np.isnan(by_name["tone_8k.flac"][0]["bpm"])
-    assert sorted(int(e["offset_frames"]) for e in by_name["tone_16k_mono.wav"]) == [0, SR // hop]
+    assert sorted(int(e["offset_frames"]) for e in by_name["tone_16k_mono.wav"]) == [0, SR // hop, (int(2.3 * SR) - SR) // hop]
     assert int(by_name["half_silent.wav"][0]["offset_frames"]) == 0
 
 
@@ -208,7 +216,7 @@ def test_cli_audio_dir(codec_dir, tmp_path):
     (d / "b.json").write_text(json.dumps({"description": "x"}))
     (d / "notes.txt").write_text("hello")
     out = tmp_path / "out"
-    stale = out / "dir_codes" / "incomplete.ABCDEF_1.0.0"   # left by a killed earlier run
+    stale = out / "dir_codes" / f"incomplete.ABCDEF_{tok.VERSION}"   # left by a killed earlier run
     stale.mkdir(parents=True)
     cmd = [sys.executable, os.path.join(ROOT, "tools", "tokenize_dataset.py"), f"--audio_dir={d}",
            f"--codec={codec_dir[0]}", f"--data_dir={out}", "--name=dir_codes", "--segment_seconds=1",
@@ -223,7 +231,7 @@ def test_cli_audio_dir(codec_dir, tmp_path):
         str(d / "b.flac"): "too_short", str(d / "notes.txt"): "unsupported_extension"}
     assert not stale.exists()
     src = tfds.data_source("dir_codes", data_dir=str(out), split="train")
-    assert len(src) == 1 and src[0]["codes"].shape == (4, 500)
+    assert len(src) == 2 and src[0]["codes"].shape == (4, 500)
     # second run: no-op, summary says so
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0 and "reused existing dataset" in p.stdout, p.stderr[-3000:]

@@ -31,7 +31,7 @@ def features(num_codebooks: int) -> tfds.features.FeaturesDict:
 
 class AudioCodes(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """EnCodec codes of an audio corpus; features: codes int16 [K, T], num_frames, description,
-    title, genre, moods, keywords, key, bpm (NaN if unknown), path, offset_seconds, offset_frames,
+    title, genre, moods, keywords, key, instrument, bpm (NaN if unknown), path, offset_seconds, offset_frames,
     duration_seconds, sample_rate (of the source file). Codec in ``info.metadata['codec']``."""
     name = DEFAULT_NAME
     RELEASE_NOTES = {VERSION: "EnCodec codes of an audio corpus (magnet_jax.data.tokenize)."}

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from magnet_jax.data import audio_io
 from magnet_jax.data.tokenize._paths import is_remote, read_json_file
 
-TEXT_FIELDS = ("description", "title", "genre", "moods", "keywords", "key")
+TEXT_FIELDS = ("description", "title", "genre", "moods", "keywords", "key", "instrument")
 UNSUPPORTED_EXTENSION, MALFORMED_LINE, DUPLICATE, ERROR = (
     "unsupported_extension", "malformed_manifest_line", "duplicate", "error")
 

@@ -10,6 +10,7 @@ import os
 import shutil
 import time
 
+from magnet_jax.data.segment_index import INDEX_FILENAME, build_index
 from magnet_jax.data.tokenize._paths import exists, is_remote, read_json_file, write_json
 from magnet_jax.data.tokenize.codec_record import CodecMismatchError, check_codec_compatible, codec_info, \
     read_codec_info
@@ -18,6 +19,13 @@ from magnet_jax.data.tokenize.options import DEFAULT_NAME, VERSION, TokenizeOpti
 from magnet_jax.data.tokenize.report import REPORT_FILENAME
 
 log = logging.getLogger(__name__)
+
+
+def write_index(dataset_dir: str) -> None:
+    """The file -> segments index the input pipeline crops with (read back from the finished dataset)."""
+    import tensorflow_datasets as tfds
+    src = tfds.builder_from_directory(dataset_dir).as_data_source("train")
+    write_json(os.path.join(dataset_dir, INDEX_FILENAME), build_index(src).to_json())
 
 
 @dataclasses.dataclass
@@ -111,6 +119,7 @@ def tokenize_corpus(*, codec, data_dir: str, manifest: str | None = None, audio_
         beam.remove_work_dir(work_dir)
     else:
         report = builder.report
+    write_index(dataset_dir)
     out = report.to_json(dict(dataset_dir=dataset_dir, codec=info["path"] or info["name"], reused=False,
                               wall_seconds=round(time.perf_counter() - t0, 2)))
     write_json(os.path.join(dataset_dir, REPORT_FILENAME), out)

@@ -2,10 +2,10 @@
 
 EnCodec is not causal for the released music codecs: zero-padding a segment to a longer length
 changes the codes of its last frames (reflect padding, receptive field). So every segment is
-encoded **at its exact length**, and the set of shapes stays small instead: segments of equal
+encoded **at its planned length** (:mod:`.segments`), and the set of shapes stays small: segments of equal
 length are batched together across files, the batch dimension padded with zero rows to a power of
 two <= ``batch_size`` (rows do not interact, so padding rows never change the real rows' codes).
-Codes therefore equal ``codec.encode`` of the segment alone (tested bit-exactly).
+Codes therefore equal ``codec.encode`` of the planned segment alone (tested bit-exactly).
 """
 from __future__ import annotations
 
@@ -81,6 +81,7 @@ class SegmentEncoder:
 def make_example(prep: PreparedFile, offset: int, codes: np.ndarray, sample_rate: int, hop: int) -> tuple[str, dict]:
     """(key, feature dict) for one encoded segment."""
     item, meta = prep.item, prep.item.metadata
+    codes = codes[:, :prep.frames.get(offset, codes.shape[1])]  # short files: drop the frames of padding
     t = int(codes.shape[1])
     ex = {k: meta.get(k, "") for k in TEXT_FIELDS}
     ex.update(codes=codes.astype(np.int16), num_frames=t, bpm=np.float32(meta.get("bpm", float("nan"))),

@@ -34,8 +34,8 @@ class Report:
 
 
 def kept_entry(prep: PreparedFile, sample_rate: int) -> dict:
-    e = {"path": prep.item.path, "segments": len(prep.segments),
-         "seconds": round(sum(w.shape[1] for _, w in prep.segments) / sample_rate, 3)}
+    """The report record of a kept file (``seconds``: its duration at the codec rate)."""
+    e = {"path": prep.item.path, "segments": len(prep.segments), "seconds": prep.seconds}
     if prep.dropped_silent:
         e["dropped_silent_segments"] = prep.dropped_silent
     return e
