@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: install, then generate text-to-music clips (WAV + spectrogram PNG).
-# Uses facebook/magnet-small-10secs when the Hugging Face hub is reachable; otherwise a random-init
-# tiny model (and says so). Any tools/generate.py flag can be added, e.g. --text="..." --duration=10.
+# Uses facebook/magnet-small-10secs (from the hub, or the local Hugging Face cache). Only when the hub cannot be
+# reached (checked in about a second) and the model is not cached, it falls back to the offline model
+# (magnet_jax.jobs.generate.OFFLINE_FALLBACK) and says so; every other error (a mistyped --model path, ...)
+# stops with a message and a non-zero exit. Any tools/generate.py flag can be added, e.g. --text="..." --duration=10.
 #   bash tools/run.sh [--text="..."] [more tools/generate.py flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,5 +12,5 @@ args=("$@")
 has_text=0
 for a in "${args[@]}"; do [[ $a == --text=* || $a == --text_file=* || $a == --unconditional ]] && has_text=1; done
 (( has_text )) || args+=("--text=80s electronic track with melodic synthesizers and a driving beat")
-exec "$VENV/bin/python" tools/generate.py --model=facebook/magnet-small-10secs --offline_fallback=config:tiny \
+exec "$VENV/bin/python" tools/generate.py --model=facebook/magnet-small-10secs --offline_fallback=default \
   --out_dir=out "${args[@]}"

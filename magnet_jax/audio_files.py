@@ -7,17 +7,33 @@ from pathlib import Path
 import numpy as np
 
 
-def safe_stem(text: str, index: int, max_len: int = 48) -> str:
+def safe_stem(text: str, index: int, seed: int | None = None, max_len: int = 48) -> str:
+    """``NNN_slug[_seedS]``: the clip's index in its run, its text, and the run's seed (so runs with other
+    seeds never collide; the same command run twice gives the same names)."""
     slug = re.sub(r"[^a-zA-Z0-9]+", "_", (text or "unconditional")).strip("_").lower()[:max_len] or "clip"
-    return f"{index:03d}_{slug}"
+    return f"{index:03d}_{slug}" + ("" if seed is None else f"_seed{seed}")
+
+
+class NonFiniteAudioError(ValueError):
+    """Generated audio holds NaN / inf samples."""
+
+
+def check_finite(wav: np.ndarray, what: object = "audio") -> None:
+    bad = int(np.size(wav) - np.count_nonzero(np.isfinite(wav)))
+    if bad:
+        raise NonFiniteAudioError(f"{what}: {bad} of {np.size(wav)} samples are NaN or inf; nothing written "
+                                  f"(check the generation knobs and the model weights)")
 
 
 def write_wav(path: str | Path, wav: np.ndarray, sample_rate: int) -> Path:
-    """``wav`` float [C, N] -> 16-bit PCM WAV (clipped to [-1, 1])."""
+    """``wav`` float [C, N] -> 16-bit PCM WAV (clipped to [-1, 1]). Non-finite audio is refused (a NaN
+    would be written as a full-scale sample), so a broken generation never leaves a plausible-looking file."""
     import soundfile as sf
     path = Path(path)
+    data = np.asarray(wav, np.float32)
+    check_finite(data, path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = np.clip(np.asarray(wav, np.float32), -1.0, 1.0).T
+    data = np.clip(data, -1.0, 1.0).T
     sf.write(str(path), data, int(sample_rate), subtype="PCM_16")
     return path
 

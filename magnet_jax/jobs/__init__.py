@@ -1,0 +1,1 @@
+"""Batch jobs behind the CLIs in tools/."""

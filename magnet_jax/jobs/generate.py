@@ -1,0 +1,248 @@
+"""The generate batch job behind ``tools/generate.py``: a request -> WAV + spectrogram PNG files.
+
+Every user error is a :class:`RequestError` (one line: what is wrong and what to do), raised before any
+generation starts where it can be known then (inputs, output folder, existing files).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+from magnet_jax import hub
+from magnet_jax.pipeline import MagnetPipeline
+
+# The model tools/run.sh falls back to when the hub is unreachable (one place to switch it to a bundled model).
+OFFLINE_FALLBACK = "config:tiny"
+# A duration beyond this many windows warns first: time grows with the windows, and the codec decodes the
+# whole clip at once (600 s of config:tiny peaks at about 5 GB).
+LONG_WARN_WINDOWS = 4
+
+
+class RequestError(ValueError):
+    """A user error in a generation request (the CLI shows it as a usage error, exit 2)."""
+
+
+@dataclasses.dataclass
+class GenerationRequest:
+    """Everything ``tools/generate.py`` asks for (see its flags)."""
+    model: str
+    texts: list = dataclasses.field(default_factory=list)
+    text_file: str | None = None
+    unconditional: bool = False
+    duration: float | None = None
+    extend_stride: float | None = None
+    batch_size: int = 4
+    num_samples: int = 1
+    seed: int = 0
+    out_dir: str = "out"
+    overwrite: bool = False
+    offline_fallback: str | None = None
+    prompt_wav: str | None = None
+    infill_wav: str | None = None
+    infill_start: float | None = None
+    infill_end: float | None = None
+    overrides: dict = dataclasses.field(default_factory=dict)
+    t5: str | None = None
+    codec: str | None = None
+
+
+# ---------------------------------------------------------------------------------- request checks
+def texts_of(req: GenerationRequest) -> list:
+    """One entry per clip: each text ``num_samples`` times (``None`` = unconditional)."""
+    texts = list(req.texts)
+    if req.text_file:
+        p = Path(req.text_file)
+        if not p.is_file():
+            raise RequestError(f"--text_file {req.text_file!r} does not exist")
+        try:
+            body = p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise RequestError(f"--text_file {req.text_file!r} is not UTF-8 text (byte {e.start}); "
+                               f"save it as UTF-8") from None
+        texts += [line.strip() for line in body.splitlines() if line.strip()]
+    if req.unconditional:
+        if texts:
+            raise RequestError("--unconditional takes no --text / --text_file")
+        return [None] * req.num_samples
+    if not texts:
+        raise RequestError("no text: pass --text=... (repeatable) or --text_file=FILE, or --unconditional")
+    if any(not t.strip() for t in texts):
+        raise RequestError("empty --text: describe the audio, or use --unconditional")
+    return [t for t in texts for _ in range(req.num_samples)]
+
+
+def _finite(name: str, value, *, positive: bool = False):
+    if value is None:
+        return
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise RequestError(f"--{name}={value} must be a finite number{' > 0' if positive else ''}")
+
+
+def _read_input_audio(flag: str, path: str | None):
+    from magnet_jax.data.audio_io import AudioError, read_audio
+    if path is None:
+        return None
+    try:
+        return read_audio(path)
+    except AudioError as e:
+        raise RequestError(f"--{flag}={path!r}: {e} (give a WAV / FLAC / OGG / MP3 file)") from None
+
+
+def check_request(req: GenerationRequest) -> list:
+    """Validates everything that does not need the model; returns the clip texts."""
+    if req.num_samples < 1:
+        raise RequestError(f"--num_samples={req.num_samples}: must be >= 1")
+    if req.batch_size < 1:
+        raise RequestError(f"--batch_size={req.batch_size}: must be >= 1")
+    _finite("duration", req.duration, positive=True)
+    _finite("extend_stride", req.extend_stride, positive=True)
+    _finite("infill_start", req.infill_start)
+    _finite("infill_end", req.infill_end)
+    for k, v in req.overrides.items():
+        if isinstance(v, float):
+            _finite(k, v)
+    if (req.infill_start is None) != (req.infill_end is None) or (
+            (req.infill_start is None) == bool(req.infill_wav)):
+        raise RequestError("infill needs --infill_wav, --infill_start and --infill_end together")
+    if req.prompt_wav and req.infill_wav:
+        raise RequestError("use either --prompt_wav (continuation) or --infill_wav, not both")
+    if req.infill_wav and req.duration is not None:
+        raise RequestError("--duration does not apply to infill (the output has the length of --infill_wav)")
+    return texts_of(req)
+
+
+def check_out_dir(out_dir: str) -> Path:
+    """Creates ``out_dir`` and proves it writable now, before any audio is generated."""
+    p = Path(out_dir).expanduser()
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".write_test_"):
+            pass
+    except OSError as e:
+        raise RequestError(f"--out_dir={out_dir!r} is not writable ({e.strerror or e}); pick another folder") from None
+    return p
+
+
+def clip_paths(out: Path, texts: list, seed: int, overwrite: bool) -> list[tuple[Path, Path]]:
+    """``(wav, png)`` per clip, named ``NNN_slug_seedS``; refuses to overwrite unless ``overwrite``."""
+    from magnet_jax.audio_files import safe_stem
+    paths = [(out / f"{s}.wav", out / f"{s}.png") for s in (safe_stem(t or "", i, seed) for i, t in enumerate(texts))]
+    existing = [str(f) for pair in paths for f in pair if f.exists()]
+    if existing and not overwrite:
+        raise RequestError(f"{len(existing)} output file(s) exist already, e.g. {existing[0]!r}: pass --overwrite, "
+                           f"another --seed or another --out_dir")
+    return paths
+
+
+# ---------------------------------------------------------------------------------- model loading
+def hub_reachable(timeout: float = 1.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connect within ``timeout`` s (False when HF_HUB_OFFLINE
+    is set). One quick probe instead of huggingface_hub's retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _go_offline() -> None:
+    """From now on huggingface_hub only reads its local cache (no network attempts, no retries)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        from huggingface_hub import constants
+        constants.HF_HUB_OFFLINE = True
+    except ImportError:  # pragma: no cover - a core dependency
+        pass
+
+
+def _missing_local_path(model: str) -> bool:
+    """A name that can only mean a local path (absolute, ./, ~, several parts, or under an existing
+    folder) but does not exist: a typo, never something to look up on the hub."""
+    if model.startswith("config:") or hub.is_local(model):
+        return False
+    parts = Path(model).parts
+    return (model.startswith((".", "/", "~")) or len(parts) != 2 or Path(parts[0]).expanduser().is_dir())
+
+
+def load_pipeline(model: str, offline_fallback: str | None = None, log=print, **kw) -> MagnetPipeline:
+    """:meth:`MagnetPipeline.load`. With ``offline_fallback``, that model is used instead (saying so) only
+    when the hub cannot be reached and ``model`` is not in the local cache; every other error is raised."""
+    kw = {k: v for k, v in kw.items() if v is not None}
+    offline_fallback = OFFLINE_FALLBACK if offline_fallback == "default" else offline_fallback
+    if _missing_local_path(model):
+        raise RequestError(f"--model={model!r}: no such local folder or file (a hub model is 'owner/name', "
+                           f"a random-init one config:NAME)")
+    offline = offline_fallback is not None and not model.startswith("config:") and not hub_reachable()
+    if offline:
+        _go_offline()
+    try:
+        return MagnetPipeline.load(model, **kw)
+    except hub.HubError as e:
+        if not (offline and offline_fallback):
+            raise RequestError(f"{e} (or run offline with --model={OFFLINE_FALLBACK}, a random-init model)") from None
+        log(f"NOTE: the Hugging Face hub is not reachable and {model!r} is not in the local cache:\n"
+            f"      {e}\n"
+            f"      Falling back to {offline_fallback!r}: a RANDOM-INIT model, so the audio is noise-like, "
+            f"not music. Pass a local folder with the released files for real results.")
+        return MagnetPipeline.load(offline_fallback)
+
+
+# ---------------------------------------------------------------------------------- the job
+def run_to_files(req: GenerationRequest, log=print) -> list[dict]:
+    """Runs a request; writes ``out_dir/NNN_slug_seedS.wav`` + ``.png`` per clip; returns their records."""
+    from tqdm import tqdm
+
+    from magnet_jax.audio_files import check_finite, save_spectrogram, write_wav
+
+    texts = check_request(req)
+    prompt_audio = _read_input_audio("prompt_wav", req.prompt_wav)
+    infill_audio = _read_input_audio("infill_wav", req.infill_wav)
+    out = check_out_dir(req.out_dir)
+    paths = clip_paths(out, texts, req.seed, req.overwrite)
+    pipe = load_pipeline(req.model, req.offline_fallback, log, t5=req.t5, codec=req.codec)
+    try:
+        gen = pipe.generation.replace(**req.overrides)
+    except (TypeError, ValueError) as e:
+        raise RequestError(f"bad generation setting: {e}") from None
+    log(f"model {pipe.name}: window {pipe.window_seconds:g} s, {pipe.sample_rate} Hz, steps {gen.decoding_steps}")
+    duration = req.duration
+    if duration is not None:
+        pipe.check_duration(duration)
+        if duration > LONG_WARN_WINDOWS * pipe.window_seconds:
+            log(f"WARNING: --duration={duration:g} s is {duration / pipe.window_seconds:.0f}x the model's "
+                f"{pipe.window_seconds:g} s window: generation runs window after window (time grows with the "
+                f"duration) and the codec decodes the whole clip at once (memory grows with it too; 600 s of "
+                f"config:tiny peaks at about 5 GB).")
+    records = []
+    chunks = [texts[i:i + req.batch_size] for i in range(0, len(texts), req.batch_size)]
+    for ci, chunk in enumerate(tqdm(chunks, desc="generating", unit="batch")):
+        cond = None if all(t is None for t in chunk) else chunk
+        n = len(chunk)
+        seed = req.seed + ci
+        if infill_audio is not None:
+            wav = pipe.infill(infill_audio[0], infill_audio[1], cond, start=req.infill_start, end=req.infill_end,
+                              seed=seed, **req.overrides)
+        elif prompt_audio is not None:
+            wav = pipe.continuation(prompt_audio[0], prompt_audio[1], cond, duration=duration, seed=seed,
+                                    num_samples=n, extend_stride=req.extend_stride, **req.overrides)
+        else:
+            wav = pipe.generate(cond, duration=duration, seed=seed, num_samples=n, extend_stride=req.extend_stride,
+                                **req.overrides)
+        check_finite(wav, f"batch {ci} ({n} clips)")   # before writing any file of the batch
+        for j, text in enumerate(chunk):
+            wav_path, png_path = paths[ci * req.batch_size + j]
+            write_wav(wav_path, wav[j], pipe.sample_rate)
+            save_spectrogram(png_path, wav[j], pipe.sample_rate, text or "")
+            records.append({"text": text, "wav": str(wav_path), "png": str(png_path),
+                            "seconds": wav.shape[-1] / pipe.sample_rate})
+    for r in records:
+        log(f"wrote {r['wav']} ({r['seconds']:.2f} s) and {r['png']}")
+    return records

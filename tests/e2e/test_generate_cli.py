@@ -1,0 +1,110 @@
+"""tools/generate.py as a user runs it (subprocesses, the tiny random-init model), and tools/run.sh's fallback."""
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.helpers import ROOT, run_tool
+
+FAST = ["--decoding_steps=4,2,2,2"]
+
+
+def gen(args, tmp_path, check=True, **env):
+    return run_tool(["tools/generate.py", *args], check=check, env_extra={"HF_HOME": str(tmp_path / "hf"), **env})
+
+
+def test_generate_cli(tmp_path):
+    out = tmp_path / "out"
+    p = gen(["--model=config:tiny", "--text=calm piano", "--text=happy rock", "--duration=1", f"--out_dir={out}",
+             *FAST, "--span_arrangement=stride1"], tmp_path)
+    wavs, pngs = sorted(out.glob("*.wav")), sorted(out.glob("*.png"))
+    assert [w.stem for w in wavs] == ["000_calm_piano_seed0", "001_happy_rock_seed0"] and len(pngs) == 2
+    data, sr = sf.read(wavs[0])
+    assert sr == 32000 and len(data) == 32000
+    assert "wrote" in p.stdout and str(pngs[0]) in p.stdout
+    # the same command again: refused before generating, files untouched; --overwrite replaces them
+    before = wavs[0].read_bytes()
+    p = gen(["--model=config:tiny", "--text=calm piano", "--duration=1", f"--out_dir={out}", *FAST, "--seed=0"],
+            tmp_path, check=False)
+    assert p.returncode == 2 and "--overwrite" in p.stderr and wavs[0].read_bytes() == before
+    # continuation and infill from a WAV on disk
+    gen(["--model=config:tiny", "--text=jazz", f"--prompt_wav={wavs[0]}", "--duration=1.5",
+         f"--out_dir={tmp_path / 'cont'}", *FAST], tmp_path)
+    assert sf.info(str(next((tmp_path / "cont").glob("*.wav")))).duration == pytest.approx(1.5)
+    gen(["--model=config:tiny", "--text=drums", f"--infill_wav={wavs[1]}", "--infill_start=0.2", "--infill_end=0.5",
+         f"--out_dir={tmp_path / 'fill'}", *FAST], tmp_path)
+    filled, _ = sf.read(str(next((tmp_path / "fill").glob("*.wav"))))
+    assert len(filled) == pytest.approx(32000, abs=1600) and np.isfinite(filled).all()
+
+
+def test_help_exits_0(tmp_path):
+    p = gen(["--help"], tmp_path, check=False)
+    assert p.returncode == 0 and "--decoding_steps" in p.stdout and "--anneal_temp" in p.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--text= "], "empty --text"),
+    ([], "no text"),
+    (["--model=config:nope", "--text=x"], "unknown config"),
+    (["--model=./no/such/model", "--text=x"], "no such local folder"),
+    (["--model=facebook/magnet-small-10secs", "--text=x"], "local folder"),       # offline, not cached
+    (["--text=x", "--infill_start=1"], "infill needs"),
+    (["--text=x", "--infill_wav=WAV"], "infill needs"),
+    (["--text=x", "--prompt_wav=MISSING"], "no such file"),
+    (["--text=x", "--prompt_wav=TXT"], "not a readable audio file"),
+    (["--text=x", "--duration=nan"], "--duration=nan"),
+    (["--text=x", "--duration=inf"], "--duration=inf"),
+    (["--text=x", "--duration=0.001"], "at least one frame"),
+    (["--text=x", "--decoding_steps=a,b"], "give integers"),
+    (["--text=x", "--max_cfg_coef=nan"], "max_cfg_coef"),
+    (["--text_file=LATIN1"], "not UTF-8"),
+    (["--text=x", "--num_samples=0"], "--num_samples=0"),
+    (["--text=x", "--batch_size=0"], "--batch_size=0"),
+    (["--text=x", "--out_dir=BLOCKED"], "not writable"),
+])
+def test_generate_cli_errors(tmp_path, args, message):
+    """One line naming the problem, exit 2, no traceback, nothing written."""
+    (tmp_path / "notes.txt").write_text("not audio")
+    (tmp_path / "latin1.txt").write_bytes("caf\u00e9 music".encode("latin-1"))
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    sf.write(tmp_path / "ok.wav", np.zeros(8000, np.float32), 8000)
+    subs = {"WAV": tmp_path / "ok.wav", "MISSING": tmp_path / "missing.wav", "TXT": tmp_path / "notes.txt",
+            "LATIN1": tmp_path / "latin1.txt", "BLOCKED": tmp_path / "blocker" / "out"}
+    args = [f"{a.split('=')[0]}={subs.get(a.split('=', 1)[1], a.split('=', 1)[1])}" for a in args]
+    if not any(a.startswith("--model") for a in args):
+        args = ["--model=config:tiny", *args]
+    if not any(a.startswith("--out_dir") for a in args):
+        args.append(f"--out_dir={tmp_path / 'out'}")
+    p = gen(args, tmp_path, check=False)
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    assert message in p.stderr and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert not list(tmp_path.glob("out/*.wav"))
+
+
+def test_long_duration_warns_first(tmp_path):
+    p = gen(["--model=config:tiny", "--text=x", "--duration=9", f"--out_dir={tmp_path / 'out'}", *FAST], tmp_path)
+    assert "WARNING" in p.stdout and "window" in p.stdout
+    assert p.stdout.index("WARNING") < p.stdout.index("wrote")
+    assert sf.info(str(next((tmp_path / "out").glob("*.wav")))).duration == pytest.approx(9.0)
+
+
+def test_offline_fallback_says_so(tmp_path):
+    p = gen(["--model=facebook/magnet-small-10secs", "--offline_fallback=config:tiny", "--text=lofi beat",
+             "--duration=0.5", f"--out_dir={tmp_path / 'out'}", "--decoding_steps=2,1,1,1"], tmp_path)
+    assert "RANDOM-INIT" in p.stdout and "not reachable" in p.stdout
+    assert len(list((tmp_path / "out").glob("*.wav"))) == 1
+
+
+def _run_sh(args, tmp_path, **env):
+    """tools/run.sh with the existing venv (install.sh finds it installed)."""
+    e = dict(os.environ, PYTHONPATH=str(ROOT), HF_HOME=str(tmp_path / "hf"), **env)
+    return subprocess.run(["bash", "tools/run.sh", *args], cwd=ROOT, env=e, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_run_sh_mistyped_local_path_fails_clearly(tmp_path):
+    p = _run_sh([f"--model={tmp_path / 'my-model'}", f"--out_dir={tmp_path / 'out'}"], tmp_path, HF_HUB_OFFLINE="0")
+    assert p.returncode == 2 and "no such local folder" in p.stderr, p.stderr[-2000:]
+    assert "RANDOM-INIT" not in p.stdout and not list(tmp_path.glob("out/*.wav"))

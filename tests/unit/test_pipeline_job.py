@@ -1,0 +1,145 @@
+"""The generate batch job (magnet_jax.jobs.generate) and the audio files it writes, without running a model."""
+import os
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from magnet_jax import hub
+from magnet_jax.audio_files import NonFiniteAudioError, safe_stem, write_wav
+from magnet_jax.jobs import generate as job
+from magnet_jax.jobs.generate import GenerationRequest, RequestError
+
+
+def req(**kw):
+    return GenerationRequest(**{"model": "config:tiny", "texts": ["calm piano"], **kw})
+
+
+def test_write_wav_refuses_non_finite_audio(tmp_path):
+    bad = np.zeros((1, 800), np.float32)
+    bad[0, 10] = np.nan
+    with pytest.raises(NonFiniteAudioError, match="NaN or inf"):
+        write_wav(tmp_path / "a.wav", bad, 8000)
+    assert not (tmp_path / "a.wav").exists()
+    ok = write_wav(tmp_path / "b.wav", np.full((1, 800), 2.0, np.float32), 8000)   # clipped, not refused
+    assert sf.read(ok)[0].max() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_clip_names_carry_index_and_seed_and_never_overwrite(tmp_path):
+    assert safe_stem("Calm piano!", 3, seed=7) == "003_calm_piano_seed7"
+    texts = ["calm piano", "calm piano", None]
+    paths = job.clip_paths(tmp_path, texts, seed=0, overwrite=False)
+    assert [p[0].name for p in paths] == ["000_calm_piano_seed0.wav", "001_calm_piano_seed0.wav",
+                                          "002_unconditional_seed0.wav"]
+    assert job.clip_paths(tmp_path, texts, seed=1, overwrite=False)[0][0].name == "000_calm_piano_seed1.wav"
+    paths[1][1].write_bytes(b"earlier run")
+    with pytest.raises(RequestError, match="--overwrite"):
+        job.clip_paths(tmp_path, texts, seed=0, overwrite=False)
+    assert job.clip_paths(tmp_path, texts, seed=0, overwrite=True) == paths
+    assert paths[1][1].read_bytes() == b"earlier run"
+
+
+def test_out_dir_checked_writable(tmp_path):
+    assert job.check_out_dir(str(tmp_path / "new" / "dir")).is_dir()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(RequestError, match="not writable"):
+        job.check_out_dir(str(blocker / "sub"))
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(num_samples=0), "--num_samples=0"),
+    (dict(batch_size=0), "--batch_size=0"),
+    (dict(duration=float("nan")), "--duration=nan"),
+    (dict(duration=float("inf")), "--duration=inf"),
+    (dict(duration=-1.0), "--duration=-1"),
+    (dict(infill_wav="a.wav"), "infill needs"),
+    (dict(infill_start=1.0, infill_end=2.0), "infill needs"),
+    (dict(infill_wav="a.wav", infill_start=1.0), "infill needs"),
+    (dict(prompt_wav="a.wav", infill_wav="a.wav", infill_start=0.0, infill_end=1.0), "not both"),
+    (dict(texts=[" "]), "empty --text"),
+    (dict(texts=[]), "no text"),
+    (dict(unconditional=True), "takes no --text"),
+    (dict(overrides={"max_cfg_coef": float("nan")}), "--max_cfg_coef=nan"),
+])
+def test_request_errors(kw, message):
+    with pytest.raises(RequestError, match=message.replace("(", r"\(")):
+        job.check_request(req(**kw))
+
+
+def test_texts(tmp_path):
+    f = tmp_path / "prompts.txt"
+    f.write_text("jazz\n\n  rock  \n", encoding="utf-8")
+    assert job.check_request(req(text_file=str(f), num_samples=2)) == ["calm piano"] * 2 + ["jazz"] * 2 + ["rock"] * 2
+    assert job.check_request(req(texts=[], unconditional=True, num_samples=3)) == [None] * 3
+    f.write_bytes("caf\u00e9".encode("latin-1"))
+    with pytest.raises(RequestError, match="not UTF-8"):
+        job.check_request(req(text_file=str(f)))
+    with pytest.raises(RequestError, match="does not exist"):
+        job.check_request(req(text_file=str(tmp_path / "nope.txt")))
+
+
+def test_input_audio_errors(tmp_path):
+    (tmp_path / "notes.txt").write_text("not audio")
+    with pytest.raises(RequestError, match="--prompt_wav=.*no such file"):
+        job._read_input_audio("prompt_wav", str(tmp_path / "missing.wav"))
+    with pytest.raises(RequestError, match="--prompt_wav=.*not a readable audio file"):
+        job._read_input_audio("prompt_wav", str(tmp_path / "notes.txt"))
+
+
+def test_hub_probe_is_quick(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert job.hub_reachable() is False
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")        # discard port: nothing listens
+    t = time.monotonic()
+    assert job.hub_reachable(timeout=1.0) is False
+    assert time.monotonic() - t < 3.0
+
+
+class _Loads:
+    """Stands in for MagnetPipeline.load: raises ``error`` for the first model, returns a name otherwise."""
+
+    def __init__(self, error):
+        self.error, self.calls = error, []
+
+    def __call__(self, model, **kw):
+        self.calls.append(model)
+        if len(self.calls) == 1 and self.error:
+            raise self.error
+        return f"pipeline:{model}"
+
+
+def test_fallback_only_when_the_hub_is_unreachable(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    logs = []
+    # unreachable hub, model not cached: the fallback, with the whole reason shown
+    loads = _Loads(hub.HubError("could not download 'state_dict.bin': the hub is not reachable\nsecond line"))
+    monkeypatch.setattr(job.MagnetPipeline, "load", loads)
+    monkeypatch.setattr(job, "hub_reachable", lambda timeout=1.0: False)
+    monkeypatch.setattr(job, "_go_offline", lambda: None)
+    assert job.load_pipeline("facebook/magnet-small-10secs", "config:tiny", logs.append) == "pipeline:config:tiny"
+    assert "RANDOM-INIT" in logs[0] and "second line" in logs[0]
+    # unreachable hub, model cached: no fallback
+    monkeypatch.setattr(job.MagnetPipeline, "load", _Loads(None))
+    assert job.load_pipeline("facebook/magnet-small-10secs", "config:tiny", logs.append).endswith("10secs")
+    # reachable hub, any error: raised, never a fallback
+    monkeypatch.setattr(job, "hub_reachable", lambda timeout=1.0: True)
+    monkeypatch.setattr(job.MagnetPipeline, "load", _Loads(hub.HubError("hub repo 'x/y' does not exist")))
+    with pytest.raises(RequestError, match="does not exist"):
+        job.load_pipeline("x/y", "config:tiny", logs.append)
+
+
+@pytest.mark.parametrize("model", ["./my_model", "/no/such/folder", "~/nope", "models/a/b", "single"])
+def test_mistyped_local_path_is_an_error_not_a_fallback(model, monkeypatch, tmp_path):
+    loads = _Loads(None)
+    monkeypatch.setattr(job.MagnetPipeline, "load", loads)
+    monkeypatch.setattr(job, "hub_reachable", lambda timeout=1.0: False)
+    with pytest.raises(RequestError, match="no such local folder"):
+        job.load_pipeline(model, "config:tiny")
+    assert not loads.calls
+    monkeypatch.chdir(tmp_path)
+    os.mkdir("models")
+    with pytest.raises(RequestError, match="no such local folder"):          # under an existing folder
+        job.load_pipeline("models/magnet-smal", "config:tiny")
