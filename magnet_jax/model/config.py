@@ -1,34 +1,44 @@
-"""MagnetConfig: the hyper-parameters of a MAGNeT LM (frozen, hashable: usable as a jit static arg)."""
+"""LM configs (frozen, hashable: usable as jit static args): the shared transformer fields, MAGNeT's
+and MusicGen's. Fields marked ``runtime`` (compute dtype, remat, ...) are how a model is *run*, not what
+it *is*: loaders accept them as overrides and checkpoints compare only the architecture fields."""
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Mapping
 
+from magnet_jax.util import strict_from_dict
+
+_RUNTIME = {"runtime": True}
+
+
+def _runtime(default):
+    return dataclasses.field(default=default, metadata=_RUNTIME)
+
 
 @dataclasses.dataclass(frozen=True)
-class MagnetConfig:
-    """Architecture of the MAGNeT transformer LM (audiocraft ``MagnetLMModel`` semantics).
+class LMConfig:
+    """The transformer shared by MAGNeT and MusicGen (audiocraft ``LMModel``, pre-norm, no biases).
 
-    Defaults are the released ``magnet-small-10secs`` model. ``dtype`` is the *compute* dtype;
-    parameters are always float32 (master weights); logits are returned in float32.
-    """
+    Defaults are the released small models. ``dtype`` is the *compute* dtype: parameters, the residual
+    stream and the logits stay float32 (as under audiocraft's autocast)."""
     n_q: int = 4                       # codebooks K
-    card: int = 2048                   # codebook size; the mask token id is ``card``
+    card: int = 2048                   # codebook size; the special (mask / pad) token id is ``card``
     dim: int = 1024
     num_heads: int = 16
     num_layers: int = 24
     hidden_scale: int = 4              # FFN width = hidden_scale * dim
     text_dim: int = 768                # T5 hidden size (t5-base 768, t5-large 1024)
-    subcodes_context: int = 5          # stage > 0 self-attention band: |t_q - t_k| <= subcodes_context
-    span_len: int = 3
     frame_rate: int = 50
     segment_duration: float = 10.0     # seconds; the training / generation window
     max_period: float = 10000.0        # sinusoidal positions
     layer_norm_eps: float = 1e-5
-    mask_text_padding: bool = False    # False = reference: padded (zero) text keys take part in softmax
-    dtype: str = "float32"             # compute dtype: "float32" or "bfloat16"
-    remat: bool = False                # rematerialise each layer in the backward pass
-    scan_unroll: int = 1               # nnx.scan unroll factor over layers
+    # False = reference semantics: text keys past the longest text of the batch are masked, shorter rows'
+    # padded (zero) keys inside it take part in the softmax (audiocraft pads each batch to its longest
+    # text). True = every padded key is masked (for models trained here with that choice).
+    mask_text_padding: bool = _runtime(False)
+    dtype: str = _runtime("float32")   # compute dtype: "float32", "bfloat16" or "float16"
+    remat: bool = _runtime(False)      # rematerialise each layer in the backward pass
+    scan_unroll: int = _runtime(1)     # nnx.scan unroll factor over layers
 
     @property
     def mask_id(self) -> int:
@@ -54,22 +64,48 @@ class MagnetConfig:
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
 
-    def replace(self, **kw) -> "MagnetConfig":
+    @classmethod
+    def runtime_fields(cls) -> tuple[str, ...]:
+        """Names of the run-time fields (overridable at load time; not part of the architecture)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("runtime"))
+
+    def architecture(self) -> dict[str, Any]:
+        """``to_dict()`` without the run-time fields: what must match between a checkpoint and a config."""
+        skip = set(self.runtime_fields())
+        return {k: v for k, v in self.to_dict().items() if k not in skip}
+
+    def replace(self, **kw):
         return dataclasses.replace(self, **kw)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "MagnetConfig":
+    def from_dict(cls, d: Mapping[str, Any]):
         """Builds from a mapping (e.g. ``config.model`` of an ml_collections config); unknown keys are an error."""
         return strict_from_dict(cls, d)
 
 
-def strict_from_dict(cls, d: Mapping[str, Any]):
-    """``cls(**d)`` for a dataclass, refusing unknown keys by name (a typo in a config must not pass)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields: {unknown} (known: {sorted(names)})")
-    return cls(**dict(d))
+@dataclasses.dataclass(frozen=True)
+class MagnetConfig(LMConfig):
+    """MAGNeT (audiocraft ``MagnetLMModel``): non-causal, restricted context for stages > 0."""
+    subcodes_context: int = 5          # stage > 0 self-attention band: |t_q - t_k| <= subcodes_context
+    span_len: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class MusicGenConfig(LMConfig):
+    """MusicGen (audiocraft ``LMModel``, ``transformer_lm``): causal, codebook delay pattern
+    (``delays[k]`` steps for codebook k; stereo models: 8 codebooks ``[0, 0, 1, 1, 2, 2, 3, 3]``)."""
+    segment_duration: float = 30.0
+    delays: tuple[int, ...] = (0, 1, 2, 3)
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "delays", tuple(int(d) for d in self.delays))
+        if len(self.delays) != self.n_q or list(self.delays) != sorted(self.delays) or min(self.delays) < 0:
+            raise ValueError(f"delays={self.delays} must be {self.n_q} sorted non-negative ints (one per codebook)")
+
+    @property
+    def max_delay(self) -> int:
+        return max(self.delays)

@@ -1,14 +1,15 @@
-"""Building blocks of the MAGNeT transformer (audiocraft ``StreamingTransformerLayer``, norm_first).
+"""Building blocks of the LM transformer (audiocraft ``StreamingTransformerLayer``, norm_first).
 
 Layer order (per layer, pre-norm, no biases, dropout 0)::
 
-    x = x + SelfAttn(LN1(x), band mask for stage > 0)
+    x = x + SelfAttn(LN1(x), mask)            # MAGNeT: band for stage > 0; MusicGen: causal
     x = x + CrossAttn(LN_cross(x), text)      # keys / values from the (un-normalised) text
     x = x + W2 gelu_erf(W1 LN2(x))
 
 Weights are stored in layouts that make the sharding names obvious (q/k/v kernels ``[embed, (qkv,)
 heads, head_dim]``, output ``[heads, head_dim, embed]``); every projection runs as one 2-D GEMM
-(:func:`dense`).
+(:func:`dense`). Mixed precision follows audiocraft's autocast: the residual stream ``x`` stays
+float32, only the matmul inputs are cast to the compute dtype (:func:`dense`), LayerNorm runs in float32.
 """
 from __future__ import annotations
 
@@ -18,12 +19,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from magnet_jax.model.attention_masks import causal_mask
 from magnet_jax.sharding import constrain
-
-
-def param(value, names) -> nnx.Param:
-    """A float32 parameter with logical axis names (placed by ``sharding.shard_model``)."""
-    return nnx.Param(value, eager_sharding=False, out_sharding=tuple(names))
+from magnet_jax.util import param
 
 
 def trunc_normal(key, shape, std):
@@ -35,11 +33,12 @@ def uniform_fan_in(key, shape, fan_in):
     return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
 
 
-def sinusoidal_positions(length: int, dim: int, max_period: float = 10000.0) -> jnp.ndarray:
-    """[T, dim] float32, audiocraft ``create_sin_embedding``: ``cat([cos, sin])`` (cos first) with
-    phase ``t / max_period ** (i / (dim/2 - 1))`` (note the ``- 1``)."""
+def sinusoidal_positions(length: int, dim: int, max_period: float = 10000.0, offset=0) -> jnp.ndarray:
+    """[T, dim] float32 for positions ``offset .. offset+T-1`` (``offset`` may be traced), audiocraft
+    ``create_sin_embedding``: ``cat([cos, sin])`` (cos first) with phase ``t / max_period ** (i / (dim/2 - 1))``
+    (note the ``- 1``)."""
     half = dim // 2
-    pos = jnp.arange(length, dtype=jnp.float32)[:, None]
+    pos = (jnp.arange(length, dtype=jnp.float32) + jnp.asarray(offset, jnp.float32))[:, None]
     adim = jnp.arange(half, dtype=jnp.float32)[None, :]
     phase = pos / (max_period ** (adim / (half - 1)))
     return jnp.concatenate([jnp.cos(phase), jnp.sin(phase)], axis=-1)
@@ -62,13 +61,16 @@ class LayerNorm(nnx.Module):
         return (y * self.scale[...] + self.bias[...]).astype(dtype)
 
 
-def dense(x, kernel, dtype):
-    """``x [..., in] @ kernel [in, *out] -> [..., *out]`` as one 2-D GEMM. Flattening the leading
-    dims matters: XLA:CPU lowers the kernel gradient of a ``[B, T, in]`` contraction (over b and t)
-    to a slow loop, but a 2-D one to a fast GEMM (about 1.7x for the FFN's forward + backward)."""
+def dense(x, kernel, dtype, out_dtype=None):
+    """``x [..., in] @ kernel [in, *out] -> [..., *out]`` as one 2-D GEMM with both inputs in ``dtype``;
+    the result is in ``dtype`` (accumulated in ``out_dtype`` and returned in it when given, e.g. the
+    float32 logits). Flattening the leading dims matters: XLA:CPU lowers the kernel gradient of a
+    ``[B, T, in]`` contraction (over b and t) to a slow loop, but a 2-D one to a fast GEMM (about 1.7x
+    for the FFN's forward + backward)."""
     k = kernel.astype(dtype)
     out = k.shape[1:]
-    y = x.reshape(-1, x.shape[-1]) @ k.reshape(k.shape[0], -1)
+    y = jnp.dot(x.reshape(-1, x.shape[-1]).astype(dtype), k.reshape(k.shape[0], -1),
+                preferred_element_type=out_dtype)
     return y.reshape(x.shape[:-1] + out)
 
 
@@ -96,12 +98,18 @@ class SelfAttention(nnx.Module):
         self.qkv = param(uniform_fan_in(rngs.params(), (dim, 3, heads, hd), dim), ("embed", "qkv", "heads", "head_dim"))
         self.out = param(jnp.zeros((heads, hd, dim), jnp.float32), ("heads", "head_dim", "embed"))
 
-    def __call__(self, x, mask, dtype):
+    def project(self, x, dtype):
+        """q, k, v [B, T, H, Dh] in the compute dtype."""
         qkv = dense(x, self.qkv[...], dtype)                                  # [B, T, 3, H, Dh]
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        q = constrain(q, ("batch", "length", "heads", "head_dim"))
-        o = attention(q, k, v, mask)
+        q = constrain(qkv[:, :, 0], ("batch", "length", "heads", "head_dim"))
+        return q, qkv[:, :, 1], qkv[:, :, 2]
+
+    def output(self, o, dtype):
         return dense(o.reshape(o.shape[:2] + (-1,)), self.out[...].reshape(-1, self.out.shape[-1]), dtype)
+
+    def __call__(self, x, mask, dtype):
+        q, k, v = self.project(x, dtype)
+        return self.output(attention(q, k, v, mask), dtype)
 
 
 class CrossAttention(nnx.Module):
@@ -111,11 +119,17 @@ class CrossAttention(nnx.Module):
         self.kv = param(uniform_fan_in(rngs.params(), (dim, 2, heads, hd), dim), ("embed", "qkv", "heads", "head_dim"))
         self.out = param(jnp.zeros((heads, hd, dim), jnp.float32), ("heads", "head_dim", "embed"))
 
-    def __call__(self, x, cond, key_mask, dtype):
+    def keys_values(self, cond, dtype):
+        """[B, S, 2, H, Dh]: the text's keys and values (constant over a decode: computed once)."""
+        return dense(cond, self.kv[...], dtype)
+
+    def attend(self, x, kv, key_mask, dtype):
         q = dense(x, self.q[...], dtype)
-        kv = dense(cond, self.kv[...], dtype)
         o = attention(q, kv[:, :, 0], kv[:, :, 1], key_mask)
         return dense(o.reshape(o.shape[:2] + (-1,)), self.out[...].reshape(-1, self.out.shape[-1]), dtype)
+
+    def __call__(self, x, cond, key_mask, dtype):
+        return self.attend(x, self.keys_values(cond, dtype), key_mask, dtype)
 
 
 class FeedForward(nnx.Module):
@@ -130,7 +144,7 @@ class FeedForward(nnx.Module):
 
 
 class TransformerLayer(nnx.Module):
-    """One pre-norm MAGNeT layer (self-attention, cross-attention, FFN)."""
+    """One pre-norm layer (self-attention, cross-attention, FFN); ``x`` (the residual stream) stays float32."""
 
     def __init__(self, dim: int, heads: int, hidden: int, eps: float, *, rngs: nnx.Rngs):
         self.norm1 = LayerNorm(dim, eps)
@@ -148,3 +162,16 @@ class TransformerLayer(nnx.Module):
         x = x + self.cross_attn(self.norm_cross(x), cond, text_key_mask, dtype)
         x = x + self.ffn(self.norm2(x), dtype)
         return constrain(x, ("batch", "length", "act_embed"))
+
+    def cached(self, x, cross_kv, text_key_mask, cache_k, cache_v, pos, dtype):
+        """Causal step over a chunk ``x [B, Tq, D]`` at positions ``pos .. pos+Tq-1`` (``pos`` may be traced),
+        attending to this layer's static-size caches ``[B, Tmax, H, Dh]`` with the chunk's own keys / values
+        written in. Returns ``(x, k, v)`` (the chunk's keys / values, for the caller to store)."""
+        q, k, v = self.self_attn.project(self.norm1(x), dtype)
+        ck = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), (0, pos, 0, 0))
+        cv = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), (0, pos, 0, 0))
+        allowed = causal_mask(x.shape[1], cache_k.shape[1], pos)
+        x = x + self.self_attn.output(attention(q, ck, cv, allowed), dtype)
+        x = x + self.cross_attn.attend(self.norm_cross(x), cross_kv, text_key_mask, dtype)
+        x = x + self.ffn(self.norm2(x), dtype)
+        return x, k, v

@@ -41,23 +41,51 @@ def test_restricted_context_is_local_for_stages_above_zero():
 
 def test_any_length_and_per_sample_stages(lm):
     codes, h, m = _inputs(T=131)                                       # > segment frames, not a multiple of 8
+    m = jnp.ones_like(m)            # each row alone then has the batch's text length (pad-to-longest semantics)
     per_sample = lm.stage_logits(codes, h, m, jnp.array([0, 2]))
     for b, s in enumerate((0, 2)):
         one = lm.stage_logits(codes[b:b + 1], h[b:b + 1], m[b:b + 1], s)
         np.testing.assert_allclose(np.asarray(per_sample[b]), np.asarray(one[0]), atol=1e-5)
 
 
+def _pad_text(h, m, S):
+    extra = S - h.shape[1]
+    return (jnp.concatenate([h, jnp.zeros((h.shape[0], extra, h.shape[2]), h.dtype)], 1),
+            jnp.concatenate([m, jnp.zeros((m.shape[0], extra), m.dtype)], 1))
+
+
+def test_text_padding_beyond_the_longest_text_changes_nothing(lm):
+    """Reference semantics (audiocraft pads a batch to its longest text, no key mask): a batch padded to
+    64 (training) gives the output of the same batch padded to its longest text (inference / audiocraft)."""
+    codes, h, m = _inputs()                              # row 0: 6 tokens, row 1: 3 tokens (+3 padded)
+    h64, m64 = _pad_text(h, m, 64)
+    for stage in (0, 2):
+        a, b = lm(codes, h, m, stage=stage), lm(codes, h64, m64, stage=stage)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=5e-6, rtol=0)   # f32 roundoff (2e-6)
+    # the CFG batch: null rows (zero text, zero mask) do not lengthen it
+    h2, m2 = jnp.concatenate([h, 0 * h]), jnp.concatenate([m, 0 * m])
+    h2p, m2p = _pad_text(h2, m2, 64)
+    np.testing.assert_allclose(np.asarray(lm.stage_logits(codes.repeat(2, 0), h2, m2, 1)),
+                               np.asarray(lm.stage_logits(codes.repeat(2, 0), h2p, m2p, 1)), atol=5e-6, rtol=0)
+    # inside the longest text, padded keys of shorter rows still take part (reference dilution): row 1
+    # alone (padded to its own 3 tokens) differs from row 1 inside the batch (padded to 6)
+    alone = lm(codes[1:], h[1:, :3], m[1:, :3], stage=0)
+    assert np.abs(np.asarray(alone[0] - lm(codes, h, m, stage=0)[1])).max() > 1e-4
+
+
 def test_text_padding_option(lm):
     codes, h, m = _inputs()
-    # reference semantics: padded (zero) keys dilute attention, so adding padding changes the logits
+    # reference semantics: padded (zero) keys of shorter rows dilute attention, so the batch's longest
+    # text length changes a short row's logits
     h_pad = jnp.concatenate([h, jnp.zeros_like(h[:, :3])], 1)
     m_pad = jnp.concatenate([m, jnp.zeros_like(m[:, :3])], 1)
+    m_pad = m_pad.at[0].set(1)                                          # row 0 now 9 tokens long
     ref_a, ref_b = lm(codes, h, m, stage=0), lm(codes, h_pad, m_pad, stage=0)
-    assert np.abs(np.asarray(ref_a - ref_b)).max() > 1e-4
+    assert np.abs(np.asarray(ref_a[1] - ref_b[1])).max() > 1e-4
     masked = MagnetLM(CFG.replace(mask_text_padding=True), rngs=nnx.Rngs(0))
     nnx.update(masked, nnx.state(lm))
     a, b = masked(codes, h, m, stage=0), masked(codes, h_pad, m_pad, stage=0)
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(a[1]), np.asarray(b[1]), atol=1e-5)
     # a null row (all keys masked) gives zero cross-attention: the same as the reference's null row
     null_m = jnp.zeros_like(m)
     np.testing.assert_allclose(np.asarray(masked(codes, h, null_m, stage=1)), np.asarray(lm(codes, h, null_m, stage=1)),
@@ -73,6 +101,18 @@ def test_bfloat16_compute_close_to_float32(lm):
     assert jax.tree.leaves(nnx.state(bf, nnx.Param))[0].dtype == jnp.float32   # fp32 master weights
     rel = float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a))
     assert rel < 0.05, rel
+
+
+def test_bfloat16_keeps_residual_stream_and_logits_float32(lm):
+    """As audiocraft's autocast: the residual stream and the logits are float32 (bf16-rounded logits
+    would hold ~half duplicate values per row of 2048, and the CFG extrapolation multiplies the error)."""
+    codes, h, m = _inputs()
+    bf = MagnetLM(CFG.replace(dtype="bfloat16"), rngs=nnx.Rngs(0))
+    nnx.update(bf, nnx.state(lm))
+    assert bf.embed_codes(codes).dtype == jnp.float32
+    assert bf.hidden(codes, bf.project_text(h, m), 1, m).dtype == jnp.float32
+    row = np.asarray(bf.stage_logits(codes, h, m, 1))[0, 0]
+    assert len(np.unique(row)) > 0.95 * CFG.card, len(np.unique(row))
 
 
 def test_remat_gives_identical_gradients(lm):
@@ -132,6 +172,12 @@ def test_bad_inputs_raise_clear_errors(lm):
         MagnetConfig(dim=30, num_heads=4)
     with pytest.raises(ValueError, match="unknown MagnetConfig"):
         MagnetConfig.from_dict({"dimension": 3})
+
+
+def test_runtime_fields_are_marked_on_the_config():
+    assert set(MagnetConfig.runtime_fields()) == {"dtype", "remat", "scan_unroll", "mask_text_padding"}
+    arch = CFG.replace(dtype="bfloat16", remat=True).architecture()
+    assert arch == CFG.architecture() and "dtype" not in arch and arch["subcodes_context"] == 5
 
 
 def test_make_mesh_rules():

@@ -1,0 +1,71 @@
+"""MusicGenLM: the autoregressive sibling (audiocraft ``LMModel``, ``lm_model: transformer_lm``).
+
+The shared :class:`~magnet_jax.model.transformer.TransformerLM` with a causal self-attention mask, run
+on the *delayed* sequence (codebook k shifted right by ``delays[k]`` steps, one leading special step; see
+:mod:`magnet_jax.musicgen.pattern`). Position s predicts sequence step s + 1 of every codebook.
+
+Public API (stable)::
+
+    lm(sequence int32 [B, K, S], text_hidden [B, S_txt, E], text_mask [B, S_txt]) -> float32 [B, K, S, card]
+    cache = lm.init_cache(batch, length)               # static-size KV cache (compute dtype)
+    logits, cache = lm.decode(chunk [B, K, Tq], pos, cache, cross_kv, key_mask)   # incremental, pos traced
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from magnet_jax.model.attention_masks import causal_mask
+from magnet_jax.model.config import MusicGenConfig
+from magnet_jax.model.layers import dense
+from magnet_jax.model.transformer import TransformerLM
+
+__all__ = ["MusicGenLM"]
+
+
+class MusicGenLM(TransformerLM):
+    config: MusicGenConfig
+
+    def __call__(self, sequence, text_hidden, text_mask):
+        """Logits float32 [B, K, S, card] of the delayed ``sequence`` (full causal recompute)."""
+        self.check_text(text_hidden, text_mask)
+        return self.forward_cond(sequence, self.project_text(text_hidden, text_mask), text_mask)
+
+    def forward_cond(self, sequence, cond, text_mask=None):
+        """As ``__call__`` with an already projected text ``cond`` [B, S_txt, dim]."""
+        seq = self.check_codes(sequence)
+        T = seq.shape[-1]
+        h = self.run_layers(self.embed_codes(seq), cond, causal_mask(T, T), self.text_key_mask(text_mask))
+        return self.all_logits(h)
+
+    # ------------------------------------------------------------------ incremental decoding
+    def init_cache(self, batch: int, length: int) -> dict:
+        """Zero keys / values ``[layers, B, length, H, Dh]`` in the compute dtype."""
+        c = self.config
+        shape = (c.num_layers, batch, length, c.num_heads, c.head_dim)
+        return {"k": jnp.zeros(shape, self.compute_dtype), "v": jnp.zeros(shape, self.compute_dtype)}
+
+    def cross_keys_values(self, cond):
+        """[layers, B, S_txt, 2, H, Dh]: every layer's text keys / values (computed once per decode)."""
+        kv = jnp.moveaxis(self.layers.cross_attn.kv[...], 0, 1)               # [D, L, 2, H, Dh]
+        return jnp.moveaxis(dense(cond, kv, self.compute_dtype), 2, 0)
+
+    def decode(self, chunk, pos, cache, cross_kv, key_mask):
+        """Logits float32 [B, K, Tq, card] for the sequence steps ``pos .. pos+Tq-1`` given in ``chunk``,
+        attending to the cached steps before ``pos``; returns ``(logits, cache)`` with the chunk stored.
+        Equal to the matching columns of a full recompute (``__call__``)."""
+        chunk = self.check_codes(chunk)
+        dt = self.compute_dtype
+        x = self.embed_codes(chunk, offset=pos)
+
+        def body(x, layer, ck, cv, ckv):
+            x, k, v = layer.cached(x, ckv, key_mask, ck, cv, pos, dt)
+            return x, (k, v)
+
+        scan = nnx.scan(body, in_axes=(nnx.Carry, 0, 0, 0, 0), out_axes=(nnx.Carry, 0),
+                        transform_metadata={nnx.PARTITION_NAME: "layers"})
+        x, (k, v) = scan(x, self.layers, cache["k"], cache["v"], cross_kv)
+        cache = {"k": jax.lax.dynamic_update_slice(cache["k"], k.astype(dt), (0, 0, pos, 0, 0)),
+                 "v": jax.lax.dynamic_update_slice(cache["v"], v.astype(dt), (0, 0, pos, 0, 0))}
+        return self.all_logits(self.out_norm(x)), cache

@@ -1,0 +1,116 @@
+"""TransformerLM: the one transformer stack shared by MAGNeT and MusicGen (audiocraft ``LMModel``).
+
+Forward::
+
+    x     = sum_k emb_k[codes[:, k]] + sinusoid(positions)        # float32 residual stream
+    cond  = (text_hidden @ W_text + b_text) * text_mask[..., None]
+    x     = layers(x, cond, self_mask, text key mask)              # scanned over layers
+    logits_k = LN_out(x) @ W_k                                     # K bias-free heads, float32
+
+Subclasses only choose the self-attention mask (MAGNeT: none / restricted band per stage; MusicGen:
+causal) and their public call signature. Parameter names (``emb``, ``layers.*``, ``heads``, ...) are the
+same for both, so conversion, sharding rules and checkpoints are shared.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from magnet_jax.model.attention_masks import text_key_mask
+from magnet_jax.model.config import LMConfig
+from magnet_jax.model.layers import LayerNorm, TransformerLayer, dense, sinusoidal_positions, trunc_normal, \
+    uniform_fan_in
+from magnet_jax.sharding import constrain
+from magnet_jax.util import param
+
+
+class TransformerLM(nnx.Module):
+    def __init__(self, config: LMConfig, *, rngs: nnx.Rngs | None = None):
+        rngs = nnx.Rngs(0) if rngs is None else rngs
+        c = self.config = config
+        d = c.dim
+        self.emb = param(trunc_normal(rngs.params(), (c.n_q, c.card + 1, d), 1 / math.sqrt(d)),
+                         ("codebooks", "emb_vocab", "emb_embed"))
+        self.text_kernel = param(uniform_fan_in(rngs.params(), (c.text_dim, d), c.text_dim), ("text_embed", "embed"))
+        self.text_bias = param(uniform_fan_in(rngs.params(), (d,), c.text_dim), ("embed",))
+
+        @nnx.split_rngs(splits=c.num_layers)
+        @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
+        def make_layers(r):
+            return TransformerLayer(d, c.num_heads, c.ffn_dim, c.layer_norm_eps, rngs=r)
+
+        self.layers = make_layers(rngs)
+        # audiocraft depthwise_init='current': layer i's out_proj / linear1 / linear2 std /= sqrt(2 (i+1))
+        depth = 1.0 / jnp.sqrt(2.0 * (jnp.arange(c.num_layers, dtype=jnp.float32) + 1.0))
+        for var in (self.layers.self_attn.out, self.layers.cross_attn.out, self.layers.ffn.w1, self.layers.ffn.w2):
+            var[...] = var[...] * depth.reshape((-1,) + (1,) * (var.ndim - 1))
+        self.out_norm = LayerNorm(d, c.layer_norm_eps)
+        self.heads = param(trunc_normal(rngs.params(), (c.n_q, d, c.card), 1 / math.sqrt(d)),
+                           ("codebooks", "embed", "vocab"))
+
+    # ------------------------------------------------------------------ pieces
+    @property
+    def compute_dtype(self):
+        return jnp.dtype(self.config.dtype)
+
+    def project_text(self, text_hidden, text_mask):
+        """Reference conditioner tail: ``output_proj(T5 hidden) * mask`` -> [B, S, dim] (compute dtype)."""
+        dt = self.compute_dtype
+        cond = dense(text_hidden, self.text_kernel[...], dt) + self.text_bias[...].astype(dt)
+        return cond * text_mask[..., None].astype(dt)
+
+    def text_key_mask(self, text_mask):
+        """Cross-attention key mask (see :func:`attention_masks.text_key_mask`); None without a text mask
+        (every key attends)."""
+        return None if text_mask is None else text_key_mask(text_mask, self.config.mask_text_padding)
+
+    def embed_codes(self, codes, offset=0):
+        """float32 [B, T, dim]: summed codebook embeddings + sinusoid at positions ``offset + t``."""
+        c = self.config
+        emb = self.emb[...]
+        x = jnp.zeros(codes.shape[:1] + codes.shape[2:] + (c.dim,), jnp.float32)
+        for k in range(c.n_q):  # K gathers summed; K is tiny and static
+            x = x + jnp.take(emb[k], codes[:, k], axis=0)
+        return x + sinusoidal_positions(codes.shape[-1], c.dim, c.max_period, offset)[None]
+
+    def check_codes(self, codes):
+        c = self.config
+        codes = jnp.asarray(codes, jnp.int32)
+        if codes.ndim != 3 or codes.shape[1] != c.n_q:
+            raise ValueError(f"codes must be int [B, K={c.n_q}, T], got shape {codes.shape}")
+        return codes
+
+    def check_text(self, text_hidden, text_mask):
+        c = self.config
+        if text_hidden.ndim != 3 or text_hidden.shape[-1] != c.text_dim:
+            raise ValueError(f"text_hidden must be float [B, S, E={c.text_dim}], got shape {text_hidden.shape}")
+        if text_mask.shape != text_hidden.shape[:2]:
+            raise ValueError(f"text_mask shape {text_mask.shape} does not match text_hidden {text_hidden.shape[:2]}")
+
+    def run_layers(self, x, cond, self_mask, key_mask):
+        """The scanned stack on a float32 residual stream ``x [B, T, dim]``; returns the final-normed hidden."""
+        c = self.config
+        dt = self.compute_dtype
+        x = constrain(x, ("batch", "length", "act_embed"))
+
+        def body(x, layer):
+            return layer(x, cond, self_mask, key_mask, dt)
+
+        if c.remat:
+            body = nnx.remat(body, policy=jax.checkpoint_policies.nothing_saveable)
+        scan = nnx.scan(body, in_axes=(nnx.Carry, 0), out_axes=nnx.Carry, unroll=c.scan_unroll,
+                        transform_metadata={nnx.PARTITION_NAME: "layers"})
+        return self.out_norm(scan(x, self.layers))
+
+    def all_logits(self, h):
+        """float32 [B, K, T, card] from the final hidden [B, T, dim]."""
+        heads = jnp.transpose(self.heads[...], (1, 0, 2))                    # [D, K, card]
+        logits = jnp.transpose(dense(h, heads, self.compute_dtype, jnp.float32), (0, 2, 1, 3))
+        return constrain(logits, ("batch", "codebooks", "length", "vocab"))
+
+
+def num_params(model: nnx.Module) -> int:
+    return sum(int(x.size) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
