@@ -1,0 +1,117 @@
+"""MusicGen decoding as one jitted program (audiocraft ``LMModel.generate``).
+
+One prefill of the known prefix (the leading special step plus the prompt), then a ``lax.fori_loop`` of
+single-step decodes over a static-size KV cache: compile time does not depend on the number of steps.
+CFG runs the conditional and null rows as one 2B batch (or two B batches with ``two_step_cfg``).
+
+    generate(lm, text_hidden [B, S, E] | None, text_mask [B, S] | None, config=..., rng=key,
+             num_frames=T, prompt=codes [B, K, P] | None) -> codes int32 [B, K, T]   (prompt included)
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from magnet_jax.model import MusicGenLM
+from magnet_jax.musicgen import pattern
+from magnet_jax.musicgen.config import MusicGenGenerationConfig
+from magnet_jax.musicgen.sampling import sample_next
+
+UNKNOWN = -1   # not generated yet (audiocraft's ``unknown_token``)
+
+
+def _guided(lm, config, chunk, pos, caches, conds, mode):
+    """CFG logits [B, K, Tq, card] and the updated caches. ``conds``: list of (cross_kv, key_mask)."""
+    B = chunk.shape[0]
+    if mode == "none":
+        logits, c = lm.decode(chunk, pos, caches[0], *conds[0])
+        return logits, [c]
+    if mode == "batch":                                                          # one 2B batch
+        both, c = lm.decode(jnp.concatenate([chunk, chunk]), pos, caches[0], *conds[0])
+        cond_l, uncond_l, caches = both[:B], both[B:], [c]
+    else:                                                                        # two_step_cfg
+        cond_l, c1 = lm.decode(chunk, pos, caches[0], *conds[0])
+        uncond_l, c2 = lm.decode(chunk, pos, caches[1], *conds[1])
+        caches = [c1, c2]
+    return uncond_l + (cond_l - uncond_l) * config.cfg_coef, caches
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "config", "frames"))
+def _generate(graphdef, state, text_hidden, text_mask, prompt, rng, *, config: MusicGenGenerationConfig,
+              frames: int):
+    lm = nnx.merge(graphdef, state)
+    c = lm.config
+    B, K, P = prompt.shape
+    delays = c.delays
+    S = pattern.num_steps(frames, delays)
+    gen = jnp.full((B, K, frames), UNKNOWN, jnp.int32).at[:, :, :P].set(prompt.astype(jnp.int32))
+    seq = pattern.build_sequence(gen, delays, c.mask_id)                       # [B, K, S]
+
+    dt = lm.compute_dtype
+    if text_hidden is None:                          # unconditional: one zero text key (-> zero cross-attn)
+        cond = jnp.zeros((B, 1, c.dim), dt)
+        conds = [(lm.cross_keys_values(cond), None)]
+        n_rows, mode = [B], "none"
+    else:
+        cond = lm.project_text(text_hidden, text_mask)
+        if config.two_step_cfg:
+            zero_mask = jnp.zeros_like(text_mask)
+            conds = [(lm.cross_keys_values(cond), lm.text_key_mask(text_mask)),
+                     (lm.cross_keys_values(jnp.zeros_like(cond)), lm.text_key_mask(zero_mask))]
+            n_rows, mode = [B, B], "two_step"
+        else:
+            mask2 = jnp.concatenate([text_mask, jnp.zeros_like(text_mask)])
+            conds = [(lm.cross_keys_values(jnp.concatenate([cond, jnp.zeros_like(cond)])), lm.text_key_mask(mask2))]
+            n_rows, mode = [2 * B], "batch"
+    caches = [lm.init_cache(n, S - 1) for n in n_rows]
+
+    def write(seq, step, logits, key):
+        tok = sample_next(key, logits, config)                                   # [B, K]
+        cur = jax.lax.dynamic_slice_in_dim(seq, step, 1, axis=2)[..., 0]
+        new = jnp.where(cur == UNKNOWN, tok, cur)
+        return jax.lax.dynamic_update_slice_in_dim(seq, new[..., None], step, axis=2)
+
+    start = P + 1 + delays[0]                        # first step holding frame P (the prefix is known)
+    logits, caches = _guided(lm, config, seq[:, :, :start], 0, caches, conds, mode)
+    seq = write(seq, start, logits[:, :, -1], jax.random.fold_in(rng, start))
+
+    def body(step, carry):
+        seq, caches, st = carry
+        m = nnx.merge(graphdef, st)
+        chunk = jax.lax.dynamic_slice_in_dim(seq, step - 1, 1, axis=2)
+        logits, caches = _guided(m, config, chunk, step - 1, caches, conds, mode)
+        return write(seq, step, logits[:, :, -1], jax.random.fold_in(rng, step)), caches, st
+
+    seq, _, _ = jax.lax.fori_loop(start + 1, S, body, (seq, caches, state))
+    return pattern.revert_sequence(seq, delays, frames)
+
+
+def generate(lm: MusicGenLM, text_hidden=None, text_mask=None, *, config: MusicGenGenerationConfig | None = None,
+             rng=None, num_frames: int | None = None, prompt=None):
+    """Codes int32 [B, K, num_frames] (the prompt's frames first). ``num_frames`` defaults to the model's
+    window (``segment_frames``); ``text_hidden=None`` generates unconditionally (``B`` from ``prompt``)."""
+    config = MusicGenGenerationConfig() if config is None else config
+    c = lm.config
+    T = int(num_frames or c.segment_frames)
+    if text_hidden is not None:
+        lm.check_text(text_hidden, text_mask)
+        B = text_hidden.shape[0]
+    elif prompt is not None:
+        B = prompt.shape[0]
+    else:
+        B = 1
+    if prompt is None:
+        prompt = np.zeros((B, c.n_q, 0), np.int32)
+    prompt = jnp.asarray(prompt, jnp.int32)
+    if prompt.ndim != 3 or prompt.shape[:2] != (B, c.n_q):
+        raise ValueError(f"prompt must be int [B={B}, K={c.n_q}, P], got shape {prompt.shape}")
+    if prompt.shape[-1] >= T:
+        raise ValueError(f"prompt of {prompt.shape[-1]} frames is not shorter than num_frames={T}: "
+                         "ask for more frames or shorten the prompt")
+    rng = jax.random.PRNGKey(0) if rng is None else rng
+    graphdef, state = nnx.split(lm)
+    return _generate(graphdef, state, text_hidden, text_mask, prompt, rng, config=config, frames=T)
