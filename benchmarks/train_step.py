@@ -24,17 +24,20 @@ def main(_):
     import jax.numpy as jnp
     from magnet_jax import sharding
     from magnet_jax.configs import get_config
+    from magnet_jax.sharding import batch_shardings
+    from magnet_jax.training import TrainConfig
     from magnet_jax.training import state as S
     from magnet_jax.training.metrics import peak_flops_per_device, train_flops_per_step
-    from magnet_jax.training.optim import make_optimizer
-    from magnet_jax.training.step import batch_shardings, make_train_step
+    from magnet_jax.training.optim import make_optimizer, make_schedule
+    from magnet_jax.training.step import make_train_step
 
     ref, lm = reference_and_ours(FLAGS)
     ref.train()
     B, T, St = FLAGS.batch, FLAGS.frames, FLAGS.text_len
     mcfg = lm.config
-    cfg = get_config("tiny")
-    cfg.update({"batch_size": B, "learning_rate": 1e-4, "warmup_steps": 10, "cfg_dropout": 0.0})
+    c = get_config("tiny")
+    c.update({"batch_size": B, "learning_rate": 1e-4, "warmup_steps": 10, "cfg_dropout": 0.0})
+    cfg = TrainConfig.from_config(c)
     b = stage1_batch(B, T, St)
     codes, hidden, tmask = b["codes"], b["hidden"], b["tmask"]
 
@@ -52,11 +55,11 @@ def main(_):
     # ---------------- magnet-jax: the real train step (masking sampled inside, like training)
     mesh = sharding.make_mesh(data=-1)
     graphdef, params, pspecs = S.split_model(lm)
-    tx = make_optimizer(cfg)
+    tx = make_optimizer(cfg.optim)
     specs = S.state_specs(tx, params, pspecs)
     st = S.init_state(tx, params, specs, mesh)
     keys = ("codes", "padding_mask", "text_hidden", "text_mask")
-    step = make_train_step(graphdef, None, cfg, tx, mcfg, specs, mesh, keys)
+    step = make_train_step(graphdef, None, cfg.step, tx, make_schedule(cfg.optim), mcfg, specs, mesh, keys)
     batch = jax.device_put({"codes": jnp.asarray(codes.numpy()), "padding_mask": jnp.ones((B, T), bool),
                             "text_hidden": jnp.asarray(hidden.numpy()), "text_mask": jnp.asarray(tmask.numpy())},
                            batch_shardings(keys, mesh))

@@ -125,8 +125,17 @@ def prepare_batch(codes, padding_mask, text_mask, key, *, num_codebooks: int, ma
 
 
 def loss_from_batch(lm, batch: dict, text_hidden):
-    """Masked cross-entropy of the LM on a :func:`prepare_batch` result -> (loss, num_tokens)."""
-    logits = lm.stage_logits(batch["inputs"], text_hidden, batch["text_mask"], batch["stage"])
+    """Masked cross-entropy of the LM on a :func:`prepare_batch` result -> (loss, num_tokens).
+
+    An optional ``batch["key_mask"]`` [B, S] sets the cross-attention key mask instead of ``text_mask``
+    (the text itself is still masked by ``text_mask``): a micro-batch of a larger batch passes the
+    whole batch's longest-text mask, so that gradient accumulation sees the keys one big batch sees."""
+    if "key_mask" not in batch:
+        logits = lm.stage_logits(batch["inputs"], text_hidden, batch["text_mask"], batch["stage"])
+    else:
+        lm.check_text(text_hidden, batch["text_mask"])
+        cond = lm.project_text(text_hidden, batch["text_mask"])
+        logits = lm.stage_logits(batch["inputs"], None, batch["key_mask"], batch["stage"], cond=cond)
     return masked_cross_entropy(logits, batch["targets"], batch["weights"])
 
 

@@ -23,12 +23,8 @@ MESH_AXES = ("data", "fsdp", "tensor")
 
 # logical name -> mesh axes. The first rule whose mesh axes are free wins (flax semantics).
 LOGICAL_AXIS_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
-    ("batch", ("data", "fsdp")),
-    ("length", None),
-    ("text_length", None),
+    # ---- weights
     ("embed", "fsdp"),          # model dim of weights: FSDP-sharded
-    ("act_embed", None),        # model dim of activations
-    ("text_embed", None),
     ("mlp", "tensor"),
     ("heads", "tensor"),
     ("head_dim", None),
@@ -41,7 +37,18 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("codebooks", None),
     ("layers", None),
     ("norm", None),
+    # ---- activations (and the input batch, see BATCH_AXES)
+    ("batch", ("data", "fsdp")),
+    ("length", None),
+    ("text_length", None),
+    ("act_embed", None),        # model dim of activations
+    ("text_embed", None),
 )
+
+# Logical axes of each input-batch array (train / eval steps shard their batch by these).
+BATCH_AXES = {"codes": ("batch", None, "length"), "padding_mask": ("batch", "length"),
+              "text_ids": ("batch", "text_length"), "text_mask": ("batch", "text_length"),
+              "text_hidden": ("batch", "text_length", None)}
 
 
 def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence[jax.Device] | None = None):
@@ -84,11 +91,16 @@ def shard_model(model: nnx.Module, mesh, rules=LOGICAL_AXIS_RULES) -> nnx.Module
     """Places every variable of ``model`` on ``mesh`` by its logical names (in place); returns it."""
     state = nnx.state(model)
     sh = state_shardings(state, mesh, rules)
-    values = jax.tree.map(lambda v: v.get_value() if isinstance(v, nnx.Variable) else v, state,
+    values = jax.tree.map(lambda v: v[...] if isinstance(v, nnx.Variable) else v, state,
                           is_leaf=lambda x: isinstance(x, nnx.Variable))
     placed = jax.device_put(values, sh)
     nnx.update(model, placed)
     return model
+
+
+def batch_shardings(batch_keys: Sequence[str], mesh, rules=LOGICAL_AXIS_RULES) -> dict[str, NamedSharding]:
+    """``{key: NamedSharding}`` of the input-batch arrays ``batch_keys`` (names of :data:`BATCH_AXES`)."""
+    return {k: NamedSharding(mesh, logical_to_spec(BATCH_AXES[k], rules)) for k in batch_keys}
 
 
 def constrain(x, logical: Sequence[str | None]):

@@ -124,8 +124,11 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict:
     t5_params = jax.device_put(nnx.to_pure_dict(t5_state), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
     def dataset(split, train):
-        return make_dataset(data_source(builder_dir, split), segment_frames=T, tokenizer=tokenizer, text_len=S_txt,
+        return make_dataset(data_source(builder_dir, split), segment_frames=T, pad_id=mcfg.mask_id,
+                            tokenizer=tokenizer, text_len=S_txt, builder_dir=builder_dir,
                             batch_size=d.batch_size // pc, seed=lp.seed, min_segment_ratio=d.min_segment_ratio,
+                            sample_on_duration=d.sample_on_duration, merge_text_p=d.merge_text_p,
+                            drop_desc_p=d.drop_desc_p, drop_other_p=d.drop_other_p,
                             word_dropout=float(cfg.text.word_dropout) if train else 0.0, train=train,
                             process_index=pi, process_count=pc, worker_count=d.worker_count if train else 0)
     data_iter = iter(dataset(d.train_split, True))

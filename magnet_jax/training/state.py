@@ -24,34 +24,30 @@ class TrainState:
     step: jax.Array          # int32 scalar: number of updates applied (or skipped)
     params: Any              # nested dict of float32 arrays
     opt_state: Any
-    ema: Any                 # EMA of params (decay every ``ema_every`` steps), saved alongside
+    ema: Any                 # bias-corrected EMA of params (every ``ema_every`` steps), saved alongside
+    ema_count: jax.Array     # float32 scalar: audiocraft's unbiased-EMA count (sum of decay^i)
     skipped: jax.Array       # int32 scalar: updates skipped by the non-finite guard
+    consecutive_skips: jax.Array  # int32 scalar: skipped updates since the last applied one
 
     def to_dict(self) -> dict:
-        return {"step": self.step, "params": self.params, "opt_state": self.opt_state, "ema": self.ema,
-                "skipped": self.skipped}
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainState":
         return cls(**d)
 
 
+def fresh(params, opt_state) -> TrainState:
+    """Step 0: EMA = params (weight 0 once the first EMA update runs), counters at zero."""
+    zero = jnp.zeros((), jnp.int32)
+    return TrainState(step=zero, params=params, opt_state=opt_state, ema=jax.tree.map(jnp.copy, params),
+                      ema_count=jnp.zeros((), jnp.float32), skipped=zero, consecutive_skips=zero)
+
+
 def split_model(model: nnx.Module):
     """(graphdef, params pure dict, partition-spec dict of the same structure)."""
     graphdef, state = nnx.split(model)
-    return graphdef, nnx.to_pure_dict(state), _pure_specs(sharding.state_partition_specs(state))
-
-
-def _pure_specs(specs) -> dict:
-    """A PartitionSpec tree keyed like ``nnx.to_pure_dict`` of the same state."""
-    out: dict = {}
-    for path, spec in jax.tree_util.tree_flatten_with_path(specs, is_leaf=lambda x: isinstance(x, P))[0]:
-        node = out
-        keys = [getattr(k, "key", getattr(k, "name", k)) for k in path]
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-        node[keys[-1]] = spec
-    return out
+    return graphdef, nnx.to_pure_dict(state), nnx.to_pure_dict(sharding.state_partition_specs(state))
 
 
 def state_specs(tx: optax.GradientTransformation, params, param_specs) -> TrainState:
@@ -59,7 +55,8 @@ def state_specs(tx: optax.GradientTransformation, params, param_specs) -> TrainS
     abstract_opt = jax.eval_shape(tx.init, params)
     opt_specs = optax.tree_map_params(tx, lambda _, s: s, abstract_opt, param_specs,
                                       transform_non_params=lambda _: P(), is_leaf=lambda x: isinstance(x, P))
-    return TrainState(step=P(), params=param_specs, opt_state=opt_specs, ema=param_specs, skipped=P())
+    return TrainState(step=P(), params=param_specs, opt_state=opt_specs, ema=param_specs, ema_count=P(),
+                      skipped=P(), consecutive_skips=P())
 
 
 def to_shardings(specs, mesh):
@@ -70,17 +67,17 @@ def init_state(tx, params, specs: TrainState, mesh) -> TrainState:
     """A fresh TrainState placed on ``mesh`` (optimizer state created sharded, inside jit)."""
     shardings = to_shardings(specs, mesh)
     params = jax.device_put(params, shardings.params)
-
-    @jax.jit
-    def make(params):
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                          ema=jax.tree.map(jnp.copy, params), skipped=jnp.zeros((), jnp.int32))
-    return jax.jit(make, out_shardings=shardings)(params)
+    return jax.jit(lambda p: fresh(p, tx.init(p)), out_shardings=shardings)(params)
 
 
 def abstract_state(tx, params, specs: TrainState, mesh) -> TrainState:
     """ShapeDtypeStructs with shardings on ``mesh``: the restore target for orbax."""
-    shapes = jax.eval_shape(lambda p: TrainState(step=jnp.zeros((), jnp.int32), params=p, opt_state=tx.init(p),
-                                                 ema=p, skipped=jnp.zeros((), jnp.int32)), params)
+    shapes = jax.eval_shape(lambda p: fresh(p, tx.init(p)), params)
     shardings = to_shardings(specs, mesh)
     return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
+
+
+def all_finite(tree) -> bool:
+    """True when every floating leaf of ``tree`` is finite (one device reduction, one host sync)."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return bool(jax.jit(lambda xs: jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in xs])))(leaves))

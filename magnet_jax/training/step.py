@@ -3,9 +3,8 @@
 One step: per-step key ``fold_in(seed_key, step)`` -> frozen T5 on the batch's tokens (or the
 batch's precomputed ``text_hidden``) -> :func:`magnet_jax.masking.prepare_batch` (stage, spans,
 CFG dropout, decided once for the whole global batch) -> gradient of the masked cross-entropy,
-accumulated over ``grad_accum_steps`` micro-batches as token-weighted sums (so accumulation equals
-one big batch) -> clip + AdamW -> non-finite guard (skips the update, counts it) -> EMA of the
-params every ``ema_every`` steps. The state is donated; nothing syncs with the host.
+accumulated over ``grad_accum_steps`` micro-batches -> clip + AdamW -> non-finite guard -> EMA of
+the params every ``ema_every`` steps. The state is donated; nothing syncs with the host.
 """
 from __future__ import annotations
 
@@ -16,17 +15,10 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from magnet_jax import masking
-from magnet_jax.sharding import LOGICAL_AXIS_RULES, logical_to_spec
-from magnet_jax.training.optim import make_schedule
+from magnet_jax.model import MagnetConfig
+from magnet_jax.sharding import batch_shardings
+from magnet_jax.training.config import StepConfig
 from magnet_jax.training.state import TrainState, to_shardings
-
-BATCH_AXES = {"codes": ("batch", None, "length"), "padding_mask": ("batch", "length"),
-              "text_ids": ("batch", "text_length"), "text_mask": ("batch", "text_length"),
-              "text_hidden": ("batch", "text_length", None)}
-
-
-def batch_shardings(batch_keys, mesh):
-    return {k: NamedSharding(mesh, logical_to_spec(BATCH_AXES[k], LOGICAL_AXIS_RULES)) for k in batch_keys}
 
 
 def _text_hidden(t5_graphdef, t5_params, batch):
@@ -42,19 +34,27 @@ def _loss_sum(graphdef, params, prepared, hidden):
     return loss * n, n
 
 
-def make_train_step(graphdef, t5_graphdef, cfg, tx, mcfg, state_specs: TrainState, mesh, batch_keys):
-    """A jitted ``step(state, batch, t5_params, seed_key) -> (state, metrics)`` over ``mesh``."""
-    accum = int(cfg.grad_accum_steps)
-    schedule = make_schedule(cfg)
-    decay, every = float(cfg.ema_decay), int(cfg.ema_every)
+def ema_update(ema, count, params, decay: float):
+    """audiocraft ``ModuleDictEMA(unbias=True).step``: ``count = count * decay + 1``, ``w = 1 / count``,
+    ``ema = (1 - w) ema + w params`` (the first update copies the params; the init has weight 0)."""
+    count = count * decay + 1.0
+    w = 1.0 / count
+    return jax.tree.map(lambda e, p: (1.0 - w) * e + w * p, ema, params), count
+
+
+def make_train_step(graphdef, t5_graphdef, s: StepConfig, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule, mcfg: MagnetConfig, state_specs: TrainState, mesh, batch_keys):
+    """A jitted ``step(state, batch, t5_params, seed_key) -> (state, metrics)`` over ``mesh``.
+    ``schedule`` is the optimizer's (logged at optax's update count, i.e. the rate actually applied)."""
+    accum = int(s.grad_accum_steps)
 
     def step(state: TrainState, batch, t5_params, seed_key):
         key = jax.random.fold_in(seed_key, state.step)
         hidden = _text_hidden(t5_graphdef, t5_params, batch)
         prepared = masking.prepare_batch(
             batch["codes"], batch["padding_mask"], batch["text_mask"], key, num_codebooks=mcfg.n_q,
-            mask_id=mcfg.mask_id, span_len=mcfg.span_len, cfg_dropout_p=float(cfg.cfg_dropout),
-            per_sample_stage=bool(cfg.per_sample_stage), per_sample_cfg=bool(cfg.per_sample_cfg))
+            mask_id=mcfg.mask_id, span_len=mcfg.span_len, cfg_dropout_p=float(s.cfg_dropout),
+            per_sample_stage=bool(s.per_sample_stage), per_sample_cfg=bool(s.per_sample_cfg))
         grad_fn = jax.value_and_grad(lambda p, pb, h: _loss_sum(graphdef, p, pb, h), has_aux=True)
         B = batch["codes"].shape[0]
         if accum == 1:
@@ -62,11 +62,18 @@ def make_train_step(graphdef, t5_graphdef, cfg, tx, mcfg, state_specs: TrainStat
         else:
             if B % accum:
                 raise ValueError(f"batch {B} is not divisible by grad_accum_steps={accum}")
-
+            # Token-weighted sums over micro-batches: accumulation equals one big batch (a global token
+            # mean; audiocraft's multi-GPU loss is a mean of per-rank token means, equal only on one GPU).
             stage = prepared["stage"]
             per_sample = ["inputs", "targets", "weights", "text_mask"] + (["stage"] if jnp.ndim(stage) else [])
-            micro = jax.tree.map(lambda x: x.reshape((accum, B // accum) + x.shape[1:]),
-                                 ({k: prepared[k] for k in per_sample}, hidden))
+            micro_in = {k: prepared[k] for k in per_sample}
+            if not mcfg.mask_text_padding:
+                # Reference semantics mask the keys past the *batch's* longest text: give every
+                # micro-batch the whole batch's (a row-independent mask is the same in any split).
+                tm = prepared["text_mask"]
+                longest = jnp.max(jnp.sum((tm > 0).astype(jnp.int32), axis=-1))
+                micro_in["key_mask"] = jnp.broadcast_to(jnp.arange(tm.shape[-1]) < longest, tm.shape).astype(tm.dtype)
+            micro = jax.tree.map(lambda x: x.reshape((accum, B // accum) + x.shape[1:]), (micro_in, hidden))
 
             def body(carry, mb):
                 pb, h = mb
@@ -81,17 +88,24 @@ def make_train_step(graphdef, t5_graphdef, cfg, tx, mcfg, state_specs: TrainStat
         grad_norm = optax.global_norm(grads)
         updates, new_opt = tx.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        # Non-finite guard: a NaN / inf loss, gradient or update leaves params and optimizer untouched
+        # (optax's count included, so the schedule does not advance) and is counted.
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(optax.global_norm(updates))
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
         params, opt_state = keep(new_params, state.params), keep(new_opt, state.opt_state)
         next_step = state.step + 1
-        do_ema = finite & (next_step % every == 0)
-        ema = jax.tree.map(lambda e, p: jnp.where(do_ema, decay * e + (1.0 - decay) * p, e), state.ema, params)
-        new_state = TrainState(step=next_step, params=params, opt_state=opt_state, ema=ema,
-                               skipped=state.skipped + (~finite).astype(jnp.int32))
-        metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": schedule(state.step),
+        do_ema = finite & (next_step % int(s.ema_every) == 0)
+        upd_ema, upd_count = ema_update(state.ema, state.ema_count, params, float(s.ema_decay))
+        ema = jax.tree.map(lambda a, b: jnp.where(do_ema, a, b), upd_ema, state.ema)
+        ema_count = jnp.where(do_ema, upd_count, state.ema_count)
+        skip = (~finite).astype(jnp.int32)
+        new_state = TrainState(step=next_step, params=params, opt_state=opt_state, ema=ema, ema_count=ema_count,
+                               skipped=state.skipped + skip, consecutive_skips=(state.consecutive_skips + 1) * skip)
+        applied = state.step - state.skipped                 # optax's update count before this step
+        metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": schedule(applied),
                    "num_tokens": n, "mask_rate": prepared["mask_rate"], "finite": finite,
-                   "stage": jnp.mean(jnp.asarray(prepared["stage"], jnp.float32)), "skipped": new_state.skipped}
+                   "stage": jnp.mean(jnp.asarray(prepared["stage"], jnp.float32)), "skipped": new_state.skipped,
+                   "consecutive_skips": new_state.consecutive_skips}
         return new_state, metrics
 
     st_sh = to_shardings(state_specs, mesh)
@@ -100,15 +114,15 @@ def make_train_step(graphdef, t5_graphdef, cfg, tx, mcfg, state_specs: TrainStat
                    out_shardings=(st_sh, rep), donate_argnums=(0,))
 
 
-def make_eval_step(graphdef, t5_graphdef, mcfg, param_specs, mesh, batch_keys):
+def make_eval_step(graphdef, t5_graphdef, mcfg: MagnetConfig, param_specs, mesh, batch_keys):
     """``eval(params, batch, t5_params, key) -> loss per stage [K]`` (fixed masks for a fixed key)."""
     def ev(params, batch, t5_params, key):
         hidden = _text_hidden(t5_graphdef, t5_params, batch)
         losses = []
-        for s in range(mcfg.n_q):
+        for stage in range(mcfg.n_q):
             prepared = masking.prepare_batch(batch["codes"], batch["padding_mask"], batch["text_mask"],
-                                             jax.random.fold_in(key, s), num_codebooks=mcfg.n_q,
-                                             mask_id=mcfg.mask_id, span_len=mcfg.span_len, stage=s)
+                                             jax.random.fold_in(key, stage), num_codebooks=mcfg.n_q,
+                                             mask_id=mcfg.mask_id, span_len=mcfg.span_len, stage=stage)
             loss_sum, n = _loss_sum(graphdef, params, prepared, hidden)
             losses.append(loss_sum / jnp.maximum(n, 1.0))
         return jnp.stack(losses)

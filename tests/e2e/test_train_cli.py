@@ -1,4 +1,4 @@
-"""End to end: tokenize a corpus with the CLI, train `configs/tiny.py` with the CLI, kill -9 and
+"""End to end: tokenize a corpus with the CLI, train `configs/magnet.py:tiny` with the CLI, kill -9 and
 resume (losses identical to the uninterrupted run), and a 2-process multi-host run."""
 import json
 import os
@@ -28,7 +28,7 @@ def dataset(tmp_path_factory):
 
 
 def _train_args(data_dir, codec, workdir, steps, every, extra=()):
-    return ["tools/train.py", "--config=configs/tiny.py", f"--workdir={workdir}", f"--config.data_dir={data_dir}",
+    return ["tools/train.py", "--config=configs/magnet.py:tiny", f"--workdir={workdir}", f"--config.data_dir={data_dir}",
             f"--config.total_steps={steps}", f"--config.checkpoint_every={every}", "--config.seed=3",
             f"--config.codec.name={codec}", "--config.codec.sample_rate=8000", "--config.batch_size=8", *extra]
 

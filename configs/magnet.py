@@ -1,0 +1,13 @@
+"""MAGNeT configs, one file with an argument (big_vision style): ``--config=configs/magnet.py:NAME``.
+
+NAME: ``magnet_small_10secs``, ``magnet_medium_10secs``, ``magnet_small_30secs``, ``magnet_medium_30secs``,
+``audio_magnet_small``, ``audio_magnet_medium`` (the released models) or ``tiny`` / ``tiny_audio`` (test
+models; the default). Override any field on the command line, e.g.
+``--config=configs/magnet.py:magnet_small_10secs --config.model.dtype=bfloat16 --config.generation.temp=2.5``.
+The defaults live in magnet_jax/configs.py.
+"""
+from magnet_jax.configs import get_config as _get
+
+
+def get_config(arg: str = "tiny"):
+    return _get(arg or "tiny")

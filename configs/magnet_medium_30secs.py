@@ -1,7 +1,0 @@
-"""magnet_medium_30secs: see magnet_jax/configs.py. Override any field from the command line, e.g.
-`--config=configs/magnet_medium_30secs.py --config.model.dtype=bfloat16 --config.generation.temp=2.5`."""
-from magnet_jax.configs import get_config as _get
-
-
-def get_config():
-    return _get("magnet_medium_30secs")
