@@ -36,17 +36,21 @@ def main():
     a = ap.parse_args()
 
     os.environ.setdefault("XLA_FLAGS", "")
+    import jax
     import numpy as np
     import torch
-    import jax
+
+    from magnet_jax import decoding as D
+    from magnet_jax.convert import load_audiocraft_lm
+    from magnet_jax.decoding.generate import _decode
+    from magnet_jax.decoding.inputs import prepare_inputs
     from tests.reference import magnet_ref as R
     from tests.reference.magnet_generate_ref import reference_generate
-    from magnet_jax.convert import load_audiocraft_lm
-    from magnet_jax import decoding as D
 
     torch.set_num_threads(a.threads)
     folder = tempfile.mkdtemp(prefix="magnet_bench_")
-    xp = R.magnet_xp_cfg(dim=a.dim, num_heads=a.heads, num_layers=a.layers, segment_duration=int(a.seconds) if float(a.seconds).is_integer() else a.seconds)
+    seconds = int(a.seconds) if float(a.seconds).is_integer() else a.seconds
+    xp = R.magnet_xp_cfg(dim=a.dim, num_heads=a.heads, num_layers=a.layers, segment_duration=seconds)
     R.make_checkpoint(folder, xp, seed=0)
     ref = R.load_reference(folder)
     lm = load_audiocraft_lm(folder, cache=False)
@@ -68,10 +72,10 @@ def main():
         mask = np.ones((B, a.text_len), np.int32)
         # magnet-jax: ahead-of-time compile (timed alone), a first call, then one steady call with new inputs
         from flax import nnx
-        th, tm, known, keep = D._prepare(lm, hidden, mask, None, None, None, None, T, None, cfg)
+        th, tm, known, keep = prepare_inputs(lm.config, hidden, mask, None, None, None, None, T, None, cfg)
         graphdef, state = nnx.split(lm)
         t0 = time.perf_counter()
-        D._decode.lower(graphdef, cfg, state, th, tm, known, keep, jax.random.key(0)).compile()
+        _decode.lower(graphdef, cfg, state, th, tm, known, keep, jax.random.key(0)).compile()
         compile_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         D.generate(lm, hidden, mask, config=cfg, rng=jax.random.key(0), num_frames=T).block_until_ready()

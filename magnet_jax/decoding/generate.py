@@ -1,0 +1,121 @@
+"""Public MAGNeT generation: inputs -> one jitted program (the model as a ``logits_fn`` + :func:`decode_loop`).
+
+One ``jax.jit`` per (graphdef, :class:`GenerationConfig`, shapes). The model goes through ``nnx.split``: its
+parameters are a jit argument, so new weights do not recompile; neither do new prompts / regions / prompt
+lengths (they are padded to ``[B, K, T]`` + a keep mask before the jitted core).
+
+Beyond the reference:
+
+* **Continuation** from a prompt of any length ``P < T``, per item via ``prompt_lens``.
+* **Infill**: ``infill_mask`` [B, T] (True = regenerate) with ``init_codes`` [B, K, T]; every position outside
+  the region keeps its ``init_codes`` tokens on *all* codebooks, bit-identical. A chunk (``nonoverlap``) is
+  generated iff any of its tokens is in the region (for a prompt this is exactly the reference's
+  ``n_chunks - P // span_len``); kept tokens inside it are re-imposed.
+* **Unconditional**: ``text_hidden=None`` runs the B null rows only (the reference crashes).
+  Per item, an all-zero ``text_mask`` row is the null condition as well (CFG then is a no-op).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from magnet_jax.decoding.config import GenerationConfig
+from magnet_jax.decoding.inputs import prepare_inputs
+from magnet_jax.decoding.loop import LogitsFn, decode_loop
+
+
+def cfg_logits_fn(graphdef, state, text_hidden, text_mask) -> LogitsFn:
+    """``logits_fn`` of a :class:`~magnet_jax.model.MagnetLM` (``nnx.split``) with classifier-free guidance.
+
+    The null condition: audiocraft tokenizes ``""`` for the null rows, whose T5 conditioner output is
+    ``proj(hidden) * mask`` with an all-zero mask, i.e. exactly zero. The null rows here are (zero cond,
+    zero mask) of the same text length ``S``: the condition tensors are identical to the reference's. The
+    text projection runs once per generate; one forward on the ``2B`` batch ``[cond; null]`` per step, then
+    ``uncond + (cond - uncond) * coef``. Without text (``text_hidden=None``): the ``B`` null rows only.
+
+    The module is rebuilt inside each call from the state's leaves: NNX transforms in the model (the layer
+    scan) refuse variables created at an outer trace level (the loop body is a trace of its own).
+    """
+    lm = nnx.merge(graphdef, state)
+    leaves, treedef = jax.tree.flatten(state)
+
+    def model():
+        return nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
+    if text_hidden is None:
+        def null_only(codes, stage, coef):
+            del coef
+            cond = jnp.zeros((codes.shape[0], 1, lm.config.dim), lm.compute_dtype)
+            return model().stage_logits(codes, None, None, stage, cond=cond)
+        return null_only
+
+    cond = lm.project_text(text_hidden, text_mask)
+    cond2 = jnp.concatenate([cond, jnp.zeros_like(cond)], 0)
+    tmask2 = jnp.concatenate([text_mask, jnp.zeros_like(text_mask)], 0)
+
+    def guided(codes, stage, coef):
+        B = codes.shape[0]
+        both = model().stage_logits(jnp.concatenate([codes, codes], 0), None, tmask2, stage,
+                                                       cond=cond2)
+        cond_l, uncond_l = both[:B], both[B:]
+        return uncond_l + (cond_l - uncond_l) * coef
+
+    return guided
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "config", "trace"))
+def _decode(graphdef, config: GenerationConfig, state, text_hidden, text_mask, known, keep, rng, trace=False):
+    """The jitted program: known int32 [B, K, T] (values at kept positions), keep bool [B, T]; T already usable."""
+    c = nnx.merge(graphdef, state).config
+    codes, tr = decode_loop(cfg_logits_fn(graphdef, state, text_hidden, text_mask), config, known, keep, rng,
+                            mask_id=c.mask_id, span_len=c.span_len, trace=trace)
+    return codes, (tr.to_dict() if tr is not None else None)
+
+
+def _key(rng):
+    if rng is None:
+        return jax.random.key(0)
+    if isinstance(rng, int):
+        return jax.random.key(rng)
+    return rng
+
+
+def generate_with_trace(lm, text_hidden=None, text_mask=None, *, config: GenerationConfig = GenerationConfig(),
+                        rng=None, prompt=None, prompt_lens=None, infill_mask=None, init_codes=None,
+                        num_frames=None, num_samples=None, trace=True):
+    """:func:`generate` that also returns a per-step trace (dict of arrays over all ``sum(steps)`` steps):
+    ``num_masked`` [N, B] units masked, ``seq_in`` [N, B, T] stage row fed to the model (mask id =
+    card), ``seq_out`` [N, B, T] after sampling, ``cfg_coef`` [N], ``temperature`` [N]."""
+    text_hidden, text_mask, known, keep = prepare_inputs(lm.config, text_hidden, text_mask, prompt, prompt_lens,
+                                                         infill_mask, init_codes, num_frames, num_samples, config)
+    graphdef, state = nnx.split(lm)
+    return _decode(graphdef, config, state, text_hidden, text_mask, known, keep, _key(rng), trace=trace)
+
+
+def generate(lm, text_hidden=None, text_mask=None, *, config: GenerationConfig = GenerationConfig(), rng=None,
+             prompt=None, infill_mask=None, num_frames=None, prompt_lens=None, init_codes=None,
+             num_samples=None):
+    """MAGNeT generation -> int32 codes [B, K, T'] (``T' = span_len * (T // span_len)`` for ``nonoverlap``,
+    ``T`` for ``stride1``, as the reference returns them).
+
+    Args:
+      lm: :class:`~magnet_jax.model.MagnetLM`.
+      text_hidden: float [B, S, E] T5 encoder output, or None for unconditional generation (B from the
+        other inputs or ``num_samples``). The null CFG rows are built here (zero hidden, zero mask).
+      text_mask: [B, S] (1 = token). An all-zero row is the null condition for that item.
+      config: :class:`GenerationConfig` (static: a new config compiles a new program).
+      rng: ``jax.random.key`` (or an int seed); step ``g`` (global over stages) uses ``fold_in(rng, g)``.
+      prompt: int [B, K, P] with ``P < T``: continuation. The first ``prompt_lens[b]`` frames of item
+        ``b`` (default all ``P``) are kept on every codebook and never re-masked.
+      infill_mask: bool [B, T], True = regenerate; needs ``init_codes`` int [B, K, T] giving the tokens
+        kept (bit-identical, all codebooks) everywhere else. May be combined with ``prompt``.
+      num_frames: T, default ``lm.config.segment_frames`` (or ``init_codes.shape[-1]``).
+
+    Bad inputs (shapes, codes outside ``[0, card)`` where kept, non-finite text) raise a one-line ValueError.
+    """
+    codes, _ = generate_with_trace(lm, text_hidden, text_mask, config=config, rng=rng, prompt=prompt,
+                                   prompt_lens=prompt_lens, infill_mask=infill_mask, init_codes=init_codes,
+                                   num_frames=num_frames, num_samples=num_samples, trace=False)
+    return codes

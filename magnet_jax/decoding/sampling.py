@@ -1,0 +1,99 @@
+"""Token sampling for one decoding step: greedy, nucleus (top-p), top-k or plain, without a sort.
+
+No sort (slow on XLA:CPU): the nucleus / k-th largest thresholds are found by a bisection over the
+float32 bit patterns (monotone for non-negative floats, 32 masked reductions); sampling is a
+two-level inverse CDF with one uniform per position (the distribution of ``torch.multinomial``).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from magnet_jax.decoding.config import GenerationConfig
+
+
+def sample_tokens(key, logits, probs, config: GenerationConfig):
+    """Tokens [...] and the probabilities used as confidences [..., card] for one step.
+
+    ``logits`` are the CFG logits, ``probs = softmax(logits / temperature)``.
+
+    * ``use_sampling=False``: ``argmax(logits)``; confidences = ``probs``.
+    * ``top_p > 0``: the reference nucleus (descending sort, drop where ``cumsum - p > top_p``), i.e.
+      token ``i`` is kept iff the mass of strictly more probable tokens is ``<= top_p``; sampled;
+      confidences = the untruncated ``probs`` (the reference sorts a copy).
+    * else ``top_k > 0``: ``probs * (probs >= k-th largest)``, renormalised, sampled; confidences =
+      these renormalised probs (the reference modifies ``probs`` in place).
+    * else: sampled from ``probs``.
+    """
+    if not config.use_sampling:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32), probs
+    if config.top_p > 0.0:
+        weights = jnp.where(probs >= _nucleus_threshold(probs, config.top_p), probs, 0.0)
+        conf = probs
+    elif config.top_k > 0:
+        kth = _kth_largest(probs, min(config.top_k, probs.shape[-1]))
+        weights = probs * (probs >= kth).astype(probs.dtype)
+        weights = weights / jnp.sum(weights, axis=-1, keepdims=True)
+        conf = weights
+    else:
+        weights = conf = probs
+    return _inverse_cdf(key, weights), conf
+
+
+def _bits(p):
+    return jax.lax.bitcast_convert_type(p, jnp.int32)
+
+
+def _nucleus_threshold(probs, top_p: float):
+    """Smallest float ``x`` (as a float32 [..., 1]) with ``sum(probs[probs > x]) <= top_p``."""
+    bits = _bits(probs)
+    lo = jnp.zeros(probs.shape[:-1] + (1,), jnp.int32)
+    hi = jnp.max(bits, axis=-1, keepdims=True)                       # mass above the max is 0
+
+    def body(_, c):
+        lo, hi = c
+        mid = lo + (hi - lo) // 2
+        ok = jnp.sum(jnp.where(bits > mid, probs, 0.0), axis=-1, keepdims=True) <= top_p
+        return jnp.where(ok, lo, mid), jnp.where(ok, mid, hi)
+
+    _, hi = jax.lax.fori_loop(0, 32, body, (lo, hi))
+    return jax.lax.bitcast_convert_type(hi, jnp.float32)
+
+
+def _kth_largest(probs, k: int):
+    """The k-th largest value of the last axis (ties counted), float32 [..., 1]."""
+    bits = _bits(probs)
+    lo = jnp.zeros(probs.shape[:-1] + (1,), jnp.int32)             # count(bits >= 0) = V >= k
+    hi = jnp.max(bits, axis=-1, keepdims=True) + 1                  # count = 0 < k
+
+    def body(_, c):
+        lo, hi = c
+        mid = lo + (hi - lo) // 2
+        ok = jnp.sum((bits >= mid).astype(jnp.int32), axis=-1, keepdims=True) >= k
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+
+    lo, _ = jax.lax.fori_loop(0, 32, body, (lo, hi))
+    return jax.lax.bitcast_convert_type(lo, jnp.float32)
+
+
+def _inverse_cdf(key, weights, block: int = 64):
+    """One categorical draw per row of non-negative ``weights`` [..., V] (need not be normalised).
+
+    Two levels (block sums, then within the chosen block) keep the work O(V). A zero-weight token is
+    never returned: the draw ``r`` is kept strictly below each level's total.
+    """
+    V = weights.shape[-1]
+    pad = (-V) % block
+    w = jnp.pad(weights, [(0, 0)] * (weights.ndim - 1) + [(0, pad)]) if pad else weights
+    nb = w.shape[-1] // block
+    wb = w.reshape(w.shape[:-1] + (nb, block))
+    bcdf = jnp.cumsum(jnp.sum(wb, axis=-1), axis=-1)                 # [..., nb]
+    total = bcdf[..., -1:]
+    u = jax.random.uniform(key, total.shape, jnp.float32)
+    r = jnp.minimum(u * total, jnp.nextafter(total, jnp.zeros_like(total)))
+    blk = jnp.minimum(jnp.sum((bcdf <= r).astype(jnp.int32), axis=-1), nb - 1)          # [...]
+    before = jnp.where(blk > 0, jnp.take_along_axis(bcdf, jnp.maximum(blk - 1, 0)[..., None], -1)[..., 0], 0.0)
+    inner = jnp.cumsum(jnp.take_along_axis(wb, blk[..., None, None], axis=-2)[..., 0, :], axis=-1)  # [..., block]
+    r2 = jnp.minimum(r[..., 0] - before, jnp.nextafter(inner[..., -1], 0.0))
+    pos = jnp.minimum(jnp.sum((inner <= r2[..., None]).astype(jnp.int32), axis=-1), block - 1)
+    return (blk * block + pos).astype(jnp.int32)
