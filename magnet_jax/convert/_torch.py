@@ -99,7 +99,7 @@ class _LazyTensor:
         item = flat.dtype.itemsize
         view = np.lib.stride_tricks.as_strided(flat[self.offset:], self.size, [s * item for s in self.stride],
                                                writeable=False)
-        out = np.array(view, copy=True)
+        out = np.array(view, copy=True, order="C")
         return out if out.dtype.isnative else out.astype(out.dtype.newbyteorder("="))
 
 
