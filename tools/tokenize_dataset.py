@@ -11,30 +11,34 @@ the ``magnet_jax/data/tokenize/`` package; this file only parses flags.
 from __future__ import annotations
 
 import shlex
+import sys
 
 from absl import app, flags
 
+from magnet_jax.data.tokenize.options import DEFAULT_NAME, TokenizeOptions
+
+_D = TokenizeOptions()
 FLAGS = flags.FLAGS
 flags.DEFINE_string("manifest", None, "audiocraft-style .jsonl(.gz) manifest (path, duration, sample_rate, ...)")
 flags.DEFINE_string("audio_dir", None, "folder of audio files (with optional .json sidecars)")
 flags.DEFINE_string("codec", None, "EnCodec hub id (e.g. facebook/encodec_32khz) or local folder / file")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir to write NAME/VERSION/ into")
 flags.DEFINE_string("report", None, "report JSON path (default DATA_DIR/tokenize_report.json)")
-flags.DEFINE_string("name", "magnet_codes", "dataset name (snake_case)")
-flags.DEFINE_float("segment_seconds", 60.0, "stored segment length; longer files are split into overlapping "
+flags.DEFINE_string("name", DEFAULT_NAME, "dataset name (snake_case)")
+flags.DEFINE_float("segment_seconds", _D.segment_seconds, "stored segment length; longer files are split into overlapping "
                    "segments")
 flags.DEFINE_float("overlap_seconds", None, "overlap of consecutive segments, >= the training window for crops at "
                    "any offset (default: min(30, segment_seconds / 2))")
-flags.DEFINE_float("min_seconds", 0.0, "shorter files are skipped (too_short)")
-flags.DEFINE_float("length_quantum_seconds", 1.0, "files shorter than a segment are zero-padded to a multiple of "
+flags.DEFINE_float("min_seconds", _D.min_seconds, "shorter files are skipped (too_short)")
+flags.DEFINE_float("length_quantum_seconds", _D.length_quantum_seconds, "files shorter than a segment are zero-padded to a multiple of "
                    "this for encoding (bounds the compiled shapes)")
-flags.DEFINE_enum("normalize", "none", ["none", "peak", "rms"], "loudness normalisation (clipping guard always on)")
-flags.DEFINE_float("peak_db", -1.0, "target peak for --normalize=peak (dBFS)")
-flags.DEFINE_float("rms_db", -20.0, "target RMS for --normalize=rms (dBFS)")
-flags.DEFINE_string("silence_db", "-60",
+flags.DEFINE_enum("normalize", _D.level.normalize, ["none", "peak", "rms"], "loudness normalisation (clipping guard always on)")
+flags.DEFINE_float("peak_db", _D.level.peak_db, "target peak for --normalize=peak (dBFS)")
+flags.DEFINE_float("rms_db", _D.level.rms_db, "target RMS for --normalize=rms (dBFS)")
+flags.DEFINE_string("silence_db", f"{_D.level.silence_db:g}",
                     "RMS level (dBFS) below which clips / segments count as silent; 'none' keeps all")
-flags.DEFINE_integer("batch_size", 8, "segments per encoder call")
-flags.DEFINE_integer("read_workers", 2, "threads decoding / resampling ahead of the encoder")
+flags.DEFINE_integer("batch_size", _D.batch_size, "segments per encoder call")
+flags.DEFINE_integer("read_workers", _D.read_workers, "threads decoding / resampling ahead of the encoder")
 flags.DEFINE_boolean("overwrite", False, "rebuild even if NAME/VERSION already exists in DATA_DIR")
 flags.DEFINE_string("beam_options", None, "run as an Apache Beam pipeline with these pipeline arguments, e.g. "
                     "'--runner=DirectRunner --direct_num_workers=2'")
@@ -43,26 +47,53 @@ flags.mark_flags_as_required(["codec", "data_dir"])
 flags.mark_flags_as_mutual_exclusive(["manifest", "audio_dir"], required=True)
 
 
+def _usage_error(message: str):
+    """A user error: one line on stderr, exit 2 (absl's UsageError would print the whole usage, exit 1)."""
+    sys.stderr.write(f"tokenize_dataset.py: error: {message}\n")
+    sys.exit(2)
+
+
+def _parse(argv):
+    """absl's flag parsing with --help exiting 0 and a flag error as one line, exit 2."""
+    if any(a in ("--help", "-h", "--helpshort", "-?") for a in argv[1:]):
+        print(sys.modules["__main__"].__doc__ + "\n" + FLAGS.main_module_help())
+        sys.exit(0)
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        _usage_error(f"{e} (see --help)")
+
+
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        _usage_error(f"unexpected arguments {argv[1:]}: every option is a --flag (see --help)")
     import tensorflow_datasets as tfds
 
     from magnet_jax.data.audio_io import LevelOptions
-    from magnet_jax.data.tokenize import TokenizeOptions, format_summary, tokenize_corpus
+    from magnet_jax.data.tokenize import CodecMismatchError, format_summary, tokenize_corpus
+    from magnet_jax.data.tokenize.corpus import CorpusError
+    from magnet_jax.data.tokenize.lock import BuildLockedError
 
-    silence = None if FLAGS.silence_db.strip().lower() in ("none", "off", "") else float(FLAGS.silence_db)
-    opts = TokenizeOptions(
-        segment_seconds=FLAGS.segment_seconds, overlap_seconds=FLAGS.overlap_seconds, min_seconds=FLAGS.min_seconds,
-        length_quantum_seconds=FLAGS.length_quantum_seconds, batch_size=FLAGS.batch_size,
-        read_workers=FLAGS.read_workers,
-        level=LevelOptions(normalize=FLAGS.normalize, peak_db=FLAGS.peak_db, rms_db=FLAGS.rms_db, silence_db=silence))
+    try:
+        silence = None if FLAGS.silence_db.strip().lower() in ("none", "off", "") else float(FLAGS.silence_db)
+        opts = TokenizeOptions(
+            segment_seconds=FLAGS.segment_seconds, overlap_seconds=FLAGS.overlap_seconds,
+            min_seconds=FLAGS.min_seconds, length_quantum_seconds=FLAGS.length_quantum_seconds,
+            batch_size=FLAGS.batch_size, read_workers=FLAGS.read_workers,
+            level=LevelOptions(normalize=FLAGS.normalize, peak_db=FLAGS.peak_db, rms_db=FLAGS.rms_db,
+                               silence_db=silence))
+    except ValueError as e:
+        _usage_error(str(e))
     tfds.disable_progress_bar()
-    result = tokenize_corpus(
-        codec=FLAGS.codec, data_dir=FLAGS.data_dir, manifest=FLAGS.manifest, audio_dir=FLAGS.audio_dir,
-        name=FLAGS.name, report_path=FLAGS.report, options=opts, overwrite=FLAGS.overwrite,
-        beam_options=shlex.split(FLAGS.beam_options) if FLAGS.beam_options else None, progress=FLAGS.progress)
+    try:
+        result = tokenize_corpus(
+            codec=FLAGS.codec, data_dir=FLAGS.data_dir, manifest=FLAGS.manifest, audio_dir=FLAGS.audio_dir,
+            name=FLAGS.name, report_path=FLAGS.report, options=opts, overwrite=FLAGS.overwrite,
+            beam_options=shlex.split(FLAGS.beam_options) if FLAGS.beam_options else None, progress=FLAGS.progress)
+    except (CorpusError, BuildLockedError, CodecMismatchError) as e:  # user errors: one line, exit 2
+        _usage_error(str(e))
     print(format_summary(result))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse)

@@ -235,3 +235,74 @@ def test_cli_audio_dir(codec_dir, tmp_path):
     # second run: no-op, summary says so
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0 and "reused existing dataset" in p.stdout, p.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------- reliability (issue 12)
+def _small_corpus(d):
+    from tests.helpers import write_corpus
+    return str(write_corpus(d, clips=[dict(name="a.wav", wav=signal("chord", 16000, 1.6), sr=16000),
+                                      dict(name="b.wav", wav=signal("tone", 16000, 0.7), sr=16000)]))
+
+
+def test_second_run_does_not_remove_a_live_runs_build(codec, codec_dir, tmp_path):
+    from magnet_jax.data.tokenize.lock import BuildLockedError, lock_path
+    manifest = _small_corpus(tmp_path / "c")
+    out = tmp_path / "out"
+    building = out / "two" / f"incomplete.ABCDEF_{tok.VERSION}"   # a live run's in-progress build
+    building.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        with open(lock_path(str(out), "two", tok.VERSION), "w") as fh:
+            json.dump({"pid": holder.pid, "host": __import__("socket").gethostname(), "started": 0.0}, fh)
+        with pytest.raises(BuildLockedError, match=f"pid {holder.pid}"):
+            tok.tokenize_corpus(codec=codec, codec_path=codec_dir[0], manifest=manifest, data_dir=str(out),
+                                name="two", options=OPTS)
+        assert building.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    res = tok.tokenize_corpus(codec=codec, codec_path=codec_dir[0], manifest=manifest, data_dir=str(out),
+                              name="two", options=OPTS)   # the holder is gone: its build is stale now
+    assert not building.exists() and res.report["summary"]["kept"] == 2
+
+
+def test_run_killed_before_the_report_is_finished_by_the_rerun(codec, codec_dir, tmp_path, monkeypatch):
+    from magnet_jax.data.tokenize import driver
+    manifest = _small_corpus(tmp_path / "c")
+    out = tmp_path / "out"
+
+    def killed(dataset_dir):  # the process dies right after TFDS renamed the finished dataset
+        raise KeyboardInterrupt
+    monkeypatch.setattr(driver, "write_index", killed)
+    with pytest.raises(KeyboardInterrupt):
+        tok.tokenize_corpus(codec=codec, codec_path=codec_dir[0], manifest=manifest, data_dir=str(out),
+                            name="killed", options=OPTS)
+    dataset = out / "killed" / tok.VERSION
+    assert (dataset / "dataset_info.json").exists() and not (dataset / tok.REPORT_FILENAME).exists()
+    monkeypatch.undo()
+    res = tok.tokenize_corpus(codec=codec, codec_path=codec_dir[0], manifest=manifest, data_dir=str(out),
+                              name="killed", options=OPTS)
+    assert res.report["summary"]["finished_after_interruption"] is True
+    assert [e["segments"] for e in res.report["kept"]] == [2, 1]
+    assert json.load(open(dataset / tok.REPORT_FILENAME))["kept"] == res.report["kept"]
+    assert (dataset / "segment_index.json").exists()
+    again = tok.tokenize_corpus(codec=codec, codec_path=codec_dir[0], manifest=manifest, data_dir=str(out),
+                                name="killed", options=OPTS)
+    assert again.reused and again.report["kept"] == res.report["kept"]
+
+
+def test_cli_manifest_user_errors(codec_dir, tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    tool = [sys.executable, os.path.join(ROOT, "tools", "tokenize_dataset.py"), f"--codec={codec_dir[0]}",
+            f"--data_dir={tmp_path / 'out'}", "--noprogress"]
+    (tmp_path / "empty.jsonl").write_text("\n")
+    p = subprocess.run(tool + [f"--manifest={tmp_path / 'empty.jsonl'}"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert p.returncode == 2 and "lists no inputs" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    manifest = _small_corpus(tmp_path / "c")
+    with open(manifest, "ab") as fh:
+        fh.write(b'{"path": "\xff.wav"}\n')          # one undecodable line: skipped and reported, not fatal
+    p = subprocess.run(tool + [f"--manifest={manifest}", "--segment_seconds=1", "--overlap_seconds=0"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "2 kept / 1 skipped of 3 inputs" in p.stdout and "malformed_manifest_line 1" in p.stdout

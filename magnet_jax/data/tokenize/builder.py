@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from magnet_jax.data.audio_io import AudioError
+from magnet_jax.data.tokenize._paths import write_json
 from magnet_jax.data.tokenize.codec_record import codec_info
 from magnet_jax.data.tokenize.corpus import TEXT_FIELDS, CorpusItem
 from magnet_jax.data.tokenize.encoder import SegmentEncoder, make_example, prefetch
@@ -43,7 +44,7 @@ class AudioCodes(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def __init__(self, *, corpus: list[CorpusItem] = (), codec=None, codec_path: str | None = None,
                  options: TokenizeOptions = TokenizeOptions(), beam: bool = False,
                  beam_work_dir: str | None = None, progress: bool = False, source: str = "",
-                 _codec_info: dict | None = None, **kwargs):
+                 _codec_info: dict | None = None, pending_report_path: str | None = None, **kwargs):
         self._corpus = list(corpus)
         self._codec = codec
         self._codec_path = codec_path
@@ -54,6 +55,7 @@ class AudioCodes(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         self._progress = progress
         self._source = source
         self.report = Report()
+        self._pending_report_path = pending_report_path
         kwargs.setdefault("file_format", "array_record")
         super().__init__(**kwargs)
 
@@ -115,6 +117,8 @@ class AudioCodes(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         yield from emit(enc.flush())
         if bar is not None:
             bar.close()
+        if self._pending_report_path:  # all examples written: lets a re-run finish a run killed after this
+            write_json(self._pending_report_path, self.report.to_json())
 
 
 _BUILDER_CLASSES: dict[str, type] = {DEFAULT_NAME: AudioCodes}

@@ -28,6 +28,10 @@ UNSUPPORTED_EXTENSION, MALFORMED_LINE, DUPLICATE, ERROR = (
     "unsupported_extension", "malformed_manifest_line", "duplicate", "error")
 
 
+class CorpusError(ValueError):
+    """A corpus that cannot be listed at all (missing or empty manifest / folder)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class CorpusItem:
     """One input: its path as resolved from the manifest / folder, metadata, or a known problem."""
@@ -89,13 +93,24 @@ def item_metadata(path: str, line: Mapping[str, Any] | None = None) -> dict:
     return meta
 
 
-def _read_manifest_text(manifest: str) -> str:
+def _read_manifest_bytes(manifest: str) -> bytes:
     if is_remote(manifest):  # gs://... through etils.epath (as TFDS does)
         from etils import epath
         data = epath.Path(manifest).read_bytes()
-        return (gzip.decompress(data) if manifest.endswith(".gz") else data).decode("utf-8")
-    with (gzip.open if manifest.endswith(".gz") else open)(manifest, "rt", encoding="utf-8") as fh:
-        return fh.read()
+    elif not os.path.isfile(manifest):
+        raise CorpusError(f"manifest {manifest!r} does not exist: pass an audiocraft .jsonl(.gz) manifest")
+    else:
+        with open(manifest, "rb") as fh:
+            data = fh.read()
+    return gzip.decompress(data) if manifest.endswith(".gz") else data
+
+
+def _normpath(p: str) -> str:
+    """``/x/./a.wav``, ``/x//a.wav`` and ``/x/y/../a.wav`` -> ``/x/a.wav`` (so duplicates are found)."""
+    if "://" in p:
+        scheme, rest = p.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(rest)}"
+    return os.path.normpath(p)
 
 
 def list_manifest(manifest: str | os.PathLike) -> list[CorpusItem]:
@@ -108,34 +123,34 @@ def list_manifest(manifest: str | os.PathLike) -> list[CorpusItem]:
     manifest = os.fspath(manifest)
     remote = is_remote(manifest)
     base = manifest.rsplit("/", 1)[0] if remote else os.path.dirname(os.path.abspath(manifest))
-    text = _read_manifest_text(manifest)
+    data = _read_manifest_bytes(manifest)
     items: list[CorpusItem] = []
     seen: dict[str, int] = {}
-    for lineno, raw in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 may sit in strings
+    for lineno, raw in enumerate(data.split(b"\n"), 1):  # not splitlines(): U+2028 may sit in strings
         if not raw.strip():
             continue
         try:
-            line = json.loads(raw)
+            line = json.loads(raw.decode("utf-8"))  # one undecodable line is one skipped input
             p = line["path"]
             if not isinstance(p, str) or not p:
                 raise TypeError("'path' is not a non-empty string")
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError) as e:  # UnicodeDecodeError is a ValueError
             items.append(CorpusItem(len(items), f"{manifest}:{lineno}",
                                     error=f"{MALFORMED_LINE}: {type(e).__name__}: {e}"))
             continue
         if os.path.isabs(p) or "://" in p:
-            path = p
-        elif remote:
-            scheme, rest = base.split("://", 1)
-            path = f"{scheme}://{posixpath.normpath(rest + '/' + p)}"
+            path = _normpath(p)
         else:
-            path = os.path.normpath(os.path.join(base, p))
+            path = _normpath(f"{base}/{p}" if remote else os.path.join(base, p))
         if path in seen:
             items.append(CorpusItem(len(items), path,
                                     error=f"{DUPLICATE}: same path as manifest input #{seen[path]}"))
             continue
         seen[path] = len(items)
         items.append(CorpusItem(len(items), path, item_metadata(path, line)))
+    if not items:
+        raise CorpusError(f"manifest {manifest!r} lists no inputs (no non-blank line): give one JSON object with a "
+                          f"'path' per line")
     return items
 
 
@@ -143,7 +158,7 @@ def list_audio_dir(audio_dir: str | os.PathLike) -> list[CorpusItem]:
     """Inputs of a folder: every non-hidden file below it (sorted) except ``.json`` sidecars."""
     root = os.path.abspath(os.fspath(audio_dir))
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"audio folder {root!r} does not exist")
+        raise CorpusError(f"audio folder {root!r} does not exist: pass an existing --audio_dir")
     paths = []
     for d, dirs, files in os.walk(root):
         dirs[:] = sorted(x for x in dirs if not x.startswith("."))
@@ -156,4 +171,6 @@ def list_audio_dir(audio_dir: str | os.PathLike) -> list[CorpusItem]:
             items.append(CorpusItem(i, p, error=f"{UNSUPPORTED_EXTENSION}: {os.path.splitext(p)[1] or '(none)'}"))
         else:
             items.append(CorpusItem(i, p, item_metadata(p)))
+    if not items:
+        raise CorpusError(f"audio folder {root!r} holds no files: put audio files (with optional .json sidecars) in it")
     return items

@@ -15,6 +15,7 @@ from magnet_jax.data.tokenize._paths import exists, is_remote, read_json_file, w
 from magnet_jax.data.tokenize.codec_record import CodecMismatchError, check_codec_compatible, codec_info, \
     read_codec_info
 from magnet_jax.data.tokenize.corpus import list_audio_dir, list_manifest
+from magnet_jax.data.tokenize.lock import BuildLock
 from magnet_jax.data.tokenize.options import DEFAULT_NAME, VERSION, TokenizeOptions
 from magnet_jax.data.tokenize.report import REPORT_FILENAME
 
@@ -38,6 +39,7 @@ class TokenizeResult:
 
 
 def _clean_stale_incomplete(data_dir: str, name: str, version: str) -> None:
+    """Remove incomplete builds of killed runs (called with the dataset's lock held: no live run owns them)."""
     parent = os.path.join(data_dir, name)
     if is_remote(data_dir) or not os.path.isdir(parent):
         return
@@ -47,12 +49,62 @@ def _clean_stale_incomplete(data_dir: str, name: str, version: str) -> None:
             shutil.rmtree(os.path.join(parent, d), ignore_errors=True)
 
 
+def _pending_report_path(data_dir: str, name: str) -> str:
+    return os.path.join(data_dir, name, f".{VERSION}.report.pending.json")
+
+
+def _beam_work_dir(data_dir: str, name: str) -> str:
+    return os.path.join(data_dir, "_tokenize_work", f"{name}-{VERSION}")
+
+
+def _remove(path: str) -> None:
+    if is_remote(path):
+        return
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.exists(path):
+        os.remove(path)
+
+
+def _finalize(report: dict, dataset_dir: str, report_path: str, data_dir: str, name: str) -> None:
+    """Index + reports of a finished build; the run's pending records are removed last."""
+    write_index(dataset_dir)
+    write_json(os.path.join(dataset_dir, REPORT_FILENAME), report)
+    write_json(report_path, report)
+    _remove(_pending_report_path(data_dir, name))
+    if os.path.isdir(_beam_work_dir(data_dir, name)):
+        from magnet_jax.data.tokenize import beam
+        beam.remove_work_dir(_beam_work_dir(data_dir, name))
+
+
+def _finish_interrupted(corpus, dataset_dir: str, data_dir: str, name: str) -> dict:
+    """The report of a build killed after TFDS finished the dataset but before the report was written: the
+    pending report the builder wrote when all examples were out (or the Beam workers' report parts),
+    checked against the dataset."""
+    import tensorflow_datasets as tfds
+    report = read_json_file(_pending_report_path(data_dir, name))
+    work = _beam_work_dir(data_dir, name)
+    if report is None and os.path.isdir(os.path.join(work, "report")):
+        from magnet_jax.data.tokenize import beam
+        report = beam.merge_report_parts(beam.report_prefix(work), corpus).to_json()
+    if report is None:
+        raise FileNotFoundError(f"{dataset_dir} exists but has no {REPORT_FILENAME} and no record of the run that "
+                                f"built it; rebuild it with --overwrite")
+    n = len(tfds.builder_from_directory(dataset_dir).as_data_source("train"))
+    if n != report["summary"]["segments"]:
+        raise ValueError(f"{dataset_dir} holds {n} examples but the interrupted run recorded "
+                         f"{report['summary']['segments']}; rebuild it with --overwrite")
+    log.warning("finishing the interrupted run that built %s (its report was not written)", dataset_dir)
+    return report
+
+
 # Re-runs: TFDS writes into ``NAME/incomplete.XXXXXX_VERSION`` and renames it only at the end, so a
-# crashed build leaves no half dataset; re-running redoes the build. Re-running after success with the
-# same data_dir, name and version is a no-op that re-emits the stored report (after checking the codec
-# is the same; the corpus is *not* compared: a changed corpus needs overwrite=True or another name).
-# Finer-grained resumption is deliberately not attempted: for corpora where a redo is too costly, use
-# Beam, whose runners retry failed work items instead of failing the job.
+# crashed build leaves no half dataset; re-running redoes the build. A run killed after that rename but
+# before the report was written is finished by the re-run (verified against the dataset). Re-running after
+# success with the same data_dir, name and version is a no-op that re-emits the stored report (after checking
+# the codec is the same; the corpus is *not* compared: a changed corpus needs overwrite=True or another name).
+# One run per dataset at a time (:mod:`.lock`). Finer-grained resumption is deliberately not attempted: for
+# corpora where a redo is too costly, use Beam, whose runners retry failed work items.
 def tokenize_corpus(*, codec, data_dir: str, manifest: str | None = None, audio_dir: str | None = None,
                     name: str = DEFAULT_NAME, report_path: str | None = None,
                     options: TokenizeOptions = TokenizeOptions(), beam_options=None, overwrite: bool = False,
@@ -70,58 +122,57 @@ def tokenize_corpus(*, codec, data_dir: str, manifest: str | None = None, audio_
     t0 = time.perf_counter()
     if (manifest is None) == (audio_dir is None):
         raise ValueError("give exactly one of manifest= or audio_dir=")
+    data_dir = os.fspath(data_dir)
+    report_path = report_path or os.path.join(data_dir, REPORT_FILENAME)
+    corpus = list_manifest(manifest) if manifest is not None else list_audio_dir(audio_dir)
+    source = os.path.abspath(manifest) if manifest is not None else os.path.abspath(audio_dir)
+    cls = builder_class(name)
     if isinstance(codec, (str, os.PathLike)):
         from magnet_jax.codec import load_encodec
         codec_path = os.fspath(codec)
         codec = load_encodec(codec_path)
     if beam_options is not None and not codec_path:
         raise ValueError("Beam workers load the codec themselves: pass codec as a hub id or path")
-    data_dir = os.fspath(data_dir)
-    report_path = report_path or os.path.join(data_dir, REPORT_FILENAME)
-    corpus = list_manifest(manifest) if manifest is not None else list_audio_dir(audio_dir)
-    source = os.path.abspath(manifest) if manifest is not None else os.path.abspath(audio_dir)
-    cls = builder_class(name)
     info = codec_info(codec, codec_path)
-    work_dir = None
-    if beam_options is not None:
-        import uuid
-        work_dir = os.path.join(data_dir, "_tokenize_work", f"{name}-{VERSION}-{uuid.uuid4().hex[:8]}")
+    work_dir = _beam_work_dir(data_dir, name) if beam_options is not None else None
     builder = cls(data_dir=data_dir, corpus=corpus, codec=codec, codec_path=codec_path, options=options,
                   beam=beam_options is not None, beam_work_dir=work_dir, progress=progress, source=source,
-                  _codec_info=info)
+                  _codec_info=info, pending_report_path=_pending_report_path(data_dir, name))
     dataset_dir = os.fspath(builder.data_dir)
-    if exists(os.path.join(dataset_dir, "dataset_info.json")) and not overwrite:
-        try:
-            check_codec_compatible(read_codec_info(dataset_dir), info)
-        except CodecMismatchError as e:
-            raise CodecMismatchError(f"{dataset_dir} exists and {e} Use overwrite=True (--overwrite) or another "
-                                     f"name.") from None
-        stored = read_json_file(os.path.join(dataset_dir, REPORT_FILENAME))
-        if stored is None:
-            raise FileNotFoundError(f"{dataset_dir} exists but has no {REPORT_FILENAME}; rebuild with overwrite")
-        stored.setdefault("summary", {}).update(reused=True)
-        if os.path.abspath(report_path) != os.path.abspath(os.path.join(dataset_dir, REPORT_FILENAME)):
-            write_json(report_path, stored)
-        return TokenizeResult(stored, dataset_dir, report_path, True, time.perf_counter() - t0)
-    _clean_stale_incomplete(data_dir, name, VERSION)
-    if beam_options is not None:
-        from magnet_jax.data.tokenize import beam
-        beam.register_codec(codec_path, codec)  # in-process runners reuse the loaded codec
-        if isinstance(beam_options, (list, tuple)):
-            from apache_beam.options.pipeline_options import PipelineOptions
-            beam_options = PipelineOptions(list(beam_options))
-    gm = tfds.download.GenerateMode
-    mode = gm.FORCE_REDOWNLOAD if overwrite else gm.REUSE_DATASET_IF_EXISTS
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        download_mode=mode, beam_options=beam_options))
-    if beam_options is not None:
-        report = beam.merge_report_parts(beam.report_prefix(work_dir), corpus)
-        beam.remove_work_dir(work_dir)
-    else:
-        report = builder.report
-    write_index(dataset_dir)
-    out = report.to_json(dict(dataset_dir=dataset_dir, codec=info["path"] or info["name"], reused=False,
-                              wall_seconds=round(time.perf_counter() - t0, 2)))
-    write_json(os.path.join(dataset_dir, REPORT_FILENAME), out)
-    write_json(report_path, out)
+    with BuildLock(data_dir, name, VERSION):
+        if exists(os.path.join(dataset_dir, "dataset_info.json")) and not overwrite:
+            try:
+                check_codec_compatible(read_codec_info(dataset_dir), info)
+            except CodecMismatchError as e:
+                raise CodecMismatchError(f"{dataset_dir} exists and {e} Use overwrite=True (--overwrite) or another "
+                                         f"name.") from None
+            stored = read_json_file(os.path.join(dataset_dir, REPORT_FILENAME))
+            if stored is None:
+                out = _finish_interrupted(corpus, dataset_dir, data_dir, name)
+                out["summary"].update(dataset_dir=dataset_dir, codec=info["path"] or info["name"], reused=False,
+                                      finished_after_interruption=True)
+                _finalize(out, dataset_dir, report_path, data_dir, name)
+                return TokenizeResult(out, dataset_dir, report_path, False, time.perf_counter() - t0)
+            stored.setdefault("summary", {}).update(reused=True)
+            if os.path.abspath(report_path) != os.path.abspath(os.path.join(dataset_dir, REPORT_FILENAME)):
+                write_json(report_path, stored)
+            return TokenizeResult(stored, dataset_dir, report_path, True, time.perf_counter() - t0)
+        _clean_stale_incomplete(data_dir, name, VERSION)
+        _remove(_pending_report_path(data_dir, name))
+        if beam_options is not None:
+            from magnet_jax.data.tokenize import beam
+            _remove(work_dir)  # report parts of an earlier, killed run
+            beam.register_codec(codec_path, codec)  # in-process runners reuse the loaded codec
+            if isinstance(beam_options, (list, tuple)):
+                from apache_beam.options.pipeline_options import PipelineOptions
+                beam_options = PipelineOptions(list(beam_options))
+        gm = tfds.download.GenerateMode
+        mode = gm.FORCE_REDOWNLOAD if overwrite else gm.REUSE_DATASET_IF_EXISTS
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            download_mode=mode, beam_options=beam_options))
+        report = beam.merge_report_parts(beam.report_prefix(work_dir), corpus) if beam_options is not None \
+            else builder.report
+        out = report.to_json(dict(dataset_dir=dataset_dir, codec=info["path"] or info["name"], reused=False,
+                                  wall_seconds=round(time.perf_counter() - t0, 2)))
+        _finalize(out, dataset_dir, report_path, data_dir, name)
     return TokenizeResult(out, dataset_dir, report_path, False, time.perf_counter() - t0)
