@@ -1,0 +1,41 @@
+"""The bundled corpus' pure parts: descriptions, the held-out split, clip finishing."""
+import numpy as np
+
+from magnet_jax.bundled import corpus, descriptions as describe
+
+META = dict(instrument="church organ", genre="chorale", era="baroque", composer="Bach", bpm=60.0, key="A",
+            mode="minor", meter="4/4")
+
+
+def test_descriptions_name_the_instrument_and_vary():
+    texts = {describe.describe(META, seed) for seed in range(200)}
+    assert len(texts) >= 8                                   # wording / field order vary across clips
+    assert all("church organ" in t for t in texts)
+    assert sum("A minor" in t for t in texts) > len(texts) // 2
+    assert any("60 bpm" in t for t in texts)
+    slow = {"slow", "calm", "gentle", "laid-back"}
+    assert all(not (set(t.split()) & {"fast", "lively", "upbeat", "energetic"}) for t in texts)
+    assert any(set(t.replace(",", "").split()) & slow for t in texts)
+    assert describe.describe(META, 3) == describe.describe(META, 3)
+
+
+def test_tempo_words_and_families():
+    assert [describe.tempo_word(b) for b in (60, 90, 140)] == ["slow", "moderate", "fast"]
+    assert len(describe.FAMILIES) == 9 and {f for _, f in describe.INSTRUMENTS.values()} == set(describe.FAMILIES)
+
+
+def test_split_holds_out_whole_works_deterministically():
+    works = [f"bach/bwv{i}.mxl" for i in range(2000)]
+    splits = [corpus.split_of(w, 0.1) for w in works]
+    assert splits == [corpus.split_of(w, 0.1) for w in works]
+    assert 0.07 < splits.count("valid") / len(works) < 0.13
+
+
+def test_finish_trims_fades_and_normalises():
+    sr = 1000
+    x = np.concatenate([np.zeros(300), np.sin(np.arange(5000) * 0.3), np.zeros(200)]).astype(np.float32)
+    y = corpus._finish(np.stack([x, x], 1), sr, max_seconds=3.0)
+    assert y.shape == (3000,) and y.dtype == np.float32
+    assert abs(np.abs(y).max() - 0.9) < 1e-6
+    assert abs(y[0]) > 0.1 and abs(y[-1]) < 1e-3            # leading silence dropped, faded out
+    assert corpus._finish(np.zeros((100, 2), np.float32), sr, 3.0).size == 0
