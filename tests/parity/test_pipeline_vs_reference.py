@@ -60,7 +60,9 @@ def test_from_pretrained_local_release_layout(pipe):
 def test_window_generation_matches_audiocraft_magnet(pipe, released_folder, arrangement, frames):
     """``MagnetPipeline.generate(duration=window)`` greedy == audiocraft ``MAGNeT.generate`` (100 -> 99 frames
     with nonoverlap spans of 3, as 500 -> 498 for the 10 s models)."""
-    from audiocraft.models import MAGNeT, loaders
+    import transformers
+    from audiocraft.models import MAGNeT
+    from audiocraft.models.encodec import HFEncodecCompressionModel
 
     from tests.reference import magnet_ref as R
     from tests.reference.magnet_generate_ref import patch_conditions
@@ -71,8 +73,10 @@ def test_window_generation_matches_audiocraft_magnet(pipe, released_folder, arra
     wav = pipe.generate(texts, duration=pipe.window_seconds, use_sampling=False, decoding_steps=STEPS,
                         span_arrangement=arrangement)
 
-    ref = MAGNeT(name="random-weights", compression_model=loaders.load_compression_model(str(folder), device="cpu"),
-                 lm=R.load_reference(folder))
+    # audiocraft reads a local 'pretrained' path as its own export: build the HF codec it names directly
+    codec = torch.load(folder / "compression_state_dict.bin", weights_only=True)["pretrained"]
+    compression = HFEncodecCompressionModel(transformers.EncodecModel.from_pretrained(codec)).eval()
+    ref = MAGNeT(name="random-weights", compression_model=compression, lm=R.load_reference(folder))
     ref.set_generation_params(use_sampling=False, decoding_steps=list(STEPS), span_arrangement=arrangement)
     hidden, mask = pipe.encode_text(texts)          # the same T5 states on both sides (the T5 stand-in)
     patch_conditions(ref.lm, np.asarray(hidden), np.asarray(mask))
