@@ -15,6 +15,8 @@ EXTRAS = {
              "tensorboardX>=2.6"],
     "beam": ["apache-beam>=2.60"],
     "app": ["gradio>=5.0", "matplotlib"],
+    # Building the bundled model's corpus (tools/build_corpus.py; also apt: fluidsynth fluid-soundfont-gm).
+    "corpus": ["music21>=9", "soundfile>=0.12"],
     "dev": ["pytest>=8", "pytest-timeout", "nbclient", "nbformat", "ipykernel", "ruff>=0.6", "selenium>=4.20"],
 }
 
