@@ -19,7 +19,7 @@ def sample_tokens(key, logits, probs, config: GenerationConfig):
 
     * ``use_sampling=False``: ``argmax(logits)``; confidences = ``probs``.
     * ``top_p > 0``: the reference nucleus (descending sort, drop where ``cumsum - p > top_p``), i.e.
-      token ``i`` is kept iff the mass of strictly more probable tokens is ``<= top_p``; sampled;
+      token ``i`` is kept iff the mass sorted before it is ``<= top_p`` (exact ties: by index); sampled;
       confidences = the untruncated ``probs`` (the reference sorts a copy).
     * else ``top_k > 0``: ``probs * (probs >= k-th largest)``, renormalised, sampled; confidences =
       these renormalised probs (the reference modifies ``probs`` in place).
@@ -28,7 +28,7 @@ def sample_tokens(key, logits, probs, config: GenerationConfig):
     if not config.use_sampling:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32), probs
     if config.top_p > 0.0:
-        weights = jnp.where(probs >= _nucleus_threshold(probs, config.top_p), probs, 0.0)
+        weights = jnp.where(_nucleus(probs, config.top_p), probs, 0.0)
         conf = probs
     elif config.top_k > 0:
         kth = _kth_largest(probs, min(config.top_k, probs.shape[-1]))
@@ -42,6 +42,23 @@ def sample_tokens(key, logits, probs, config: GenerationConfig):
 
 def _bits(p):
     return jax.lax.bitcast_convert_type(p, jnp.int32)
+
+
+def _nucleus(probs, top_p: float):
+    """The reference's nucleus, bool [..., V]: token ``i`` is kept iff the mass sorted before it is ``<= top_p``,
+    exact ties sorted by index (``torch.sort`` leaves their order unspecified; index order is the stable one).
+
+    With ``x* = _nucleus_threshold``, every token above ``x*`` is kept (the mass before it is below the mass
+    above ``x*``, which is ``<= top_p``). Of the tokens equal to ``x*``, the ``r``-th by index (from 0) comes
+    after all of those above and ``r`` tied ones: it is kept iff ``mass(> x*) + r * x* <= top_p``. Keeping
+    the whole tie group instead would grow the nucleus beyond the reference's (bf16 logits tie often).
+    """
+    x = _nucleus_threshold(probs, top_p)
+    above = probs > x
+    tied = probs == x
+    mass_above = jnp.sum(jnp.where(above, probs, 0.0), axis=-1, keepdims=True)
+    rank = (jnp.cumsum(tied.astype(jnp.int32), axis=-1) - 1).astype(probs.dtype)
+    return above | (tied & (mass_above + rank * x <= top_p))
 
 
 def _nucleus_threshold(probs, top_p: float):

@@ -52,3 +52,24 @@ def test_empirical_distribution_and_greedy():
                                atol=0.015)
     greedy, conf = sample_tokens(None, small, probs, GenerationConfig(use_sampling=False))
     assert int(greedy[0]) == 0 and conf is probs
+
+
+def test_top_p_ties_at_the_boundary_keep_the_reference_set():
+    """Exact ties at the nucleus boundary: the reference keeps the tied tokens whose preceding sorted mass is
+    <= p (ties by index), not the whole tie group (issue 11 item 9)."""
+    rows = [np.float32([0.125, 0.5, 0.125, 0.125, 0.125]),
+            np.float32([0.25, 0.25, 0.25, 0.25, 0.0]),
+            np.float32([0.1875, 0.0625, 0.25, 0.0625, 0.0625, 0.0625, 0.25, 0.0625])]
+    for row, p, support in [(rows[0], 0.7, [0, 1, 2]),                # preceding masses 0, .5, .625 | .75
+                            (rows[0], 0.5, [0, 1]),
+                            (rows[0], 0.4, [1]),
+                            (rows[1], 0.5, [0, 1, 2]),                # 0, .25, .5 | .75
+                            (rows[1], 0.2, [0]),
+                            (rows[2], 0.75, [0, 1, 2, 3, 6])]:        # .25 .25 .1875 | .0625 x5: 0 .25 .5 .6875 .75
+        probs = jnp.asarray(row[None])
+        np.testing.assert_array_equal(np.flatnonzero(_nucleus(np.asarray(probs), p)[0]), support)
+        keys = jax.random.split(jax.random.key(0), 4000)
+        tok = np.asarray(_sample(keys, jnp.log(probs), probs, GenerationConfig(top_p=p))[0])[:, 0]
+        assert set(np.unique(tok)) == set(support), (row, p)
+        freq = np.bincount(tok, minlength=len(row))[support] / len(tok)
+        np.testing.assert_allclose(freq, row[support] / row[support].sum(), atol=0.03)
