@@ -25,14 +25,15 @@ flags.DEFINE_string("codec", None, "EnCodec hub id (e.g. facebook/encodec_32khz)
 flags.DEFINE_string("data_dir", None, "TFDS data_dir to write NAME/VERSION/ into")
 flags.DEFINE_string("report", None, "report JSON path (default DATA_DIR/tokenize_report.json)")
 flags.DEFINE_string("name", DEFAULT_NAME, "dataset name (snake_case)")
-flags.DEFINE_float("segment_seconds", _D.segment_seconds, "stored segment length; longer files are split into overlapping "
-                   "segments")
+flags.DEFINE_float("segment_seconds", _D.segment_seconds,
+                   "stored segment length; longer files are split into overlapping segments")
 flags.DEFINE_float("overlap_seconds", None, "overlap of consecutive segments, >= the training window for crops at "
                    "any offset (default: min(30, segment_seconds / 2))")
 flags.DEFINE_float("min_seconds", _D.min_seconds, "shorter files are skipped (too_short)")
-flags.DEFINE_float("length_quantum_seconds", _D.length_quantum_seconds, "files shorter than a segment are zero-padded to a multiple of "
-                   "this for encoding (bounds the compiled shapes)")
-flags.DEFINE_enum("normalize", _D.level.normalize, ["none", "peak", "rms"], "loudness normalisation (clipping guard always on)")
+flags.DEFINE_float("length_quantum_seconds", _D.length_quantum_seconds, "files shorter than a segment are "
+                   "zero-padded to a multiple of this for encoding (bounds the compiled shapes)")
+flags.DEFINE_enum("normalize", _D.level.normalize, ["none", "peak", "rms"],
+                  "loudness normalisation (clipping guard always on)")
 flags.DEFINE_float("peak_db", _D.level.peak_db, "target peak for --normalize=peak (dBFS)")
 flags.DEFINE_float("rms_db", _D.level.rms_db, "target RMS for --normalize=rms (dBFS)")
 flags.DEFINE_string("silence_db", f"{_D.level.silence_db:g}",

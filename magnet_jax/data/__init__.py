@@ -6,8 +6,16 @@
 * :mod:`magnet_jax.data.input_pipeline` -- the Grain training input pipeline (import it directly).
 """
 from magnet_jax.data.audio_io import AudioError, LevelOptions, load_audio, read_audio
-from magnet_jax.data.tokenize import (CodecMismatchError, TokenizeOptions, check_codec_compatible, codec_info,
-                                      list_audio_dir, list_manifest, read_codec_info, tokenize_corpus)
+from magnet_jax.data.tokenize import (
+    CodecMismatchError,
+    TokenizeOptions,
+    check_codec_compatible,
+    codec_info,
+    list_audio_dir,
+    list_manifest,
+    read_codec_info,
+    tokenize_corpus,
+)
 
 __all__ = ["AudioError", "LevelOptions", "load_audio", "read_audio", "CodecMismatchError", "TokenizeOptions",
            "check_codec_compatible", "codec_info", "list_audio_dir", "list_manifest", "read_codec_info",

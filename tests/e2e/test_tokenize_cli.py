@@ -25,7 +25,8 @@ from magnet_jax.data.audio_io import LevelOptions
 from tests.helpers import ROOT, signal
 from tests.tokenize_corpus import BROKEN, GOOD, SR, tiny_codec_dir, write_tokenize_corpus, write_tokenize_manifest
 
-OPTS = tok.TokenizeOptions(segment_seconds=1.0, overlap_seconds=0.0, min_seconds=0.5, length_quantum_seconds=0.5, batch_size=4,
+OPTS = tok.TokenizeOptions(segment_seconds=1.0, overlap_seconds=0.0, min_seconds=0.5, length_quantum_seconds=0.5,
+                           batch_size=4,
                            level=LevelOptions(silence_db=-60.0), read_workers=2)
 
 
@@ -140,7 +141,8 @@ def test_read_back_and_codes_equal_direct_encode(built, codec, codec_dir):
     c = by_name["chord_44k_stereo.flac"][0]
     assert _txt(c["description"]) == "manifest text" and _txt(c["title"]) == "Chord" and np.isnan(c["bpm"])
     assert _txt(by_name["tone_8k.flac"][0]["description"]) == "" and np.isnan(by_name["tone_8k.flac"][0]["bpm"])
-    assert sorted(int(e["offset_frames"]) for e in by_name["tone_16k_mono.wav"]) == [0, SR // hop, (int(2.3 * SR) - SR) // hop]
+    assert sorted(int(e["offset_frames"]) for e in by_name["tone_16k_mono.wav"]) == [
+        0, SR // hop, (int(2.3 * SR) - SR) // hop]
     assert int(by_name["half_silent.wav"][0]["offset_frames"]) == 0
 
 

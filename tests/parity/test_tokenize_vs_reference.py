@@ -20,10 +20,10 @@ def test_dataset_codes_equal_transformers_encode(tmp_path):
         dict(name="tone_16k.wav", wav=signal("tone", 16000, 1.3), sr=16000)])
     res = tok.tokenize_corpus(codec=codec_dir, manifest=str(manifest), data_dir=str(tmp_path / "tfds"),
                               name="ref_codes", options=tok.TokenizeOptions(
-                                  segment_seconds=1.0, min_seconds=0.5, length_quantum_seconds=0.5,
+                                  segment_seconds=1.0, overlap_seconds=0.0, min_seconds=0.5, length_quantum_seconds=0.5,
                                   level=LevelOptions(silence_db=None)))
     src = tfds.builder_from_directory(res.dataset_dir).as_data_source("train")
-    assert len(src) == 3  # 1.7 s -> 1 + 0.5 s, 1.3 s -> 1 s (0.3 s < min_seconds)
+    assert len(src) == 4  # 1 s segments, the last one ending at the end of the file
     hop = 32
     for i in range(len(src)):
         ex = src[i]

@@ -12,8 +12,12 @@ import time
 
 from magnet_jax.data.segment_index import INDEX_FILENAME, build_index
 from magnet_jax.data.tokenize._paths import exists, is_remote, read_json_file, write_json
-from magnet_jax.data.tokenize.codec_record import CodecMismatchError, check_codec_compatible, codec_info, \
-    read_codec_info
+from magnet_jax.data.tokenize.codec_record import (
+    CodecMismatchError,
+    check_codec_compatible,
+    codec_info,
+    read_codec_info,
+)
 from magnet_jax.data.tokenize.corpus import list_audio_dir, list_manifest
 from magnet_jax.data.tokenize.lock import BuildLock
 from magnet_jax.data.tokenize.options import DEFAULT_NAME, VERSION, TokenizeOptions

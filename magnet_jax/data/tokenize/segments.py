@@ -32,8 +32,9 @@ class PreparedFile:
 # Segmenting policy (the input pipeline then crops at any offset of the whole file, as audiocraft's
 # AudioDataset). Let ``hop`` be the codec hop length; every segment starts on a frame boundary of the file:
 # * a file longer than ``S = segment_seconds`` is cut into segments of exactly ``S`` starting every
-#   ``S - overlap_seconds`` (default min(30 s, S / 2)), plus a last one ending at the end of the file (less than one hop of audio is
-#   lost); so every window of up to ``overlap_seconds`` at any offset lies inside one stored segment;
+#   ``S - overlap_seconds`` (default min(30 s, S / 2)), plus a last one ending at the end of the file
+#   (less than one hop of audio is lost); so every window of up to ``overlap_seconds`` at any offset
+#   lies inside one stored segment;
 # * a file of at most ``S`` is one segment, zero-padded to a multiple of ``Q = length_quantum_seconds``
 #   for encoding (few compiled shapes; audiocraft also zero-pads short clips before encoding), and its
 #   codes are cut back to the frames of real audio;
