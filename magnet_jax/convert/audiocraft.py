@@ -25,7 +25,7 @@ from magnet_jax import hub
 from magnet_jax.configs import RELEASED
 from magnet_jax.convert._common import InterpolationError, resolve_interpolations
 from magnet_jax.convert._torch import TorchFileError, load_torch_file
-from magnet_jax.model import MagnetConfig, MagnetLM
+from magnet_jax.model import MagnetConfig, MagnetLM, MusicGenConfig, MusicGenLM
 from magnet_jax.text.presets import T5_MODELS, WIDTHS, canonical_t5_name
 
 SAFETENSORS_NAME = "magnet_jax_lm.safetensors"
@@ -227,8 +227,9 @@ def flat_params(lm: MagnetLM) -> dict[str, np.ndarray]:
 
 
 def lm_from_flat_params(cfg: MagnetConfig, flat: Mapping[str, np.ndarray]) -> MagnetLM:
-    """Builds a MagnetLM without random init (abstract model + the given arrays)."""
-    abstract = nnx.eval_shape(lambda: MagnetLM(cfg, rngs=nnx.Rngs(0)))
+    """Builds a MagnetLM (a MusicGenLM for a MusicGenConfig) without random init (abstract model + the arrays)."""
+    cls = MusicGenLM if isinstance(cfg, MusicGenConfig) else MagnetLM
+    abstract = nnx.eval_shape(lambda: cls(cfg, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
     want = traverse_util.flatten_dict(nnx.to_pure_dict(state), sep=".")
     missing, extra = sorted(set(want) - set(flat)), sorted(set(flat) - set(want))
@@ -292,7 +293,8 @@ def _runtime_overrides(overrides: Mapping[str, Any]) -> dict:
 def _from_export(folder: Path, overrides: Mapping[str, Any], source: str, codec_source: str) -> LoadedCheckpoint:
     from safetensors.numpy import load_file
     meta = json.loads((folder / CONFIG_NAME).read_text())
-    cfg = MagnetConfig.from_dict({**meta["model"], **_runtime_overrides(overrides)})
+    cfg_cls = MusicGenConfig if meta.get("lm_model") == "transformer_lm" else MagnetConfig
+    cfg = cfg_cls.from_dict({**meta["model"], **_runtime_overrides(overrides)})
     lm = lm_from_flat_params(cfg, load_file(str(folder / SAFETENSORS_NAME)))
     return LoadedCheckpoint(lm, meta.get("t5"), meta.get("kind", "music"), cfg.segment_duration, source,
                             codec_source, meta.get("lm_model", "transformer_lm_magnet"))
@@ -349,6 +351,10 @@ def load_audiocraft_checkpoint(path_or_repo_id: str | os.PathLike, *, cache: boo
         if json.loads((cached / CONFIG_NAME).read_text()).get("format") == _CACHE_FORMAT:
             return _from_export(cached, overrides, src, codec_source)
     pkg = read_state_dict_bin(bin_path)
+    if _read_xp_cfg(pkg["xp.cfg"]).get("lm_model") == "transformer_lm":   # MusicGen / AudioGen
+        from magnet_jax.convert import musicgen   # function-level: convert.musicgen imports this module
+        return musicgen.checkpoint_from_package(pkg, source=src, codec_source=codec_source, cached=cached,
+                                                overrides=overrides, cache_format=_CACHE_FORMAT)
     cfg = config_from_xp_cfg(pkg["xp.cfg"])
     t5_name, kind = t5_name_from_xp_cfg(pkg["xp.cfg"]), kind_from_xp_cfg(pkg["xp.cfg"], src)
     _check_text_width(pkg["best_state"], t5_name)

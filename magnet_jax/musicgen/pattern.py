@@ -51,3 +51,9 @@ def revert_logits(logits, delays: Sequence[int], frames: int):
     t = np.arange(frames)[None, :] + np.asarray(delays)[:, None]                # [K, T]
     idx = jnp.asarray(t)[None, :, :, None]
     return jnp.take_along_axis(logits, jnp.broadcast_to(idx, logits.shape[:2] + (frames, 1)), axis=2)
+
+
+def frame_valid_mask(frames: int, delays: Sequence[int]) -> np.ndarray:
+    """bool [K, T]: frames predicted from a sequence of ``frames + 1`` steps (audiocraft
+    ``compute_predictions(keep_only_valid_steps=True)``): ``t + delays[k] < frames``."""
+    return np.arange(frames)[None, :] + np.asarray(delays)[:, None] < frames
