@@ -11,17 +11,25 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from benchmarks.common import (define_lm_flags, machine, reference_and_ours, reference_stage1_loss, stage1_batch,
-                               timeit, write_json)
+from benchmarks.common import (
+    define_lm_flags,
+    machine,
+    reference_and_ours,
+    reference_stage1_loss,
+    stage1_batch,
+    timeit,
+    write_json,
+)
 
 define_lm_flags(batch=4)
 FLAGS = flags.FLAGS
 
 
 def main(_):
-    import torch
     import jax
     import jax.numpy as jnp
+    import torch
+
     from magnet_jax import sharding
     from magnet_jax.configs import get_config
     from magnet_jax.sharding import batch_shardings

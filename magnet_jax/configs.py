@@ -34,11 +34,7 @@ TINY = {"tiny": "music", "tiny_audio": "audio"}
 
 def _generation(kind: str, segment: float) -> dict:
     from magnet_jax.decoding import GenerationConfig
-    if hasattr(GenerationConfig, "for_model"):
-        gen = GenerationConfig.for_model(kind, segment)
-    else:   # bridge until decoding grows for_model (same rule: music/audio classmethods of the window)
-        gen = (GenerationConfig.music if kind == "music" else GenerationConfig.audio)(segment)
-    d = gen.to_dict()
+    d = GenerationConfig.for_model(kind, segment).to_dict()
     d["decoding_steps"] = tuple(d["decoding_steps"])
     return d
 

@@ -132,7 +132,7 @@ class Checkpointer:
                     items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
                 try:
                     out = self.manager.restore(step, args=ocp.args.Composite(**items))
-                    state = TrainState.from_dict(dict(out["state"]))
+                    state = type(abstract).from_dict(dict(out["state"]))   # TrainState or another state class
                 except Exception as e:     # orbax / tensorstore raise many types for unreadable files
                     problem = f"cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
             if state is not None and not (all_finite(state.params) and all_finite(state.ema)):

@@ -18,10 +18,10 @@ import numpy as np
 from flax import nnx
 
 from magnet_jax import sharding
+from magnet_jax.convert.t5 import load_text_stack
 from magnet_jax.data.input_pipeline import data_source, find_builder_dir, make_dataset
 from magnet_jax.data.tokenize.codec_record import check_codec_compatible, read_codec_info
 from magnet_jax.model import MagnetConfig, MagnetLM
-from magnet_jax.convert.t5 import load_text_stack
 from magnet_jax.training import state as S
 from magnet_jax.training.checkpoint import Checkpointer, PreemptionFlag
 from magnet_jax.training.config import DataConfig, DistributedConfig, TrainConfig
@@ -86,6 +86,7 @@ def eval_batches(batches, limit: int) -> list:
 def export_ema(graphdef, ema, mcfg: MagnetConfig, folder: Path, step: int) -> None:
     """The EMA weights as ``magnet_jax_lm.safetensors`` + config (``convert.load_lm_safetensors``)."""
     from jax.experimental import multihost_utils
+
     from magnet_jax.convert import save_lm_safetensors
     host = multihost_utils.process_allgather(ema, tiled=True) if jax.process_count() > 1 else jax.device_get(ema)
     if jax.process_index() == 0:
@@ -121,7 +122,8 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict:
 
     tokenizer, t5 = load_text_stack(cfg.text.name, mcfg.text_dim)
     t5_graphdef, t5_state = nnx.split(t5.module)
-    t5_params = jax.device_put(nnx.to_pure_dict(t5_state), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    t5_params = jax.device_put(nnx.to_pure_dict(t5_state),
+                               jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
     def dataset(split, train):
         return make_dataset(data_source(builder_dir, split), segment_frames=T, pad_id=mcfg.mask_id,

@@ -59,7 +59,8 @@ class MetricsWriter:
     def write(self, step: int, metrics: dict):
         if not self.enabled:
             return
-        row = {"step": int(step), **{k: (float(v) if not isinstance(v, (bool, str)) else v) for k, v in metrics.items()}}
+        row = {"step": int(step),
+               **{k: (float(v) if not isinstance(v, (bool, str)) else v) for k, v in metrics.items()}}
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         if self.tb is not None:

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +27,8 @@ def dataset(tmp_path_factory):
 
 
 def _train_args(data_dir, codec, workdir, steps, every, extra=()):
-    return ["tools/train.py", "--config=configs/magnet.py:tiny", f"--workdir={workdir}", f"--config.data_dir={data_dir}",
+    return ["tools/train.py", "--config=configs/magnet.py:tiny", f"--workdir={workdir}",
+            f"--config.data_dir={data_dir}",
             f"--config.total_steps={steps}", f"--config.checkpoint_every={every}", "--config.seed=3",
             f"--config.codec.name={codec}", "--config.codec.sample_rate=8000", "--config.batch_size=8", *extra]
 
@@ -59,6 +59,11 @@ def test_tiny_config_trains_and_logs(full_run):
     kept = sorted(int(p.name) for p in (work / "checkpoints").iterdir() if p.name.isdigit())
     assert kept == [3, 6, 9]
     assert list((work / "tensorboard").glob("events.out.tfevents.*"))
+    # the exported weights are the EMA (loadable without torch)
+    from magnet_jax.convert import load_lm_safetensors
+    meta = json.loads((work / "export" / "magnet_jax_config.json").read_text())
+    assert meta["weights"] == "ema" and meta["step"] == STEPS
+    assert load_lm_safetensors(work / "export").config.dim == 64
 
 
 def test_codec_mismatch_is_refused(dataset, tmp_path):
@@ -109,7 +114,9 @@ def test_two_process_multi_host(dataset, tmp_path):
         args = _train_args(data_dir, codec, tmp_path / "mh", 4, 2, [
             f"--config.distributed.coordinator_address=127.0.0.1:{port}", "--config.distributed.num_processes=2",
             f"--config.distributed.process_id={pid}", "--config.distributed.local_device_count=2",
-            "--config.mesh.data=2", "--config.mesh.fsdp=2"])
+            "--config.mesh.data=2", "--config.mesh.fsdp=2",
+            # eval on every shard: processes whose shard holds fewer batches must not leave the others hanging
+            "--config.eval_split=train", "--config.eval_every=2", "--config.eval_batches=100"])
         procs.append(subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=600) for p in procs]
@@ -117,6 +124,9 @@ def test_two_process_multi_host(dataset, tmp_path):
         assert p.returncode == 0, e[-4000:]
     rows = read_metrics(tmp_path / "mh")                # written by process 0 only
     assert sorted(rows) == [1, 2, 3, 4] and all(np.isfinite(r["loss"]) for r in rows.values())
+    evals = [json.loads(line) for line in (tmp_path / "mh" / "metrics.jsonl").read_text().splitlines()
+             if "eval_loss" in line]
+    assert [e["step"] for e in evals] == [2, 4] and all(np.isfinite(e["eval_loss"]) for e in evals)
     ck = tmp_path / "mh" / "checkpoints" / "4"
     assert (ck / "data" / "process_0-of-2.json").exists() and (ck / "data" / "process_1-of-2.json").exists()
 
@@ -142,3 +152,86 @@ def test_sigterm_saves_then_resumes_on_another_mesh(dataset, tmp_path):
                                                                   "--config.mesh.tensor=2"]))
     rows = read_metrics(work)
     assert max(rows) == stop + 2 and np.isfinite(rows[stop + 2]["loss"])
+
+
+# ---------------------------------------------------------------- user errors: one line, exit 2, no traceback
+@pytest.mark.parametrize("extra,needle", [
+    (["--config.learning_rat=0.1"], "unknown config field 'learning_rat'"),
+    (["--config.model.dimm=3"], "unknown config field 'dimm' (did you mean 'dim'?)"),
+    (["--config.checkpoint_every=0"], "config.checkpoint_every=0 must be at least 1"),
+    (["--config.learning_rate=nan"], "config.learning_rate=nan is not a finite number"),
+    (["--config.model.dtype=float16"], "not supported for training (no loss scaling)"),
+    (["--config=configs/magnet.py:nope"], "unknown config 'nope'"),
+])
+def test_config_errors_are_one_line_exit_2(tmp_path, extra, needle):
+    args = ["tools/train.py", f"--workdir={tmp_path / 'w'}", f"--config.data_dir={tmp_path}", *extra]
+    p = run_tool(args, check=False, timeout=300)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert needle in p.stderr and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert not (tmp_path / "w" / "checkpoints").exists()          # nothing trained, nothing saved
+
+
+def test_missing_dataset_is_one_line_exit_2(tmp_path):
+    for data_dir, needle in ((tmp_path / "nope", "does not exist"), (tmp_path, "no TFDS dataset")):
+        p = run_tool(["tools/train.py", f"--workdir={tmp_path / 'w'}", f"--config.data_dir={data_dir}"],
+                     check=False, timeout=300)
+        assert p.returncode == 2 and needle in p.stderr and "Traceback" not in p.stderr, p.stderr[-2000:]
+
+
+def test_help_exits_0_and_lists_the_config_fields():
+    p = run_tool(["tools/train.py", "--help"], check=False, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    for field in ("learning_rate", "checkpoint_every", "max_consecutive_skips", "--config.model.", "dtype",
+                  "--config.text.", "max_length", "configs/magnet.py:"):
+        assert field in p.stdout, field
+
+
+# ---------------------------------------------------------------- damaged checkpoints and non-finite training
+def _biggest(step_dir):
+    return max((q for q in (step_dir / "state").rglob("*") if q.is_file()), key=lambda q: q.stat().st_size)
+
+
+def _flip_bytes(step_dir):
+    victim = _biggest(step_dir)
+    data = bytearray(victim.read_bytes())
+    for i in range(len(data) // 2, len(data) // 2 + 16):
+        data[i] ^= 0xFF
+    victim.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["flip", "zero"])
+def test_damaged_latest_checkpoint_resumes_from_the_previous_one(dataset, full_run, tmp_path, damage):
+    """Before: flipped bytes were resumed silently (NaN later, exit 0); a zero-byte file crashed with a traceback."""
+    data_dir, codec = dataset
+    work = tmp_path / "w"
+    args = _train_args(data_dir, codec, work, 6, EVERY, FULL_EXTRA)
+    run_tool(args)
+    step_dir = work / "checkpoints" / "6"
+    if damage == "flip":
+        _flip_bytes(step_dir)
+    else:
+        _biggest(step_dir).write_bytes(b"")
+    p = run_tool(_train_args(data_dir, codec, work, STEPS, EVERY, FULL_EXTRA))
+    assert "checkpoint step 6 is damaged" in p.stderr and "resumed from step 3" in p.stderr, p.stderr[-3000:]
+    assert list((work / "checkpoints_damaged").glob("6-*"))
+    got, want = read_metrics(work), read_metrics(full_run)
+    for s in range(4, STEPS + 1):                        # steps 4.. re-run from step 3: identical to the full run
+        assert got[s]["loss"] == want[s]["loss"], s
+
+
+def test_non_finite_training_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path):
+    """A huge learning rate: skipped updates are counted; N in a row stop the run with a clear error,
+    and no non-finite state is saved."""
+    data_dir, codec = dataset
+    work = tmp_path / "w"
+    p = run_tool(_train_args(data_dir, codec, work, 40, 2, ["--config.learning_rate=1e30", "--config.warmup_steps=0",
+                                                            "--config.schedule=constant", "--config.max_grad_norm=0",
+                                                            "--config.max_consecutive_skips=3"]), check=False)
+    assert p.returncode == 1 and "consecutive updates skipped" in p.stderr and "Traceback" not in p.stderr, \
+        p.stderr[-3000:]
+    rows = read_metrics(work)
+    assert max(rows) < 40 and sum(not r["finite"] for r in rows.values()) >= 3
+    from magnet_jax.training.checkpoint import verify_step
+    for d in (work / "checkpoints").iterdir():
+        if d.name.isdigit():
+            assert verify_step(d, work / "checkpoints" / "integrity" / f"{d.name}.json") is None

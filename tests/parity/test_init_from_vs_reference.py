@@ -8,10 +8,10 @@ from magnet_jax.configs import get_config, model_config
 
 def test_init_from_released_checkpoint(tmp_path, monkeypatch):
     """Fine-tuning is a config switch: the initial params are the converted checkpoint's."""
-    from tests.reference import magnet_ref as R
     from magnet_jax.convert import load_audiocraft_lm
     from magnet_jax.convert.audiocraft import flat_params
     from magnet_jax.training.loop import initial_model
+    from tests.reference import magnet_ref as R
     monkeypatch.setenv("MAGNET_JAX_CACHE", str(tmp_path / "cache"))
     R.make_checkpoint(tmp_path / "ckpt", R.magnet_xp_cfg(dim=64, num_heads=4, num_layers=2, segment_duration=2))
     c = get_config("tiny")

@@ -5,7 +5,7 @@ from magnet_jax import masking
 
 
 def test_lut_equals_reference_solver():
-    from tests.reference import shim  # noqa: F401
+    from tests.reference import shim  # noqa: F401, I001  (patches audiocraft's imports: must come first)
     from audiocraft.solvers.magnet import MagnetSolver
     fake = types.SimpleNamespace(cfg=types.SimpleNamespace(masking=types.SimpleNamespace(span_len=3)))
     for T in (500, 1500):

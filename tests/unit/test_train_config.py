@@ -3,7 +3,6 @@ import dataclasses
 import math
 
 import pytest
-from ml_collections import config_flags  # noqa: F401  (the loader the CLIs use)
 
 from magnet_jax import configs
 from magnet_jax.decoding import GenerationConfig
@@ -14,6 +13,7 @@ from magnet_jax.training import ConfigError, TrainConfig
 
 def _load(arg):
     import importlib.util
+
     from tests.helpers import ROOT
     spec = importlib.util.spec_from_file_location("magnet_cfg", ROOT / "configs" / "magnet.py")
     mod = importlib.util.module_from_spec(spec)
@@ -39,9 +39,7 @@ def test_released_defaults_come_from_their_single_source(name):
     kind, seg = r["kind"], float(r["segment"])
     want_model = dict(MagnetConfig().to_dict(), **r["size"], segment_duration=seg, text_dim=WIDTHS[c.text.name])
     assert c.model.to_dict() == want_model
-    gen = (GenerationConfig.for_model(kind, seg) if hasattr(GenerationConfig, "for_model")
-           else (GenerationConfig.music if kind == "music" else GenerationConfig.audio)(seg))
-    assert GenerationConfig.from_dict(c.generation.to_dict()) == gen
+    assert GenerationConfig.from_dict(c.generation.to_dict()) == GenerationConfig.for_model(kind, seg)
     assert c.text.name == ("t5-base" if kind == "music" else "t5-large") and c.checkpoint == r["hub"]
     assert c.generation.decoding_steps[0] == (60 if seg == 30 else 20)
     t = TrainConfig.from_config(c)
