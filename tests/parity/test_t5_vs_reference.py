@@ -1,7 +1,7 @@
-"""T5 text encoder + tokenizer: parity with transformers' T5EncoderModel and audiocraft's T5Conditioner.
+"""T5 encoder + tokenizer: parity with transformers' T5EncoderModel and audiocraft's T5Conditioner.
 
-All models are tiny and randomly initialised (the hub is offline in tests); the tokenizer is the
-committed fixture ``tests/fixtures/t5_tokenizer`` (regenerate with ``tests/fixtures/make_t5_tokenizer.py``).
+All models are tiny and randomly initialised (the hub is offline in tests); the tokenizer is the packaged
+tiny one (``magnet_jax/text/assets/tiny_t5_tokenizer``). Tokenizer-only tests: tests/unit/test_t5_tokenizer.py.
 """
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from transformers import T5Config, T5EncoderModel, T5ForConditionalGeneration
 
-from magnet_jax.text import (HubError, T5Encoder, T5EncoderConfig, T5Tokenize, load_t5_encoder, load_t5_tokenizer,
-                             relative_position_buckets, tokenize)
+from magnet_jax.convert import load_t5_encoder
+from magnet_jax.text import HubError, load_t5_tokenizer, relative_position_buckets, tokenize
+from magnet_jax.text.presets import TINY_TOKENIZER
+from tests.reference import shim  # noqa: F401  (before transformers is imported: placeholders for broken extras)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOKENIZER_DIR = os.path.join(HERE, "fixtures", "t5_tokenizer")
-VOCAB = 132  # size of the fixture tokenizer (128 pieces + 4 sentinels)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOKENIZER_DIR = str(TINY_TOKENIZER)
+VOCAB = 132  # size of the packaged tiny tokenizer (128 pieces + 4 sentinels)
 TOL = 1e-5
 
 CONFIGS = {
@@ -37,6 +38,7 @@ CONFIGS = {
 
 
 def _hf_config(**kw):
+    from transformers import T5Config
     return T5Config(vocab_size=VOCAB, dropout_rate=0.0, **kw)
 
 
@@ -75,6 +77,7 @@ def _hf_hidden(model, ids, mask):
 def checkpoints(tmp_path_factory):
     """{name: (hf_model, dir)} for the encoder-only configs (in both formats) and a full seq2seq model."""
     import transformers
+    from transformers import T5EncoderModel, T5ForConditionalGeneration
     transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("t5")
@@ -133,10 +136,12 @@ def test_bfloat16_checkpoint(checkpoints, tmp_path):
     import copy
     hf = copy.deepcopy(checkpoints["gated_silu"][0]).to(torch.bfloat16)
     hf.save_pretrained(str(tmp_path / "bf16"))
+    _save(hf, str(tmp_path / "bf16_bin"), "bin")          # pytorch_model.bin in bfloat16 (torch-free reader)
     hf = hf.float()
     ids, mask = _batch(np.random.default_rng(3), 2, 6)
-    got = np.asarray(load_t5_encoder(str(tmp_path / "bf16"))(ids, mask))
-    assert np.abs(got - _hf_hidden(hf, ids, mask)).max() <= TOL
+    for folder in ("bf16", "bf16_bin"):
+        got = np.asarray(load_t5_encoder(str(tmp_path / folder))(ids, mask))
+        assert np.abs(got - _hf_hidden(hf, ids, mask)).max() <= TOL, folder
 
 
 def test_relative_position_buckets_match_transformers():
@@ -148,14 +153,6 @@ def test_relative_position_buckets_match_transformers():
         np.testing.assert_array_equal(relative_position_buckets(S, S, nb, md), ref.numpy())
 
 
-def test_random_init_module_runs():
-    cfg = T5EncoderConfig(vocab_size=VOCAB, **CONFIGS["gated_gelu"])
-    from flax import nnx
-    mod = T5Encoder(cfg, rngs=nnx.Rngs(0))
-    out = mod(jnp.ones((2, 4), jnp.int32), jnp.array([[1, 1, 1, 0], [0, 0, 0, 0]]))
-    assert out.shape == (2, 4, 48) and bool(jnp.isfinite(out).all())
-
-
 # ------------------------------------------------------------------------------------ tokenizer
 TEXTS = ["a calm piano melody", None, "", "energetic rock song with drums and electric guitar", "zebra?!"]
 
@@ -165,59 +162,13 @@ def t5_tokenizer():
     return load_t5_tokenizer(TOKENIZER_DIR)
 
 
-def test_tokenize_semantics(t5_tokenizer):
-    ids, mask = tokenize(t5_tokenizer, TEXTS)
-    assert ids.dtype == np.int32 and mask.dtype == np.int32
-    ref = t5_tokenizer(["" if t is None else t for t in TEXTS])  # unpadded rows
-    S = max(len(r) for r in ref.input_ids)
-    assert ids.shape == (5, S)
-    for i, t in enumerate(TEXTS):
-        row = ref.input_ids[i]
-        assert row[-1] == t5_tokenizer.eos_token_id == 1
-        np.testing.assert_array_equal(ids[i, :len(row)], row)
-        assert (ids[i, len(row):] == 0).all()
-        assert mask[i].sum() == (0 if not t else len(row))
-    # all null: S = 1 (just </s>), mask all zero
-    ids0, mask0 = tokenize(t5_tokenizer, [None, ""])
-    assert ids0.tolist() == [[1], [1]] and mask0.tolist() == [[0], [0]]
-
-
-def test_tokenize_pad_to(t5_tokenizer, checkpoints):
-    ids, mask = tokenize(t5_tokenizer, TEXTS)
-    S = ids.shape[1]
-    ids2, mask2 = T5Tokenize(t5_tokenizer, pad_to=S + 6)(TEXTS)
-    assert ids2.shape == (5, S + 6)
-    np.testing.assert_array_equal(ids2[:, :S], ids)
-    np.testing.assert_array_equal(mask2[:, :S], mask)
-    assert (ids2[:, S:] == 0).all() and (mask2[:, S:] == 0).all()
-    # extra padding does not change the hidden states of real tokens
-    enc = load_t5_encoder(checkpoints["relu"][1])
-    h, h2 = np.asarray(enc(ids, mask)), np.asarray(enc(ids2, mask2))
-    real = mask.astype(bool)
-    np.testing.assert_allclose(h2[:, :S][real], h[real], atol=TOL, rtol=0)
-    # truncation == the tokenizer's own truncation (keeps </s>)
-    ids3, mask3 = tokenize(t5_tokenizer, TEXTS, pad_to=8)
-    ref = t5_tokenizer(["" if t is None else t for t in TEXTS], padding="max_length", truncation=True,
-                       max_length=8, return_tensors="np")
-    np.testing.assert_array_equal(ids3, ref["input_ids"])
-    np.testing.assert_array_equal(mask3, np.where([[bool(t)] for t in TEXTS], ref["attention_mask"], 0))
-
-
-def test_word_dropout(t5_tokenizer):
-    import random
-    ids, mask = tokenize(t5_tokenizer, ["a b c d e f", "x"], word_dropout=1.0, rng=random.Random(0))
-    assert mask.sum() == 0  # every word dropped -> empty -> null rows
-    ids, mask = tokenize(t5_tokenizer, ["a b c"], word_dropout=0.5, rng=random.Random(0))
-    assert mask.sum() >= 1
-
-
 def test_matches_audiocraft_t5_conditioner(t5_tokenizer, checkpoints, monkeypatch):
     """audiocraft's real T5Conditioner (tokenizer / T5 loading redirected to the tiny offline ones):
     same ids and masks (incl. None / "" rows), and our encoder on them == its T5 on them."""
-    import tests.reference.shim  # noqa: F401  (before audiocraft)
     from types import SimpleNamespace
 
-    from audiocraft.modules import conditioners
+    from audiocraft.modules import conditioners  # the shim (imported above) precedes it
+    from transformers import T5EncoderModel
 
     hf, path = checkpoints["gated_gelu"]
     monkeypatch.setattr(conditioners, "T5Tokenizer", SimpleNamespace(from_pretrained=lambda name: t5_tokenizer))
@@ -236,8 +187,10 @@ def test_matches_audiocraft_t5_conditioner(t5_tokenizer, checkpoints, monkeypatc
 
 
 # ------------------------------------------------------------------------------------ errors
-def test_offline_hub_errors():
+def test_offline_hub_errors(tmp_path, monkeypatch):
+    from huggingface_hub import constants
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(HubError, match="local folder"):
         load_t5_encoder("google-t5/t5-base")
     with pytest.raises(HubError, match="local folder"):
@@ -270,16 +223,19 @@ def test_not_t5_errors(tmp_path, checkpoints):
         load_t5_encoder(str(mism))
 
 
-def test_import_and_safetensors_load_without_torch(checkpoints):
+def test_safetensors_and_bin_load_without_torch(checkpoints):
+    """Both weight formats load where torch cannot be imported (pytorch_model.bin via the torch-free reader)."""
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "import numpy as np\n"
-        "from magnet_jax.text import load_t5_encoder, load_t5_tokenizer, tokenize\n"
-        f"enc = load_t5_encoder({checkpoints['relu'][1]!r})\n"
+        "from magnet_jax.convert import load_t5_encoder\n"
+        "from magnet_jax.text import load_t5_tokenizer, tokenize\n"
         f"ids, mask = tokenize(load_t5_tokenizer({TOKENIZER_DIR!r}), ['a calm piano', None])\n"
-        "h = np.asarray(enc(ids, mask)); assert h.shape == (2, ids.shape[1], 32) and np.isfinite(h).all()\n"
+        f"a = np.asarray(load_t5_encoder({checkpoints['relu'][1]!r})(ids, mask))\n"
+        f"b = np.asarray(load_t5_encoder({checkpoints['relu_bin'][1]!r})(ids, mask))\n"
+        "assert a.shape == (2, ids.shape[1], 32) and np.isfinite(a).all() and (a == b).all()\n"
         "assert 'torch' not in [m.split('.')[0] for m, v in sys.modules.items() if v is not None]\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.path.dirname(HERE), "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
