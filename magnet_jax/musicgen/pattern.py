@@ -47,8 +47,9 @@ def revert_sequence(seq, delays: Sequence[int], frames: int):
 
 def revert_logits(logits, delays: Sequence[int], frames: int):
     """Logits of the delayed sequence [B, K, S, card] -> per frame [B, K, T, card]: the logits that
-    predict ``codes[:, k, t]`` (audiocraft ``revert_pattern_logits``: step ``t + delays[k]``)."""
-    t = np.arange(frames)[None, :] + np.asarray(delays)[:, None]                # [K, T]
+    predict ``codes[:, k, t]`` (audiocraft ``revert_pattern_logits``: step ``t + delays[k]``). Frames whose
+    step lies beyond the given logits (see :func:`frame_valid_mask`) repeat the last step: mask them out."""
+    t = np.minimum(np.arange(frames)[None, :] + np.asarray(delays)[:, None], logits.shape[2] - 1)   # [K, T]
     idx = jnp.asarray(t)[None, :, :, None]
     return jnp.take_along_axis(logits, jnp.broadcast_to(idx, logits.shape[:2] + (frames, 1)), axis=2)
 
