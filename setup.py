@@ -3,7 +3,7 @@ from setuptools import find_packages, setup
 
 CORE = [
     "jax>=0.10.2", "jaxlib>=0.10.2", "flax>=0.12.8", "optax>=0.2.8", "orbax-checkpoint>=0.12.8",
-    "ml-collections>=1.1.0", "numpy>=2.0", "safetensors>=0.4", "huggingface_hub>=0.30",
+    "ml-collections>=1.1.0", "numpy>=2.0", "ml_dtypes>=0.4", "safetensors>=0.4", "huggingface_hub>=0.30",
     "transformers>=5.0", "pyyaml", "absl-py", "tqdm",
 ]
 EXTRAS = {
