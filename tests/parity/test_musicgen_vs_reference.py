@@ -102,3 +102,28 @@ def test_greedy_generate_codes_identical(arch, P):
                               config=MusicGenGenerationConfig(use_sampling=False), num_frames=T, prompt=prompt))
     assert got.shape == want.shape == (B, tl["n_q"], T)
     np.testing.assert_array_equal(got, want)
+
+
+def test_pipeline_from_pretrained_dispatches_to_musicgen(tmp_path, monkeypatch):
+    """``MagnetPipeline.from_pretrained(<musicgen folder>)`` gives the MusicGen sibling; its greedy codes are
+    audiocraft's ``LMModel.generate`` codes for the same text hidden states."""
+    import magnet_jax.codec as codec_pkg
+    import magnet_jax.convert.t5 as t5_mod
+    from magnet_jax.codec.random_init import random_encodec
+    from magnet_jax.musicgen.pipeline import MusicGenPipeline
+    from magnet_jax.pipeline import MagnetPipeline
+
+    xp = R.musicgen_xp_cfg(dim=32, num_heads=2, num_layers=2, card=2048, segment_duration=1)
+    R.make_checkpoint(tmp_path, xp, seed=6)
+    real_stack = t5_mod.load_text_stack
+    monkeypatch.setattr(t5_mod, "load_text_stack", lambda name, dim, **kw: real_stack("tiny", dim))
+    monkeypatch.setattr(codec_pkg, "load_encodec", lambda src, num_codebooks=None, **kw: random_encodec(
+        sample_rate=32000, frame_rate=50, num_codebooks=4, bins=2048, channels=1, seed=0))
+    pipe = MagnetPipeline.from_pretrained(str(tmp_path))
+    assert isinstance(pipe, MusicGenPipeline) and pipe.window_seconds == 1.0
+    assert pipe.generation == MusicGenGenerationConfig()          # audiocraft defaults: top-k 250, cfg 3
+    codes = np.asarray(pipe.generate_codes(["a b c", "d"], duration=0.3, use_sampling=False))
+    hidden, mask = pipe.encode_text(["a b c", "d"])
+    want = R.reference_generate(R.load_reference(tmp_path), torch.from_numpy(np.array(hidden)),
+                                torch.from_numpy(np.array(mask)), num_frames=15)
+    np.testing.assert_array_equal(codes, want)
