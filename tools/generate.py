@@ -19,6 +19,7 @@ import typing
 from absl import app, flags
 
 from magnet_jax.decoding import GenerationConfig
+from magnet_jax.musicgen import MusicGenGenerationConfig
 
 flags.DEFINE_string("model", "facebook/magnet-small-10secs", "hub id | local dir | config:NAME (random init)")
 flags.DEFINE_multi_string("text", None, "a description (repeatable)")
@@ -65,6 +66,22 @@ def _define_generation_flags() -> tuple[str, ...]:
 KNOBS = _define_generation_flags()
 
 
+def _define_musicgen_flags() -> tuple[str, ...]:
+    """MusicGen knobs (audiocraft's names) that MAGNeT's GenerationConfig has not; used by MusicGen checkpoints."""
+    names = []
+    for f in dataclasses.fields(MusicGenGenerationConfig):
+        if f.name in KNOBS or f.name == "extend_stride":
+            continue
+        define = flags.DEFINE_boolean if f.type in (bool, "bool") else flags.DEFINE_float
+        define(f.name, None, f"MusicGen: MusicGenGenerationConfig.{f.name} (model default if unset)")
+        names.append(f.name)
+    flags.DEFINE_float("temperature", None, "MusicGen's name for --temp (audiocraft MusicGen.set_generation_params)")
+    return tuple(names)
+
+
+MUSICGEN_KNOBS = _define_musicgen_flags()
+
+
 def _overrides() -> dict:
     out = {k: getattr(FLAGS, k) for k in KNOBS if getattr(FLAGS, k) is not None}
     hints = typing.get_type_hints(GenerationConfig)
@@ -74,11 +91,20 @@ def _overrides() -> dict:
                 out[k] = tuple(int(s) for s in v)
             except ValueError:
                 raise app.UsageError(f"--{k}={','.join(v)}: give integers, e.g. --{k}=20,10,10,10") from None
+    if FLAGS.temperature is not None:
+        if "temp" in out and out["temp"] != FLAGS.temperature:
+            raise app.UsageError("--temperature is --temp: give one of them")
+        out["temp"] = FLAGS.temperature
     try:
         GenerationConfig().replace(**{k: v for k, v in out.items() if k != "decoding_steps"})
     except ValueError as e:
         raise app.UsageError(str(e)) from None
-    return out
+    mg = {k: getattr(FLAGS, k) for k in MUSICGEN_KNOBS if getattr(FLAGS, k) is not None}
+    try:
+        MusicGenGenerationConfig(**mg)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    return {**out, **mg}
 
 
 def main(argv):

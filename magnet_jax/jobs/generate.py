@@ -212,7 +212,8 @@ def run_to_files(req: GenerationRequest, log=print) -> list[dict]:
         gen = pipe.generation.replace(**req.overrides)
     except (TypeError, ValueError) as e:
         raise RequestError(f"bad generation setting: {e}") from None
-    log(f"model {pipe.name}: window {pipe.window_seconds:g} s, {pipe.sample_rate} Hz, steps {gen.decoding_steps}")
+    steps = getattr(gen, "decoding_steps", "autoregressive")      # MusicGen has no decoding steps
+    log(f"model {pipe.name}: window {pipe.window_seconds:g} s, {pipe.sample_rate} Hz, steps {steps}")
     duration = req.duration
     if duration is not None:
         pipe.check_duration(duration)
