@@ -1,4 +1,4 @@
-"""audiocraft MusicGen / AudioGen LM checkpoints (``lm_model: transformer_lm``) -> :class:`~magnet_jax.model.MusicGenLM`.
+"""audiocraft MusicGen / AudioGen LM checkpoints (``lm_model: transformer_lm``) -> ``MusicGenLM``.
 
 Same released layout as MAGNeT (``state_dict.bin`` with ``xp.cfg`` + ``best_state``) and the same tensor
 names, so the key mapping and the safetensors cache are :mod:`magnet_jax.convert.audiocraft`'s; this module
@@ -11,8 +11,15 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from magnet_jax.convert.audiocraft import (
-    CheckpointError, LoadedCheckpoint, _check_text_width, _read_xp_cfg, _t5_name, _write_safetensors, lm_from_flat_params,
-    params_from_state_dict)
+    CheckpointError,
+    LoadedCheckpoint,
+    _check_text_width,
+    _read_xp_cfg,
+    _t5_name,
+    _write_safetensors,
+    lm_from_flat_params,
+    params_from_state_dict,
+)
 from magnet_jax.model import MusicGenConfig
 from magnet_jax.text.presets import WIDTHS
 

@@ -21,8 +21,14 @@ from flax import nnx
 
 from magnet_jax.model.attention_masks import text_key_mask
 from magnet_jax.model.config import LMConfig
-from magnet_jax.model.layers import LayerNorm, TransformerLayer, dense, sinusoidal_positions, trunc_normal, \
-    uniform_fan_in
+from magnet_jax.model.layers import (
+    LayerNorm,
+    TransformerLayer,
+    dense,
+    sinusoidal_positions,
+    trunc_normal,
+    uniform_fan_in,
+)
 from magnet_jax.sharding import constrain
 from magnet_jax.util import param
 

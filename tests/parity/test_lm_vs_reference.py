@@ -1,13 +1,13 @@
 """MagnetLM vs audiocraft 1.3.0 MagnetLMModel: same random weights (saved in the released
 ``state_dict.bin`` layout, loaded by audiocraft's own loader and by ours) -> same logits."""
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-import jax
-import jax.numpy as jnp
 
-from tests.reference import magnet_ref as R
 from magnet_jax.convert import load_audiocraft_lm
+from tests.reference import magnet_ref as R
 
 TOL = 1e-4
 

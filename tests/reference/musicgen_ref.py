@@ -13,13 +13,12 @@ import contextlib
 import copy
 import os
 
-from tests.reference import magnet_ref as M  # noqa: F401  (shim before audiocraft)
-
 import torch
 import yaml
 from audiocraft.models import builders, loaders
 from audiocraft.modules import transformer as ac_transformer
 
+from tests.reference import magnet_ref as M  # noqa: F401  (shim before audiocraft)
 from tests.reference.magnet_generate_ref import _as_torch, patch_conditions
 
 

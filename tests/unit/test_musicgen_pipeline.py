@@ -1,5 +1,4 @@
 """MusicGenPipeline on a random-init tiny model: generation, continuation, audiocraft's long-form windows."""
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
