@@ -143,6 +143,11 @@ def transformers_config(cfg: CodecConfig) -> dict:
 
 def audiocraft_xp_cfg(cfg: CodecConfig, rvq: RVQTrainConfig = RVQTrainConfig()) -> dict:
     """An ``xp.cfg`` that ``audiocraft.models.builders.get_compression_model`` builds ``cfg`` from."""
+    if cfg.encoder.causal and cfg.renormalize:
+        raise ValueError("audiocraft's EncodecModel does not support renormalize with a causal model; "
+                         "export with --format=transformers instead")
+    if cfg.segment is not None:
+        raise ValueError("audiocraft's EncodecModel has no segment-wise coding; export with --format=transformers")
     def seanet(s, decoder):
         d = dict(dimension=s.dimension, channels=s.channels, causal=s.causal, n_filters=s.n_filters,
                  n_residual_layers=s.n_residual_layers, ratios=list(s.ratios), activation="ELU",
