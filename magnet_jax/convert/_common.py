@@ -1,10 +1,15 @@
-"""Helpers shared by the converters: OmegaConf ``${a.b}`` references of an exported ``xp.cfg``."""
+"""Helpers shared by the converters: OmegaConf ``${a.b}`` references of an exported ``xp.cfg``, and
+building an NNX module around converted parameters."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable, Mapping
 
-__all__ = ["InterpolationError", "resolve_interpolations"]
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx, traverse_util
+
+__all__ = ["InterpolationError", "module_from_pure_dict", "resolve_interpolations"]
 
 _REF = re.compile(r"\$\{([\w.]+)\}")
 
@@ -37,3 +42,24 @@ def resolve_interpolations(node: Any, root: Any, _depth: int = 0) -> Any:
                 cur = cur[part]
             return resolve_interpolations(cur, root, _depth + 1)
     return node
+
+
+def module_from_pure_dict(make: Callable[[], nnx.Module], params: Mapping[str, Any], *, error=ValueError,
+                          what: str = "checkpoint") -> nnx.Module:
+    """The module ``make()`` builds, holding ``params`` (a ``'.'``-flat or nested dict of arrays), without
+    running its random init. Names and shapes must match exactly; values take the module's dtypes."""
+    graphdef, state = nnx.split(nnx.eval_shape(make))
+    want = traverse_util.flatten_dict(nnx.to_pure_dict(state), sep=".")
+    flat = {k: v for k, v in traverse_util.flatten_dict(dict(params), sep=".").items()}
+    missing, extra = sorted(set(want) - set(flat)), sorted(set(flat) - set(want))
+    if missing or extra:
+        raise error(f"{what}: parameter names do not match the model: missing {missing[:5]}, extra {extra[:5]}")
+    arrays = {}
+    for key, leaf in want.items():
+        value = np.asarray(flat[key])
+        if value.shape != tuple(leaf.shape):
+            raise error(f"{what}: parameter {key!r} has shape {value.shape}, the model (from its config) "
+                        f"{tuple(leaf.shape)}")
+        arrays[key] = jnp.asarray(value, dtype=leaf.dtype)
+    nnx.replace_by_pure_dict(state, traverse_util.unflatten_dict(arrays, sep="."))
+    return nnx.merge(graphdef, state)

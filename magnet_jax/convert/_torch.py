@@ -290,7 +290,8 @@ def _load_legacy(path: str):
         except Exception as e:
             raise TorchFileError(f"{path}: cannot be read as a torch checkpoint ({type(e).__name__}: {e})") from None
         if magic != _LEGACY_MAGIC:
-            raise TorchFileError(f"{path}: cannot be read as a torch checkpoint (no zip archive, no legacy magic number)")
+            raise TorchFileError(f"{path}: cannot be read as a torch checkpoint (neither a zip archive nor the "
+                                 f"legacy format's magic number)")
         load_header()  # protocol version
         sys_info = load_header()
         little = not isinstance(sys_info, dict) or sys_info.get("little_endian", True)

@@ -16,14 +16,13 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-import jax.numpy as jnp
 import numpy as np
 import yaml
 from flax import nnx, traverse_util
 
 from magnet_jax import hub
 from magnet_jax.configs import RELEASED
-from magnet_jax.convert._common import InterpolationError, resolve_interpolations
+from magnet_jax.convert._common import InterpolationError, module_from_pure_dict, resolve_interpolations
 from magnet_jax.convert._torch import TorchFileError, load_torch_file
 from magnet_jax.model import MagnetConfig, MagnetLM, MusicGenConfig, MusicGenLM
 from magnet_jax.text.presets import T5_MODELS, WIDTHS, canonical_t5_name
@@ -229,20 +228,7 @@ def flat_params(lm: MagnetLM) -> dict[str, np.ndarray]:
 def lm_from_flat_params(cfg: MagnetConfig, flat: Mapping[str, np.ndarray]) -> MagnetLM:
     """Builds a MagnetLM (a MusicGenLM for a MusicGenConfig) without random init (abstract model + the arrays)."""
     cls = MusicGenLM if isinstance(cfg, MusicGenConfig) else MagnetLM
-    abstract = nnx.eval_shape(lambda: cls(cfg, rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(abstract)
-    want = traverse_util.flatten_dict(nnx.to_pure_dict(state), sep=".")
-    missing, extra = sorted(set(want) - set(flat)), sorted(set(flat) - set(want))
-    if missing or extra:
-        raise CheckpointError(f"parameter names do not match the model: missing {missing[:5]}, extra {extra[:5]}")
-    arrays = {}
-    for key, abs_leaf in want.items():
-        arr = np.asarray(flat[key], dtype=np.float32)
-        if arr.shape != tuple(abs_leaf.shape):
-            raise CheckpointError(f"{key}: shape {arr.shape} != model {tuple(abs_leaf.shape)}")
-        arrays[key] = jnp.asarray(arr)
-    nnx.replace_by_pure_dict(state, traverse_util.unflatten_dict(arrays, sep="."))
-    return nnx.merge(graphdef, state)
+    return module_from_pure_dict(lambda: cls(cfg, rngs=nnx.Rngs(0)), flat, error=CheckpointError, what="LM weights")
 
 
 def lm_from_state_dict(sd: Mapping[str, Any], cfg: MagnetConfig) -> MagnetLM:
@@ -352,7 +338,7 @@ def load_audiocraft_checkpoint(path_or_repo_id: str | os.PathLike, *, cache: boo
             return _from_export(cached, overrides, src, codec_source)
     pkg = read_state_dict_bin(bin_path)
     if _read_xp_cfg(pkg["xp.cfg"]).get("lm_model") == "transformer_lm":   # MusicGen / AudioGen
-        from magnet_jax.convert import musicgen   # function-level: convert.musicgen imports this module
+        from magnet_jax.convert import musicgen  # function-level: convert.musicgen imports this module
         return musicgen.checkpoint_from_package(pkg, source=src, codec_source=codec_source, cached=cached,
                                                 overrides=overrides, cache_format=_CACHE_FORMAT)
     cfg = config_from_xp_cfg(pkg["xp.cfg"])

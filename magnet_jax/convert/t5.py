@@ -17,13 +17,15 @@ import numpy as np
 from flax import nnx
 
 from magnet_jax import hub
+from magnet_jax.convert._common import module_from_pure_dict
 from magnet_jax.convert._torch import TorchFileError, load_torch_file
 from magnet_jax.hub import HubError, resolve_file
 from magnet_jax.text.presets import TINY_TOKENIZER, t5_hub_candidates, tiny_t5_config
-from magnet_jax.text.t5 import T5Encoder, T5EncoderConfig, T5EncoderFn, build_t5_encoder
+from magnet_jax.text.t5 import T5Encoder, T5EncoderConfig, T5EncoderFn
 from magnet_jax.text.tokenizer import load_t5_tokenizer
 
-__all__ = ["load_t5_encoder", "load_text_stack", "params_from_hf", "read_hf_t5_weights", "resolve_t5_source"]
+__all__ = ["build_t5_encoder", "load_t5_encoder", "load_text_stack", "params_from_hf", "read_hf_t5_weights",
+           "resolve_t5_source"]
 
 _SUPPORTED_MODEL_TYPES = ("t5", "mt5")
 
@@ -205,6 +207,13 @@ def load_t5_encoder(path_or_repo_id, dtype=jnp.float32, *,
     config = T5EncoderConfig.from_hf_dict(cfg_dict)
     params = params_from_hf(tensors, config, source=str(path_or_repo_id))
     return T5EncoderFn(build_t5_encoder(config, params, dtype=dtype, precision=precision))
+
+
+def build_t5_encoder(config: T5EncoderConfig, params: Mapping[str, np.ndarray], *, dtype=jnp.float32,
+                     precision=jax.lax.Precision.HIGHEST) -> T5Encoder:
+    """A :class:`T5Encoder` holding ``params`` (from :func:`params_from_hf`), without random init."""
+    return module_from_pure_dict(lambda: T5Encoder(config, dtype=dtype, precision=precision, rngs=nnx.Rngs(0)),
+                                 params, error=HubError, what="T5 weights vs config.json")
 
 
 def resolve_t5_source(name: str) -> str:

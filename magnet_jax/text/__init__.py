@@ -12,8 +12,8 @@ Typical use (loading real weights is :mod:`magnet_jax.convert.t5`)::
 The LM owns the output projection and multiplies the projected states by ``mask``.
 """
 from magnet_jax.hub import HubError
-from magnet_jax.text.t5 import T5Encoder, T5EncoderConfig, T5EncoderFn, build_t5_encoder, relative_position_buckets
+from magnet_jax.text.t5 import T5Encoder, T5EncoderConfig, T5EncoderFn, relative_position_buckets
 from magnet_jax.text.tokenizer import T5Tokenize, load_t5_tokenizer, tokenize
 
-__all__ = ["HubError", "T5Encoder", "T5EncoderConfig", "T5EncoderFn", "build_t5_encoder",
-           "relative_position_buckets", "T5Tokenize", "load_t5_tokenizer", "tokenize"]
+__all__ = ["HubError", "T5Encoder", "T5EncoderConfig", "T5EncoderFn", "relative_position_buckets", "T5Tokenize",
+           "load_t5_tokenizer", "tokenize"]

@@ -42,10 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from magnet_jax.hub import HubError
-
-__all__ = ["T5EncoderConfig", "T5Encoder", "T5EncoderFn", "build_t5_encoder", "relative_position_buckets",
-           "HubError"]
+__all__ = ["T5EncoderConfig", "T5Encoder", "T5EncoderFn", "relative_position_buckets"]
 
 _ACTIVATIONS = {
     "relu": jax.nn.relu,
@@ -299,22 +296,3 @@ class T5EncoderFn:
         if attention_mask is None:
             attention_mask = jnp.ones(input_ids.shape, jnp.int32)
         return self._run(self._state, input_ids, jnp.asarray(attention_mask))
-
-
-# ---------------------------------------------------------------------------------------- building
-def build_t5_encoder(config: T5EncoderConfig, params: Mapping[str, np.ndarray], *, dtype=jnp.float32,
-                     precision=jax.lax.Precision.HIGHEST) -> T5Encoder:
-    """A :class:`T5Encoder` holding ``params`` (:func:`magnet_jax.convert.t5.params_from_hf`), no random init."""
-    abstract = nnx.eval_shape(lambda: T5Encoder(config, dtype=dtype, precision=precision, rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(abstract)
-    pure = {}
-    for name, leaf in nnx.to_pure_dict(state).items():
-        if name not in params:
-            raise HubError(f"parameter {name!r} missing from the converted T5 weights")
-        value = np.asarray(params[name])
-        if tuple(value.shape) != tuple(leaf.shape):
-            raise HubError(f"T5 parameter {name!r}: checkpoint shape {value.shape} does not match "
-                           f"config.json, which implies {tuple(leaf.shape)}")
-        pure[name] = jnp.asarray(value, dtype=leaf.dtype)
-    nnx.replace_by_pure_dict(state, pure)
-    return nnx.merge(graphdef, state)
