@@ -30,6 +30,9 @@ if [[ ! -f $STAMP || setup.py -nt $STAMP || tools/install.sh -nt $STAMP ]]; then
     say "installing the reference audiocraft 1.3.0 (no deps) and its import chain"
     $PIP install --no-deps audiocraft==1.3.0 julius num2words flashy dora-search treetable retrying \
         submitit cloudpickle colorlog docopt encodec==0.1.1 >&2
+    # torchaudio's Python transforms for audiocraft's codec losses (no wheel matches torch 2.13; its compiled
+    # extension is left unloaded by tests/reference/torchaudio_py.py)
+    $PIP install --no-deps torchaudio==2.11.1 >&2
     $PIP install einops omegaconf >&2
   else
     say "installing magnet-jax (JAX, Flax, audio + data extras; no torch)"
