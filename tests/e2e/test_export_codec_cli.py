@@ -1,0 +1,60 @@
+"""tools/export_codec.py on a real training workdir (tools/train_codec.py, tiny_gan_free, 2 steps): both
+formats are written, our loader reads them back with the codes of the EMA generator, and user errors
+exit 2 with one line."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = "configs/codec.py:tiny_gan_free"
+
+
+def _run(*args, timeout=900):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    import soundfile as sf
+    base = tmp_path_factory.mktemp("export_cli")
+    audio = base / "audio"
+    audio.mkdir()
+    t = np.arange(8000) / 8000
+    for i, f in enumerate((220.0, 330.0, 440.0, 550.0, 660.0)):
+        sf.write(audio / f"tone{i}.wav", (0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32), 8000)
+    wd = base / "wd"
+    r = _run("tools/train_codec.py", f"--config={CONFIG}", f"--workdir={wd}", f"--config.audio_dir={audio}",
+             "--config.total_steps=2", "--config.eval_batches=1", "--noprogress")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return wd
+
+
+@pytest.mark.parametrize("fmt", ["transformers", "audiocraft"])
+def test_export_cli_round_trip(workdir, tmp_path, fmt):
+    out = tmp_path / fmt
+    r = _run("tools/export_codec.py", f"--workdir={workdir}", f"--out={out}", f"--format={fmt}", f"--config={CONFIG}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "wrote" in r.stdout
+    from configs.codec import get_config
+    from magnet_jax.codec import export_inference_codec, load_encodec
+    from magnet_jax.codec_training.export import load_trained
+    ours = export_inference_codec(*load_trained(get_config("tiny_gan_free"), workdir))
+    back = load_encodec(out)
+    wav = (0.3 * np.sin(2 * np.pi * 300 * np.arange(4001) / 8000)).astype(np.float32)[None, None]
+    np.testing.assert_array_equal(np.asarray(back.encode(wav)), np.asarray(ours.encode(wav)))
+    assert np.abs(np.asarray(back.decode(ours.encode(wav))) - np.asarray(ours.decode(ours.encode(wav)))).max() < 1e-5
+
+
+def test_export_cli_user_errors(tmp_path):
+    r = _run("tools/export_codec.py", "--help")
+    assert r.returncode == 0 and "--format" in r.stdout
+    r = _run("tools/export_codec.py", f"--workdir={tmp_path}", f"--out={tmp_path / 'o'}")
+    assert r.returncode == 2 and "no checkpoints/ folder" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "checkpoints").mkdir()
+    r = _run("tools/export_codec.py", f"--workdir={tmp_path}", f"--out={tmp_path / 'o'}")
+    assert r.returncode == 2 and "config" in r.stderr and "Traceback" not in r.stderr
