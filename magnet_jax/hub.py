@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import threading
 from pathlib import Path
+from urllib.parse import urlparse
 
 from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
@@ -42,6 +45,38 @@ def is_cached(repo_id: str) -> bool:
     return snaps.is_dir() and any(snaps.iterdir())
 
 
+_REACHABLE: dict[str, bool] = {}
+
+
+def hub_reachable() -> bool:
+    """Whether the hub endpoint accepts a connection (checked once per process, ~1 s when offline).
+
+    huggingface_hub retries an unreachable hub for ~25 s per file before it falls back to its cache; a warm
+    cache on a machine without network must not wait that long. ``HF_HUB_OFFLINE=1`` skips the check; behind a
+    proxy (``HTTPS_PROXY`` ...) a direct connection says nothing, so the hub is assumed reachable.
+    """
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    endpoint = constants.ENDPOINT
+    if endpoint not in _REACHABLE:
+        url, answered = urlparse(endpoint), []
+
+        def connect():   # in a thread: the name lookup itself has no timeout
+            try:
+                with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                              timeout=1.5):
+                    answered.append(True)
+            except OSError:
+                pass
+        probe = threading.Thread(target=connect, daemon=True)
+        probe.start()
+        probe.join(2.0)
+        _REACHABLE[endpoint] = bool(answered)
+    return _REACHABLE[endpoint]
+
+
 # "owner/name" or a legacy single-name id ("t5-base"), as the hub accepts them
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
@@ -73,11 +108,13 @@ def resolve_file(path_or_repo_id: str | os.PathLike, filename: str, *, optional:
     if optional and try_to_load_from_cache(repo_id, filename, cache_dir=_hf_cache_root()) is _CACHED_NO_EXIST:
         return None   # the cache remembers that the repo has no such file
     try:
-        return hf_hub_download(repo_id, filename, cache_dir=_hf_cache_root())
-    except LocalEntryNotFoundError as e:  # offline (HF_HUB_OFFLINE or no network) and not in the local cache
+        return hf_hub_download(repo_id, filename, cache_dir=_hf_cache_root(), local_files_only=not hub_reachable())
+    except LocalEntryNotFoundError:  # offline (HF_HUB_OFFLINE or no network) and not in the local cache
         if optional and is_cached(repo_id):   # the repo is cached, this optional file is not part of it
             return None
-        raise HubError(_unreachable(repo_id, filename, e)) from None
+        why = ("HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else f"no connection to {constants.ENDPOINT}")
+        raise HubError(_unreachable(repo_id, filename, f"{why}, and the file is not in the Hugging Face cache "
+                                                       f"{str(_hf_cache_root())!r}")) from None
     except EntryNotFoundError:
         if optional:
             return None
@@ -89,8 +126,8 @@ def resolve_file(path_or_repo_id: str | os.PathLike, filename: str, *, optional:
         raise HubError(_unreachable(repo_id, filename, e)) from None
 
 
-def _unreachable(repo_id: str, filename: str, e: Exception) -> str:
-    why = str(e).splitlines()[0] if str(e) else ""
+def _unreachable(repo_id: str, filename: str, e: Exception | str) -> str:
+    why = e if isinstance(e, str) else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     return (f"could not download {filename!r} from hub repo {repo_id!r}: the Hugging Face hub is not reachable "
-            f"({type(e).__name__}: {why}). Download the repo elsewhere (e.g. `hf download {repo_id} "
+            f"({why}). Download the repo elsewhere (e.g. `hf download {repo_id} "
             f"--local-dir DIR`) and pass that local folder instead of the repo id.")

@@ -66,3 +66,33 @@ def test_local_paths_and_bad_ids(tmp_path, hf_cache):
 def test_cache_dir_env(tmp_path, monkeypatch):
     monkeypatch.setenv("MAGNET_JAX_CACHE", str(tmp_path / "c"))
     assert hub.cache_dir("lm", "k") == tmp_path / "c" / "lm" / "k" and os.path.isdir(tmp_path / "c" / "lm" / "k")
+
+
+def test_unreachable_hub_reads_the_cache_without_retrying(hf_cache, monkeypatch):
+    """HF_HUB_OFFLINE unset, no network: one connection probe, then cache-only look-ups (huggingface_hub would
+    otherwise retry each file for ~25 s before falling back to the same cache)."""
+    import socket
+
+    import huggingface_hub
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "_REACHABLE", {})
+    with socket.socket() as s:       # a port nothing listens on: connection refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    calls = []
+    real = huggingface_hub.hf_hub_download
+
+    def spy(*a, **k):
+        calls.append(k.get("local_files_only"))
+        return real(*a, **k)
+    monkeypatch.setattr(hub, "hf_hub_download", spy)
+    snap = add_repo(hf_cache, "facebook/magnet-small-10secs", {"state_dict.bin": b"lm"})
+    assert not hub.hub_reachable()
+    assert hub.resolve_file("facebook/magnet-small-10secs", "state_dict.bin") == str(snap / "state_dict.bin")
+    assert hub.resolve_file("facebook/magnet-small-10secs", "config.json", optional=True) is None
+    with pytest.raises(hub.HubError, match=f"no connection to http://127.0.0.1:{port}, and the file is not in"):
+        hub.resolve_file("facebook/encodec_32khz", "config.json")
+    assert calls == [True, True, True]
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")      # behind a proxy a direct probe says nothing
+    assert hub.hub_reachable()
