@@ -1,4 +1,4 @@
-"""Public MAGNeT generation: inputs -> one jitted program (the model as a ``logits_fn`` + :func:`decode_loop`).
+"""Public MAGNeT generation: inputs -> one jitted program (the model as a ``logits_fn`` + ``decode_loop``).
 
 One ``jax.jit`` per (graphdef, :class:`GenerationConfig`, shapes). The model goes through ``nnx.split``: its
 parameters are a jit argument, so new weights do not recompile; neither do new prompts / regions / prompt
@@ -19,50 +19,12 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from magnet_jax.decoding.config import GenerationConfig
 from magnet_jax.decoding.inputs import prepare_inputs
-from magnet_jax.decoding.loop import LogitsFn, decode_loop
-
-
-def cfg_logits_fn(graphdef, state, text_hidden, text_mask) -> LogitsFn:
-    """``logits_fn`` of a :class:`~magnet_jax.model.MagnetLM` (``nnx.split``) with classifier-free guidance.
-
-    The null condition: audiocraft tokenizes ``""`` for the null rows, whose T5 conditioner output is
-    ``proj(hidden) * mask`` with an all-zero mask, i.e. exactly zero. The null rows here are (zero cond,
-    zero mask) of the same text length ``S``: the condition tensors are identical to the reference's. The
-    text projection runs once per generate; one forward on the ``2B`` batch ``[cond; null]`` per step, then
-    ``uncond + (cond - uncond) * coef``. Without text (``text_hidden=None``): the ``B`` null rows only.
-
-    The module is rebuilt inside each call from the state's leaves: NNX transforms in the model (the layer
-    scan) refuse variables created at an outer trace level (the loop body is a trace of its own).
-    """
-    lm = nnx.merge(graphdef, state)
-    leaves, treedef = jax.tree.flatten(state)
-
-    def model():
-        return nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
-    if text_hidden is None:
-        def null_only(codes, stage, coef):
-            del coef
-            cond = jnp.zeros((codes.shape[0], 1, lm.config.dim), lm.compute_dtype)
-            return model().stage_logits(codes, None, None, stage, cond=cond)
-        return null_only
-
-    cond = lm.project_text(text_hidden, text_mask)
-    cond2 = jnp.concatenate([cond, jnp.zeros_like(cond)], 0)
-    tmask2 = jnp.concatenate([text_mask, jnp.zeros_like(text_mask)], 0)
-
-    def guided(codes, stage, coef):
-        B = codes.shape[0]
-        both = model().stage_logits(jnp.concatenate([codes, codes], 0), None, tmask2, stage,
-                                                       cond=cond2)
-        cond_l, uncond_l = both[:B], both[B:]
-        return uncond_l + (cond_l - uncond_l) * coef
-
-    return guided
+from magnet_jax.decoding.loop import decode_loop
+from magnet_jax.decoding.model_logits import cfg_logits_fn
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "config", "trace"))
