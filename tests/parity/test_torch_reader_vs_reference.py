@@ -12,10 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.reference import shim  # noqa: F401  (must precede audiocraft)
 from tests.reference import encodec_ref as E
 from tests.reference import magnet_ref as R
-from audiocraft.utils.export import export_pretrained_compression_model  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -23,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """{layout: path}: each written by the reference package that produces it (or torch.save)."""
+    from audiocraft.utils.export import export_pretrained_compression_model  # after the shim (magnet_ref)
     from transformers import T5Config, T5EncoderModel
     d = tmp_path_factory.mktemp("torchfiles")
     out = {}
