@@ -77,9 +77,25 @@ def get_config(arg: str = "tiny") -> ConfigDict:
         c.eval_every = 100
         c.eval_batches = 2
         c.checkpoint_every = 100
+    elif base == "bundled":   # not audiocraft: the bundled offline model's codec (magnet_jax/bundled, issue 14)
+        # 16 kHz mono, hop 8*5*4*2 = 320 -> 50 Hz, 4 x 1024 codes: the released tokenizers' frame rate and
+        # codebook count at the corpus' rate. 8 filters / 64 dims / 1 LSTM layer: ~0.4 M params, trains on a CPU.
+        # GAN-free (msspec + L1): the discriminator doubles the step cost and only pays off after long training;
+        # --config.losses.adv=4 --config.losses.feat=4 turns it back on (a small MS-STFT-D below) on an accelerator.
+        c.model.update(dict(sample_rate=16000, ratios=(8, 5, 4, 2), n_filters=8, dimension=64, lstm=1, n_q=4,
+                            bins=1024))
+        c.losses.update(dict(adv=0.0, feat=0.0))
+        c.msstftd.update(dict(filters=8))
+        c.segment_seconds = 1.0
+        c.batch_size = 16
+        c.total_steps = 20_000
+        c.log_every = 50
+        c.eval_every = 1000
+        c.eval_batches = 4
+        c.checkpoint_every = 500
     else:
-        raise ValueError(f"unknown codec config {name!r}: encodec_musicgen_32khz, encodec_audiogen_16khz or tiny "
-                         f"(optionally with {GAN_FREE})")
+        raise ValueError(f"unknown codec config {name!r}: encodec_musicgen_32khz, encodec_audiogen_16khz, bundled "
+                         f"or tiny (optionally with {GAN_FREE})")
     if name.endswith(GAN_FREE):
         c.losses.update(dict(adv=0.0, feat=0.0))
     return c

@@ -2,7 +2,7 @@
 
 NAME: ``magnet_small_10secs``, ``magnet_medium_10secs``, ``magnet_small_30secs``, ``magnet_medium_30secs``,
 ``audio_magnet_small``, ``audio_magnet_medium`` (the released models) or ``tiny`` / ``tiny_audio`` (test
-models; the default). Override any field on the command line, e.g.
+models; the default) or ``bundled`` (the bundled offline model). Override any field on the command line, e.g.
 ``--config=configs/magnet.py:magnet_small_10secs --config.model.dtype=bfloat16 --config.generation.temp=2.5``.
 The defaults live in magnet_jax/configs.py.
 """
@@ -10,4 +10,7 @@ from magnet_jax.configs import get_config as _get
 
 
 def get_config(arg: str = "tiny"):
+    if arg == "bundled":   # the bundled offline model's LM (magnet_jax/bundled/config.py)
+        from magnet_jax.bundled.config import lm_config
+        return lm_config()
     return _get(arg or "tiny")
