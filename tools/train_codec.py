@@ -1,4 +1,4 @@
-"""Train an EnCodec (audiocraft's CompressionSolver recipe) on audio files. Re-running resumes.
+r"""Train an EnCodec (audiocraft's CompressionSolver recipe) on audio files. Re-running resumes.
 
   python tools/train_codec.py --config=configs/codec.py:NAME --workdir=DIR --config.manifest=FILE.jsonl \
       [--config.audio_dir=DIR] [--config.total_steps=N] [--config.any.field=value]
