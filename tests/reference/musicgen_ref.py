@@ -13,13 +13,17 @@ import contextlib
 import copy
 import os
 
-import torch
-import yaml
-from audiocraft.models import builders, loaders
-from audiocraft.modules import transformer as ac_transformer
+from tests.reference import shim
 
-from tests.reference import magnet_ref as M  # noqa: F401  (shim before audiocraft)
-from tests.reference.magnet_generate_ref import _as_torch, patch_conditions
+shim.install()   # before audiocraft (a statement here also keeps import sorters from moving it below)
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from audiocraft.models import builders, loaders  # noqa: E402
+from audiocraft.modules import transformer as ac_transformer  # noqa: E402
+
+from tests.reference import magnet_ref as M  # noqa: E402
+from tests.reference.magnet_generate_ref import _as_torch, patch_conditions  # noqa: E402
 
 
 @contextlib.contextmanager
