@@ -14,6 +14,7 @@ Every GenerationConfig field is a flag of the same name (unset = the model's def
 from __future__ import annotations
 
 import dataclasses
+import sys
 import typing
 
 from absl import app, flags
@@ -82,6 +83,23 @@ def _define_musicgen_flags() -> tuple[str, ...]:
 MUSICGEN_KNOBS = _define_musicgen_flags()
 
 
+def _usage_error(message: str):
+    """A user error: one line on stderr, exit 2 (absl's UsageError would print the whole usage, exit 1)."""
+    sys.stderr.write(f"generate.py: error: {message}\n")
+    sys.exit(2)
+
+
+def _parse(argv):
+    """absl's flag parsing with --help exiting 0 and a flag error as one line, exit 2."""
+    if any(a in ("--help", "-h", "--helpshort", "-?") for a in argv[1:]):
+        print(sys.modules["__main__"].__doc__ + "\n" + FLAGS.main_module_help())
+        sys.exit(0)
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        _usage_error(f"{e} (see --help)")
+
+
 def _overrides() -> dict:
     out = {k: getattr(FLAGS, k) for k in KNOBS if getattr(FLAGS, k) is not None}
     hints = typing.get_type_hints(GenerationConfig)
@@ -90,26 +108,26 @@ def _overrides() -> dict:
             try:
                 out[k] = tuple(int(s) for s in v)
             except ValueError:
-                raise app.UsageError(f"--{k}={','.join(v)}: give integers, e.g. --{k}=20,10,10,10") from None
+                _usage_error(f"--{k}={','.join(v)}: give integers, e.g. --{k}=20,10,10,10")
     if FLAGS.temperature is not None:
         if "temp" in out and out["temp"] != FLAGS.temperature:
-            raise app.UsageError("--temperature is --temp: give one of them")
+            _usage_error("--temperature is --temp: give one of them")
         out["temp"] = FLAGS.temperature
     try:
         GenerationConfig().replace(**{k: v for k, v in out.items() if k != "decoding_steps"})
     except ValueError as e:
-        raise app.UsageError(str(e)) from None
+        _usage_error(str(e))
     mg = {k: getattr(FLAGS, k) for k in MUSICGEN_KNOBS if getattr(FLAGS, k) is not None}
     try:
         MusicGenGenerationConfig(**mg)
     except ValueError as e:
-        raise app.UsageError(str(e)) from None
+        _usage_error(str(e))
     return {**out, **mg}
 
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}: every option is a --flag=value")
+        _usage_error(f"unexpected arguments {argv[1:]}: every option is a --flag=value (see --help)")
     from magnet_jax import hub
     from magnet_jax.audio_files import NonFiniteAudioError
     from magnet_jax.jobs.generate import GenerationRequest, run_to_files
@@ -122,11 +140,12 @@ def main(argv):
         codec=FLAGS.codec)
     try:
         run_to_files(req, log=print)
-    except NonFiniteAudioError as e:     # not the user's input: a failed generation
-        raise SystemExit(f"error: {e}") from None
+    except NonFiniteAudioError as e:     # not the user's input: a failed generation, exit 1
+        sys.stderr.write(f"generate.py: error: {e}\n")
+        sys.exit(1)
     except (ValueError, FileNotFoundError, hub.HubError) as e:
-        raise app.UsageError(str(e)) from None
+        _usage_error(" ".join(str(e).split()))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse)

@@ -10,6 +10,7 @@ import math
 import os
 import socket
 import tempfile
+import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -146,11 +147,19 @@ def hub_reachable(timeout: float = 1.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return False
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout):
-            return True
-    except OSError:
-        return False
+    answered = []
+
+    def connect():   # in a thread: the name lookup itself has no timeout
+        try:
+            with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                          timeout):
+                answered.append(True)
+        except OSError:
+            pass
+    t = threading.Thread(target=connect, daemon=True)
+    t.start()
+    t.join(timeout)
+    return bool(answered)
 
 
 def _go_offline() -> None:
@@ -166,7 +175,7 @@ def _go_offline() -> None:
 def _missing_local_path(model: str) -> bool:
     """A name that can only mean a local path (absolute, ./, ~, several parts, or under an existing
     folder) but does not exist: a typo, never something to look up on the hub."""
-    if model.startswith("config:") or hub.is_local(model):
+    if model.startswith("config:") or model == "bundled" or hub.is_local(model):
         return False
     parts = Path(model).parts
     return (model.startswith((".", "/", "~")) or len(parts) != 2 or Path(parts[0]).expanduser().is_dir())

@@ -1,6 +1,7 @@
 """tools/generate.py as a user runs it (subprocesses, the tiny random-init model), and tools/run.sh's fallback."""
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -41,7 +42,7 @@ def test_generate_cli(tmp_path):
 
 def test_help_exits_0(tmp_path):
     p = gen(["--help"], tmp_path, check=False)
-    assert p.returncode == 0 and "--decoding_steps" in p.stdout and "--anneal_temp" in p.stdout
+    assert p.returncode == 0 and "--decoding_steps" in p.stdout and "--[no]anneal_temp" in p.stdout
 
 
 @pytest.mark.parametrize("args,message", [
@@ -98,8 +99,13 @@ def test_offline_fallback_says_so(tmp_path):
 
 
 def _run_sh(args, tmp_path, **env):
-    """tools/run.sh with the existing venv (install.sh finds it installed)."""
-    e = dict(os.environ, PYTHONPATH=str(ROOT), HF_HOME=str(tmp_path / "hf"), **env)
+    """tools/run.sh on a stand-in venv whose python is this one (install.sh finds it installed: no pip)."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    (venv / "bin" / "python").chmod(0o755)
+    (venv / ".magnet_installed_base").touch()
+    e = dict(os.environ, PYTHONPATH=str(ROOT), HF_HOME=str(tmp_path / "hf"), MAGNET_VENV=str(venv), **env)
     return subprocess.run(["bash", "tools/run.sh", *args], cwd=ROOT, env=e, capture_output=True, text=True,
                           timeout=600)
 
@@ -108,3 +114,14 @@ def test_run_sh_mistyped_local_path_fails_clearly(tmp_path):
     p = _run_sh([f"--model={tmp_path / 'my-model'}", f"--out_dir={tmp_path / 'out'}"], tmp_path, HF_HUB_OFFLINE="0")
     assert p.returncode == 2 and "no such local folder" in p.stderr, p.stderr[-2000:]
     assert "RANDOM-INIT" not in p.stdout and not list(tmp_path.glob("out/*.wav"))
+
+
+def test_run_sh_falls_back_quickly_when_offline(tmp_path):
+    """No hub (HF_HUB_OFFLINE here; a closed endpoint in the unit test of the probe), model not cached: the
+    offline model, with the whole message, and no retries."""
+    p = _run_sh(["--text=lofi", "--duration=0.5", "--decoding_steps=2,1,1,1", f"--out_dir={tmp_path / 'out'}"],
+                tmp_path, HF_HUB_OFFLINE="1")
+    assert p.returncode == 0, p.stderr[-2000:]
+    note = p.stdout[p.stdout.index("NOTE"):]
+    assert "RANDOM-INIT" in note and "hf download facebook/magnet-small-10secs" in note and "config:tiny" in note
+    assert len(list((tmp_path / "out").glob("*.wav"))) == 1
