@@ -7,9 +7,18 @@ from magnet_jax.codec.config import CodecConfig, SeanetConfig
 from magnet_jax.codec.encodec import DEFAULT_CHUNK_SECONDS, Encodec, EncodecNet, linear_overlap_add
 from magnet_jax.codec.rvq_train import CodebookState, RVQTrainConfig
 from magnet_jax.codec.training_model import (
-    TrainableEncodec, codec_train_forward, export_inference_codec, init_trainable_codec)
+    TrainableEncodec,
+    codec_train_forward,
+    export_inference_codec,
+    init_trainable_codec,
+)
 from magnet_jax.convert.encodec import (
-    CodecFormatError, hf_config_to_codec, load_encodec, native_config_to_codec, read_checkpoint)
+    CodecFormatError,
+    hf_config_to_codec,
+    load_encodec,
+    native_config_to_codec,
+    read_checkpoint,
+)
 
 __all__ = ["load_encodec", "Encodec", "EncodecNet", "CodecConfig", "SeanetConfig", "CodecFormatError",
            "DEFAULT_CHUNK_SECONDS", "hf_config_to_codec", "native_config_to_codec", "read_checkpoint",

@@ -10,33 +10,8 @@ Public API (stable)::
 Everything runs as jitted XLA programs with static shapes (one compilation per distinct input
 shape).
 
-Long audio: chunked coding policy
----------------------------------
-``encode`` and ``decode`` split inputs longer than ``chunk_seconds`` (default
-:data:`DEFAULT_CHUNK_SECONDS`; ``None`` disables chunking) into chunks of ``F = round(chunk_seconds *
-frame_rate)`` frames, so peak memory is bounded by the chunk size instead of the clip length:
-
-* **encode**: chunk ``i`` owns frames ``[iF, (i+1)F)``. Its convolutional front end (everything
-  before the LSTM, which has a finite receptive field) runs on the samples of frames
-  ``[iF - M, (i+1)F + M)`` (clipped to the clip; all boundaries are multiples of the hop), and only
-  the owned frames are kept; ``M`` (:attr:`Encodec.encoder_margin`) bounds the receptive field, so
-  the kept frames see exactly the samples, and the same clip-edge padding, as in a whole-clip pass.
-  The LSTM is then run chunk after chunk carrying its state ``(h, c)``, which is exactly the
-  whole-clip recursion. The last conv + RVQ work at the frame rate on the whole sequence (memory
-  ``O(T * lstm_dim)``, ~200 kB per second of audio and example for the 32 kHz model).
-  **Hence chunked codes equal whole-clip codes for every clip length and chunk size** (tested;
-  in practice the floats are bitwise identical too). The one exception: models using
-  ``time_group_norm`` (the 48 kHz model), whose statistics span the whole time axis, are never
-  chunked by ``encode`` / ``decode``. With ``renormalize`` the RMS scale is computed on the whole
-  clip before chunking. Peak activation memory is a small multiple of ``B * chunk_samples *
-  n_filters * 4`` bytes (the widest sample-rate activation), independent of the clip length.
-* **decode**: the RVQ lookup, first conv and LSTM run on all frames (frame rate); the upsampling
-  stack runs per chunk of ``F`` frames with ``M`` (:attr:`Encodec.decoder_margin`) frames of context
-  either side, keeping ``F * hop`` samples. The result equals whole-clip decoding up to float
-  rounding (tested at 1e-5).
-
-The encodec-package / HF 48 kHz *segment* scheme (1 s segments, 1 % overlap, per-segment volume
-normalisation, linear overlap-add on decode) changes the result by design; it is available as
+Inputs longer than ``chunk_seconds`` are coded in chunks (policy above :meth:`Encodec._encode_chunked`).
+The encodec-package / HF 48 kHz *segment* scheme changes the result by design: see
 :meth:`Encodec.encode_segments` / :meth:`Encodec.decode_segments`.
 """
 from __future__ import annotations
@@ -231,6 +206,29 @@ class Encodec:
             x, scale = fns["renorm"](x)
         return self._encode_chunked(x, f), scale
 
+    # Long audio: chunked coding policy
+    # `encode` and `decode` split inputs longer than `chunk_seconds` (default
+    # :data:`DEFAULT_CHUNK_SECONDS`; `None` disables chunking) into chunks of `F = round(chunk_seconds *
+    # frame_rate)` frames, so peak memory is bounded by the chunk size instead of the clip length:
+    #
+    # * **encode**: chunk `i` owns frames `[iF, (i+1)F)`. Its convolutional front end (everything
+    #   before the LSTM, which has a finite receptive field) runs on the samples of frames
+    #   `[iF - M, (i+1)F + M)` (clipped to the clip; all boundaries are multiples of the hop), and only
+    #   the owned frames are kept; `M` (:attr:`Encodec.encoder_margin`) bounds the receptive field, so
+    #   the kept frames see exactly the samples, and the same clip-edge padding, as in a whole-clip pass.
+    #   The LSTM is then run chunk after chunk carrying its state `(h, c)`, which is exactly the
+    #   whole-clip recursion. The last conv + RVQ work at the frame rate on the whole sequence (memory
+    #   `O(T * lstm_dim)`, ~200 kB per second of audio and example for the 32 kHz model).
+    #   **Hence chunked codes equal whole-clip codes for every clip length and chunk size** (tested;
+    #   in practice the floats are bitwise identical too). The one exception: models using
+    #   `time_group_norm` (the 48 kHz model), whose statistics span the whole time axis, are never
+    #   chunked by `encode` / `decode`. With `renormalize` the RMS scale is computed on the whole
+    #   clip before chunking. Peak activation memory is a small multiple of `B * chunk_samples *
+    #   n_filters * 4` bytes (the widest sample-rate activation), independent of the clip length.
+    # * **decode**: the RVQ lookup, first conv and LSTM run on all frames (frame rate); the upsampling
+    #   stack runs per chunk of `F` frames with `M` (:attr:`Encodec.decoder_margin`) frames of context
+    #   either side, keeping `F * hop` samples. The result equals whole-clip decoding up to float
+    #   rounding (tested at 1e-5).
     def _encode_chunked(self, x, f: int):
         fns, hop, n, state = self._fns(), self.hop_length, x.shape[1], self._state()
         total = -(-n // hop)

@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from magnet_jax.codec.seanet import param
+
 _HP = jax.lax.Precision.HIGHEST
 
 
@@ -25,7 +27,7 @@ class ResidualVQ(nnx.Module):
 
     def __init__(self, dim: int, bins: int, total: int):
         self.dim, self.bins, self.total = dim, bins, total
-        self.embed = nnx.Param(jnp.zeros((total, bins, dim), jnp.float32))
+        self.embed = param(total, bins, dim)
 
     def encode(self, x: jax.Array, n_q: int) -> jax.Array:
         """``x [B, T, D]`` -> codes ``int32 [B, n_q, T]``."""

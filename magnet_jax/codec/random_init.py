@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -49,8 +48,9 @@ def random_encodec(sample_rate: int = 32000, frame_rate: float = 50, num_codeboo
         var[...] = jnp.asarray(value, jnp.float32)
     # seed the codebooks from residuals of the encoder's latents on a probe signal
     t = np.arange(int(4 * sample_rate)) / sample_rate
-    probe = np.stack([0.3 * np.sin(2 * np.pi * f * t) * (rng.random(t.size) < 0.999) + 0.05 * rng.standard_normal(t.size)
-                      for f in (110.0, 440.0, 1320.0, 3000.0)])[:, :, None].repeat(channels, 2)  # NWC
+    probe = np.stack([0.3 * np.sin(2 * np.pi * f * t) * (rng.random(t.size) < 0.999)
+                      + 0.05 * rng.standard_normal(t.size) for f in (110.0, 440.0, 1320.0, 3000.0)])
+    probe = probe[:, :, None].repeat(channels, 2)  # NWC
     z = np.asarray(net.encoder(jnp.asarray(probe, jnp.float32))).reshape(-1, dimension)
     embed = np.zeros((num_codebooks, bins, dimension), np.float32)
     residual = z

@@ -23,7 +23,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from magnet_jax.codec.config import SeanetConfig
@@ -266,7 +265,8 @@ class Encoder(nnx.Module):
         n_blocks = len(cfg.ratios) + 2
         dis = cfg.disable_norm_outer_blocks
         conv_kw = dict(causal=cfg.causal, pad_mode=cfg.pad_mode)
-        layers: list = [Conv1d(cfg.channels, cfg.n_filters, cfg.kernel_size, **_norm(cfg, dis >= 1, trainable), **conv_kw)]
+        layers: list = [Conv1d(cfg.channels, cfg.n_filters, cfg.kernel_size, **_norm(cfg, dis >= 1, trainable),
+                               **conv_kw)]
         mult = 1
         for i, ratio in enumerate(reversed(cfg.ratios)):
             block_norm = _norm(cfg, dis >= i + 2, trainable)

@@ -29,7 +29,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
 from flax import nnx
 
 from magnet_jax.codec.config import CodecConfig
@@ -37,9 +36,12 @@ from magnet_jax.codec.encodec import Encodec, EncodecNet
 from magnet_jax.codec.seanet import LSTM, Conv1d, ConvTranspose1d, Decoder, Encoder, ResBlock
 from magnet_jax.convert._torch import TorchFileError, load_torch_file
 from magnet_jax.convert.encodec_config import (
-    CodecFormatError, encodec_pkg_config, hf_config_to_codec, native_config_to_codec)
+    CodecFormatError,
+    encodec_pkg_config,
+    hf_config_to_codec,
+    native_config_to_codec,
+)
 from magnet_jax.hub import HubError, is_local, resolve_file
-
 
 _TORCH_SUFFIXES = (".bin", ".th", ".pt", ".pth", ".ckpt")
 
@@ -151,7 +153,7 @@ def _fuse_weight_norm(sd: dict) -> dict:
     out = {}
     pairs: dict[str, dict] = {}
     for k, v in sd.items():
-        m = re.match(r"(.*)\.(weight_g|weight_v|parametrizations\.weight\.original0|parametrizations\.weight\.original1)$", k)
+        m = re.match(r"(.*)\.(weight_g|weight_v|parametrizations\.weight\.original[01])$", k)
         if m:
             role = "g" if m.group(2) in ("weight_g", "parametrizations.weight.original0") else "v"
             pairs.setdefault(m.group(1), {})[role] = v

@@ -85,7 +85,8 @@ def state_dict(codec: Encodec, fmt: str, buffers: dict | None = None) -> dict:
             if normed:
                 g, v = _weight_norm(w)
                 if hf:
-                    out[f"{inner}.parametrizations.weight.original0"], out[f"{inner}.parametrizations.weight.original1"] = g, v
+                    out[f"{inner}.parametrizations.weight.original0"] = g
+                    out[f"{inner}.parametrizations.weight.original1"] = v
                 else:
                     out[f"{inner}.weight_g"], out[f"{inner}.weight_v"] = g, v
             else:
@@ -117,8 +118,11 @@ def transformers_config(cfg: CodecConfig) -> dict:
     """transformers ``EncodecConfig`` fields (``config.json``) describing ``cfg`` exactly."""
     _same_sides(cfg, "transformers")
     s = cfg.encoder
-    unsupported = {"disable_norm_outer_blocks": (s.disable_norm_outer_blocks, 0) if s.norm == "time_group_norm" else None,
-                   "final_activation": (cfg.decoder.final_activation, None), "activation_alpha": (s.activation_alpha, 1.0)}
+    unsupported = {"final_activation": (cfg.decoder.final_activation, None),
+                   "activation_alpha": (s.activation_alpha, 1.0),
+                   # a weight-normed conv can be written as g = ||w||, v = w; a missing group norm cannot
+                   "disable_norm_outer_blocks": ((s.disable_norm_outer_blocks, 0) if s.norm == "time_group_norm"
+                                                 else None)}
     for name, pair in unsupported.items():
         if pair is not None and pair[0] != pair[1]:
             raise ValueError(f"transformers' EncodecModel cannot express {name}={pair[0]!r}; "
@@ -132,7 +136,7 @@ def transformers_config(cfg: CodecConfig) -> dict:
     return dict(
         model_type="encodec", architectures=["EncodecModel"], target_bandwidths=[bandwidth],
         sampling_rate=cfg.sample_rate, audio_channels=s.channels, normalize=cfg.renormalize,
-        chunk_length_s=cfg.segment, overlap=cfg.overlap if cfg.segment is not None else None,
+        chunk_length_s=cfg.segment, overlap=cfg.overlap,
         hidden_size=s.dimension, num_filters=s.n_filters, num_residual_layers=s.n_residual_layers,
         upsampling_ratios=list(s.ratios), norm_type=s.norm, kernel_size=s.kernel_size,
         last_kernel_size=s.last_kernel_size, residual_kernel_size=s.residual_kernel_size,

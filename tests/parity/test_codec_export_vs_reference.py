@@ -2,6 +2,7 @@
 ``EncodecModel.from_pretrained`` (transformers layout) and audiocraft's ``load_compression_model``
 (native ``compression_state_dict.bin``) give the same codes as our model and decode within 1e-4;
 our own ``load_encodec`` reads both exports back."""
+# ruff: noqa: I001  (the reference shim must be imported before audiocraft)
 import numpy as np
 import pytest
 

@@ -1,6 +1,7 @@
 """RVQ training vs audiocraft 1.3.0's ``ResidualVectorQuantization`` (the real torch module): k-means,
 k-means initialisation on the first batch, the EMA step, codes, straight-through output, commitment
 loss and its gradient, on the same random inputs and codebooks."""
+# ruff: noqa: I001  (the reference shim must be imported before audiocraft)
 import numpy as np
 import pytest
 
@@ -68,7 +69,8 @@ def _run_ref(ref, x, n_q=K):
     out, codes, losses = ref(xt, n_q=n_q)
     w = torch.from_numpy(np.random.default_rng(9).standard_normal(out.shape).astype(np.float32))
     ((out * w).sum() + losses.mean() * 10).backward()
-    return out.detach().numpy().transpose(0, 2, 1), codes.numpy(), losses.mean().item(), xt.grad.numpy().transpose(0, 2, 1), w.numpy().transpose(0, 2, 1)
+    return (out.detach().numpy().transpose(0, 2, 1), codes.numpy(), losses.mean().item(),
+            xt.grad.numpy().transpose(0, 2, 1), w.numpy().transpose(0, 2, 1))
 
 
 def _run_ours(ours, x, w, n_q=K):

@@ -8,8 +8,14 @@ import pytest
 from flax import nnx
 
 from magnet_jax.codec import (
-    CodebookState, CodecConfig, RVQTrainConfig, SeanetConfig, codec_train_forward, export_inference_codec,
-    init_trainable_codec)
+    CodebookState,
+    CodecConfig,
+    RVQTrainConfig,
+    SeanetConfig,
+    codec_train_forward,
+    export_inference_codec,
+    init_trainable_codec,
+)
 from magnet_jax.codec.rvq_train import TrainableRVQ
 from magnet_jax.codec.seanet import Conv1d, ConvTranspose1d
 
