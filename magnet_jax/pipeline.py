@@ -45,14 +45,19 @@ class MagnetPipeline:
     def from_pretrained(cls, name_or_path: str, *, t5: str | None = None, codec: str | None = None,
                         dtype: str = "float32") -> "MagnetPipeline":
         """A MAGNeT checkpoint: a hub repo id (the six released ones or any repo in their layout), a local
-        folder or a ``state_dict.bin`` path. The T5, music vs audio and the codec come from the checkpoint;
-        ``t5`` / ``codec`` override where those come from (hub id or local folder)."""
+        folder, a ``state_dict.bin`` path, or ``"bundled"`` (the offline model shipped in the package). The T5,
+        music vs audio and the codec come from the checkpoint; ``t5`` / ``codec`` override where those come
+        from (hub id or local folder)."""
+        from magnet_jax.bundled.package import resolve as resolve_bundled
         from magnet_jax.codec import load_encodec
         from magnet_jax.convert import load_audiocraft_checkpoint
         from magnet_jax.convert.t5 import load_text_stack
 
         src = str(name_or_path)
-        ck = load_audiocraft_checkpoint(src, dtype=dtype)
+        bundled = resolve_bundled(src)   # "bundled" or a folder with lm/ codec/ t5/ (magnet_jax/bundled/package)
+        if bundled is not None:
+            t5, codec = t5 or str(bundled / "t5"), codec or str(bundled / "codec")
+        ck = load_audiocraft_checkpoint(str(bundled / "lm") if bundled is not None else src, dtype=dtype)
         lm = ck.lm
         t5_name = t5 or ck.t5_name
         if t5_name is None:
