@@ -130,13 +130,12 @@ def t5_name_from_xp_cfg(xp_cfg: str | Mapping[str, Any]) -> str:
 
 
 def kind_from_xp_cfg(xp_cfg: str | Mapping[str, Any], source: str = "") -> str:
-    """``'music'`` or ``'audio'``: the xp.cfg's solver (``magnet`` / ``audio_magnet``); without one, the
-    released table (:data:`magnet_jax.configs.RELEASED`) for a released repo, else the sample rate (16 kHz = audio)."""
+    """``'music'`` or ``'audio'``: the xp.cfg's solver (``magnet`` / ``audio_magnet``); without one (or for a
+    custom solver), the released table (:data:`magnet_jax.configs.RELEASED`) for a released repo, else the
+    sample rate (16 kHz = audio)."""
     cfg = _read_xp_cfg(xp_cfg)
     solver = cfg.get("solver")
-    if solver is not None:
-        if solver not in _SOLVER_KINDS:
-            raise CheckpointError(f"xp.cfg: solver={solver!r} is not a MAGNeT solver ({sorted(_SOLVER_KINDS)})")
+    if solver in _SOLVER_KINDS:
         return _SOLVER_KINDS[solver]
     released = next((r["kind"] for r in RELEASED.values() if r["hub"] == source), None)
     return released or ("audio" if int(cfg.get("sample_rate", 32000)) == 16000 else "music")
