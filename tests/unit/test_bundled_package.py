@@ -24,7 +24,7 @@ def parts(tmp_path_factory):
     codec = random_encodec(sample_rate=16000, frame_rate=50, num_codebooks=4, bins=64, seed=1)
     export_codec(codec, root / "codec", "transformers")
     save_lm_safetensors(MagnetLM(LM, rngs=nnx.Rngs(0)), root / "train" / "export", extra={"step": 7})
-    t5 = build_text_encoder(["a slow chorale on cello in C minor, 60 bpm", "fast folk tune on flute"], root / "t5")
+    build_text_encoder(["a slow chorale on cello in C minor, 60 bpm", "fast folk tune on flute"], root / "t5")
     return root, codec
 
 
