@@ -17,6 +17,7 @@ Beyond the reference:
 from __future__ import annotations
 
 import functools
+import numbers
 
 import jax
 from flax import nnx
@@ -39,8 +40,10 @@ def _decode(graphdef, config: GenerationConfig, state, text_hidden, text_mask, k
 def _key(rng):
     if rng is None:
         return jax.random.key(0)
-    if isinstance(rng, int):
-        return jax.random.key(rng)
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        return jax.random.key(int(rng))
+    if not isinstance(rng, jax.Array):
+        raise ValueError(f"rng must be a jax.random.key or an int seed, got {type(rng).__name__}")
     return rng
 
 

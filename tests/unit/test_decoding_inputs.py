@@ -109,3 +109,5 @@ def test_the_public_api_refuses_before_compiling():
         D.generate(lm, h, m, config=FAST, prompt=np.full((B, K, 3), -1))
     with pytest.raises(ValueError, match="max_cfg_coef must be a finite number"):
         D.generate(lm, h, m, config=FAST.replace(max_cfg_coef=math.nan))
+    with pytest.raises(ValueError, match="rng must be a jax.random.key or an int seed"):
+        D.generate(lm, h, m, config=FAST, rng="seven")
