@@ -1,14 +1,17 @@
 """Text -> music / sound, end to end: T5 -> MAGNeT span decoding -> EnCodec decode.
 
-``MagnetPipeline.from_pretrained("facebook/magnet-small-10secs")`` (any of the six released ids, or a
-local folder holding ``state_dict.bin`` + ``compression_state_dict.bin``) loads and converts the LM
-(cached: torch is needed once), the EnCodec tokenizer the checkpoint names, and T5.
-``MagnetPipeline.from_config("tiny", seed)`` builds a random-init pipeline (tests, demos, benchmarks).
+``MagnetPipeline.from_pretrained("facebook/magnet-small-10secs")`` (a hub id or a local folder holding
+``state_dict.bin`` + ``compression_state_dict.bin``) loads and converts the LM (cached), the EnCodec tokenizer
+the checkpoint names, and T5. ``MagnetPipeline.from_config("tiny", seed)`` builds a random-init pipeline.
+
+The LM never runs beyond its trained window: with ``nonoverlap`` spans one call yields the window less its
+last partial span (500 -> 498 frames for 10 s, as audiocraft's ``MAGNeT.generate``), for single windows,
+long-form windows and infill alike.
 
 Long-form (duration beyond the model's window, e.g. 10 s): windowed generation. The first window is
 generated from the text alone; each next window is a continuation whose prompt is the last
-``window - extend_stride`` seconds generated so far (default stride: half the window), and adds
-``extend_stride`` new seconds, until the duration is reached. Every window sees the same text.
+``window - extend_stride`` seconds generated so far (default stride: half the window); every window is a
+whole window (the last one is trimmed), as MAGNeT was trained at a fixed length. Every window sees the same text.
 """
 from __future__ import annotations
 
