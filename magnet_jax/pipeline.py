@@ -72,7 +72,7 @@ class MagnetPipeline:
             raise ValueError(f"codec {codec_src!r} has {codec_model.num_codebooks} x {codec_model.cardinality} "
                              f"codes, the LM expects {lm.config.n_q} x {lm.config.card}")
         if ck.lm_model == "transformer_lm":   # MusicGen / AudioGen: the autoregressive sibling pipeline
-            from magnet_jax.musicgen.pipeline import MusicGenPipeline   # function-level: it subclasses this one
+            from magnet_jax.musicgen.pipeline import MusicGenPipeline  # function-level: it subclasses this one
             return MusicGenPipeline(lm, codec_model, tokenizer, t5_fn, name=src)
         gen = GenerationConfig.for_model(ck.kind, ck.segment_duration)
         return cls(lm, codec_model, tokenizer, t5_fn, gen, name=src)
