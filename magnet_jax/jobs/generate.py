@@ -17,7 +17,8 @@ from urllib.parse import urlparse
 from magnet_jax import hub
 from magnet_jax.pipeline import MagnetPipeline
 
-# The model tools/run.sh falls back to when the hub is unreachable (one place to switch it to a bundled model).
+# The model tools/run.sh falls back to when the hub is unreachable (one place to switch it to a bundled model:
+# "bundled" once magnet_jax/bundled/weights/ holds the weights tools/make_bundled.sh builds).
 OFFLINE_FALLBACK = "config:tiny"
 # A duration beyond this many windows warns first: time grows with the windows, and the codec decodes the
 # whole clip at once (600 s of config:tiny peaks at about 5 GB).
@@ -197,10 +198,12 @@ def load_pipeline(model: str, offline_fallback: str | None = None, log=print, **
     except hub.HubError as e:
         if not (offline and offline_fallback):
             raise RequestError(f"{e} (or run offline with --model={OFFLINE_FALLBACK}, a random-init model)") from None
+        what = ("a RANDOM-INIT model, so the audio is noise-like, not music" if offline_fallback.startswith("config:")
+                else "the small model this project trained offline (music, far from the released models' quality)")
         log(f"NOTE: the Hugging Face hub is not reachable and {model!r} is not in the local cache:\n"
             f"      {e}\n"
-            f"      Falling back to {offline_fallback!r}: a RANDOM-INIT model, so the audio is noise-like, "
-            f"not music. Pass a local folder with the released files for real results.")
+            f"      Falling back to {offline_fallback!r}: {what}. "
+            f"Pass a local folder with the released files for real results.")
         return MagnetPipeline.load(offline_fallback)
 
 
