@@ -17,6 +17,8 @@ EXTRAS = {
     "app": ["gradio>=5.0", "matplotlib"],
     # Building the bundled model's corpus (tools/build_corpus.py; also apt: fluidsynth fluid-soundfont-gm).
     "corpus": ["music21>=9", "soundfile>=0.12"],
+    # tools/evaluate.py / magnet_jax.eval (MIR features, family classifier, Frechet distance, plots).
+    "eval": ["librosa>=0.10", "scikit-learn>=1.3", "scipy>=1.10", "soundfile>=0.12", "soxr>=0.3", "matplotlib"],
     "dev": ["pytest>=8", "pytest-timeout", "nbclient", "nbformat", "ipykernel", "ruff>=0.6", "selenium>=4.20"],
 }
 
@@ -26,7 +28,8 @@ setup(
     description="MAGNeT (Ziv et al., ICLR 2024) in JAX/Flax NNX: span-masked non-autoregressive music generation",
     packages=find_packages(include=["magnet_jax", "magnet_jax.*"]),
     python_requires=">=3.11",
-    package_data={"magnet_jax": ["text/assets/*/*"]},
+    # bundled/weights/: the bundled offline model (lm/ codec/ t5/ + bundled.json) once tools/make_bundled.sh built it
+    package_data={"magnet_jax": ["text/assets/*/*", "bundled/weights/*", "bundled/weights/*/*"]},
     install_requires=CORE,
     extras_require=EXTRAS,
 )
