@@ -55,7 +55,7 @@ def assemble(out: str | os.PathLike, *, lm: str | os.PathLike, codec: str | os.P
     (``tools/export_codec.py --format=transformers``) and a text folder (:func:`~magnet_jax.bundled.text.
     build_text_encoder`). The LM's config records ``t5`` / ``kind`` so the folder is self-describing.
     Written to ``out.tmp`` first, then renamed: a stopped run leaves no half folder."""
-    from magnet_jax.convert.encodec import load_encodec
+    from magnet_jax.codec import load_encodec
     from magnet_jax.convert.t5 import load_text_stack
 
     out = Path(out)
