@@ -25,6 +25,8 @@ flags.DEFINE_bool("random_baseline", True, "also evaluate a random-init LM of th
 flags.DEFINE_integer("batch_size", 4, "generations per call")
 flags.DEFINE_integer("seed", 0, "generation seed")
 flags.DEFINE_bool("plots", True, "write adherence.png and spectrograms.png")
+flags.DEFINE_string("tokens", None, "tokenized corpus with train + valid splits: adds the unigram baseline per stage")
+flags.DEFINE_string("lm_workdir", None, "tools/train.py workdir: adds its last held-out loss per stage")
 FLAGS = flags.FLAGS
 
 
@@ -47,7 +49,8 @@ def main(argv):
         evaluate(FLAGS.manifest, FLAGS.out, model=FLAGS.model, train_manifest=FLAGS.train_manifest,
                  num_clips=FLAGS.num_clips, num_train=FLAGS.num_train, seconds=FLAGS.seconds,
                  random_baseline=FLAGS.random_baseline, seed=FLAGS.seed, batch_size=FLAGS.batch_size,
-                 plots=FLAGS.plots)
+                 plots=FLAGS.plots, tokens=FLAGS.tokens,
+                 lm_metrics=f"{FLAGS.lm_workdir}/metrics.jsonl" if FLAGS.lm_workdir else None)
     except (BundledMissingError, FileNotFoundError, HubError, ValueError) as e:
         _usage_error(str(e).splitlines()[0])
 

@@ -79,5 +79,5 @@ fi
 step "8/8 evaluation -> $W/eval"
 if [[ -f $W/eval/eval.json ]]; then echo "   exists, skipped"
 else "$PY" tools/evaluate.py --model="$W/bundled" --manifest="$CORPUS/valid.jsonl" --out="$W/eval" \
-       --num_clips="$EVAL_CLIPS" --seconds="$EVAL_SECONDS"; fi
+       --num_clips="$EVAL_CLIPS" --seconds="$EVAL_SECONDS" --tokens="$W/tokens" --lm_workdir="$W/lm_train"; fi
 step "done: $W/bundled (eval table: $W/eval/eval.md)"

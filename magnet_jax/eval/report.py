@@ -77,10 +77,13 @@ def _generate(pipe, texts, seconds, seed, batch_size, log):
 
 def evaluate(manifest: str | Path, out: str | Path, *, model: str | None = None, train_manifest: str | None = None,
              num_clips: int = 16, num_train: int = 200, seconds: float = 10.0, random_baseline: bool = True,
-             seed: int = 0, batch_size: int = 4, plots: bool = True, log=print) -> dict:
+             seed: int = 0, batch_size: int = 4, plots: bool = True, tokens: str | None = None,
+             lm_metrics: str | None = None, log=print) -> dict:
     """Evaluates ``model`` (``from_pretrained`` name / folder; None: only the real-clip reference row) on the
     held-out ``manifest``; the family classifier trains on ``train_manifest`` (default: ``train.jsonl`` next to
-    it). Returns (and writes to ``out/eval.json``) the rows and the codec reconstruction."""
+    it). ``tokens`` (a train + valid TFDS folder) and ``lm_metrics`` (a ``tools/train.py`` metrics.jsonl) add the
+    held-out loss per stage next to the unigram baseline. Returns (and writes to ``out/eval.json``) the rows and
+    the codec reconstruction."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     valid = read_manifest(manifest, num_clips)
@@ -121,6 +124,10 @@ def evaluate(manifest: str | Path, out: str | Path, *, model: str | None = None,
             result["rows"][name] = _row([resample_to(g, p.sample_rate, sr) for g in gens[name]], sr, metas, clf,
                                         emb, ref)
         result["model"] = model
+    if tokens:
+        from magnet_jax.eval.lm_loss import last_eval_losses, unigram_baseline
+        card = pipe.lm.config.card if model is not None else 1024
+        result["lm_loss"] = {**unigram_baseline(tokens, card), **(last_eval_losses(lm_metrics) if lm_metrics else {})}
     (out / "eval.json").write_text(json.dumps(result, indent=1, default=float))
     (out / "eval.md").write_text(table(result))
     if plots:
@@ -153,6 +160,10 @@ def table(result: dict) -> str:
                  f"{result['num_clips']} held-out clips, FAD on {result['embedding']} frames")
     if "codec" in result:
         lines.append("codec reconstruction: " + ", ".join(f"{k} {v:.3f}" for k, v in result["codec"].items()))
+    if "lm_loss" in result:
+        lines.append("held-out LM loss (nats) per stage vs unigram: " + ", ".join(
+            f"{_fmt(result['lm_loss'].get(f'eval_loss_stage{k}'))} vs {_fmt(result['lm_loss'][f'unigram_stage{k}'])}"
+            for k in range(4) if f"unigram_stage{k}" in result["lm_loss"]))
     return "\n".join(lines) + "\n"
 
 
