@@ -12,13 +12,18 @@ from magnet_jax.codec.training_model import (
     export_inference_codec,
     init_trainable_codec,
 )
-from magnet_jax.convert.encodec import (
-    CodecFormatError,
-    hf_config_to_codec,
-    load_encodec,
-    native_config_to_codec,
-    read_checkpoint,
-)
+
+# The loaders live in magnet_jax.convert.encodec, which imports this package's modules: re-exported
+# lazily, so importing either package first works (an eager import here would be a cycle).
+_LOADERS = ("CodecFormatError", "hf_config_to_codec", "load_encodec", "native_config_to_codec", "read_checkpoint")
+
+
+def __getattr__(name):
+    if name in _LOADERS:
+        from magnet_jax.convert import encodec
+        return getattr(encodec, name)
+    raise AttributeError(f"module 'magnet_jax.codec' has no attribute {name!r}")
+
 
 __all__ = ["load_encodec", "Encodec", "EncodecNet", "CodecConfig", "SeanetConfig", "CodecFormatError",
            "DEFAULT_CHUNK_SECONDS", "hf_config_to_codec", "native_config_to_codec", "read_checkpoint",
