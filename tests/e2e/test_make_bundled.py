@@ -40,7 +40,8 @@ def _corpus(folder):
 
 
 def _run(work, corpus):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), CORPUS=str(corpus), INSTALL="0", CODEC_STEPS="3", CODEC_BATCH="2",
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}   # one CPU device, as a user's shell
+    env.update(PYTHONPATH=str(ROOT), CORPUS=str(corpus), INSTALL="0", CODEC_STEPS="3", CODEC_BATCH="2",
                LM_STEPS="3", LM_BATCH="2", LM_EVAL_EVERY="3", EVAL_CLIPS="3", EVAL_SECONDS="2",
                EXTRA_CODEC_FLAGS="--config.eval_batches=1 --config.log_every=1",
                EXTRA_LM_FLAGS="--config.eval_batches=1 --config.log_every=1 --config.warmup_steps=1 "
