@@ -127,3 +127,18 @@ def test_pipeline_from_pretrained_dispatches_to_musicgen(tmp_path, monkeypatch):
     want = R.reference_generate(R.load_reference(tmp_path), torch.from_numpy(np.array(hidden)),
                                 torch.from_numpy(np.array(mask)), num_frames=15)
     np.testing.assert_array_equal(codes, want)
+
+
+def test_converted_once_and_cached(tmp_path, monkeypatch):
+    """The second load reads the safetensors cache (no .bin read), keeps the MusicGen config, and applies
+    run-time overrides."""
+    import magnet_jax.convert.audiocraft as ac
+    monkeypatch.setenv("MAGNET_JAX_CACHE", str(tmp_path / "cache"))
+    R.make_checkpoint(tmp_path / "ck", R.musicgen_xp_cfg(dim=32, num_heads=2, num_layers=1, card=64,
+                                                         delays=[0, 1, 1, 2]), seed=1)
+    first = load_audiocraft_checkpoint(tmp_path / "ck")
+    monkeypatch.setattr(ac, "read_state_dict_bin", lambda p: pytest.fail("the cache was not used"))
+    again = load_audiocraft_checkpoint(tmp_path / "ck", dtype="bfloat16")
+    assert isinstance(again.lm, MusicGenLM) and again.lm.config.delays == (0, 1, 1, 2)
+    assert again.lm.config.dtype == "bfloat16" and again.lm_model == "transformer_lm" and again.kind == "music"
+    np.testing.assert_array_equal(np.asarray(first.lm.heads[...]), np.asarray(again.lm.heads[...]))
