@@ -8,6 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
+import tensorflow_datasets as tfds
+
+from magnet_jax.data import tokenize as tok
+from magnet_jax.data.audio_io import LevelOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "configs/codec.py:tiny_gan_free"
@@ -20,7 +25,6 @@ def _run(*args, timeout=900):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    import soundfile as sf
     base = tmp_path_factory.mktemp("export_cli")
     audio = base / "audio"
     audio.mkdir()
@@ -48,6 +52,17 @@ def test_export_cli_round_trip(workdir, tmp_path, fmt):
     wav = (0.3 * np.sin(2 * np.pi * 300 * np.arange(4001) / 8000)).astype(np.float32)[None, None]
     np.testing.assert_array_equal(np.asarray(back.encode(wav)), np.asarray(ours.encode(wav)))
     assert np.abs(np.asarray(back.decode(ours.encode(wav))) - np.asarray(ours.decode(ours.encode(wav)))).max() < 1e-5
+    # the tokenizer reads the export too: its codes of a 1 s file are the codec's codes of that file
+    opts = tok.TokenizeOptions(segment_seconds=1.0, overlap_seconds=0.0, min_seconds=0.5, batch_size=2,
+                               level=LevelOptions(silence_db=-60.0))
+    res = tok.tokenize_corpus(codec=str(out), audio_dir=str(workdir.parent / "audio"), data_dir=str(tmp_path / "tfds"),
+                              name="export_codes", options=opts)
+    src = tfds.builder_from_directory(res.dataset_dir).as_data_source("train")
+    assert len(src) == 5
+    for ex in (src[i] for i in range(len(src))):
+        path = ex["path"].decode() if isinstance(ex["path"], bytes) else ex["path"]
+        audio, _ = sf.read(path, dtype="float32")
+        np.testing.assert_array_equal(ex["codes"], np.asarray(back.encode(audio[None, None]))[0])
 
 
 def test_export_cli_user_errors(tmp_path):
