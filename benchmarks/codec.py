@@ -30,12 +30,13 @@ FLAGS = flags.FLAGS
 
 
 def main(_):
+    import jax
     import numpy as np
     import torch
-    import jax
+
     import tests.reference.shim  # noqa: F401
-    from tests.reference import encodec_ref as R
     from magnet_jax.codec import load_encodec
+    from tests.reference import encodec_ref as R
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(FLAGS.threads or os.cpu_count())

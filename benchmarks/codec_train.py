@@ -39,6 +39,7 @@ FLAGS = flags.FLAGS
 
 def _config():
     import importlib.util
+
     from benchmarks.common import ROOT
     spec = importlib.util.spec_from_file_location("codec_configs", ROOT / "configs" / "codec.py")
     mod = importlib.util.module_from_spec(spec)
@@ -66,15 +67,17 @@ def _best(fn, reps, warmup):
 def reference_step_fn(cfg, wav):
     """A closure running one audiocraft CompressionSolver training step (and the EMA update)."""
     import torch
+
     import tests.reference.shim  # noqa: F401
     from tests.reference.torchaudio_py import load
     load()
     from audiocraft import adversarial as A
     from audiocraft import losses as L
-    from audiocraft.optim.ema import ModuleDictEMA
-    from tests.reference import encodec_ref as R
-    from omegaconf import OmegaConf
     from audiocraft.models import builders
+    from audiocraft.optim.ema import ModuleDictEMA
+    from omegaconf import OmegaConf
+
+    from tests.reference import encodec_ref as R
     m = cfg.model
     xcfg = R.native_cfg(sample_rate=m.sample_rate, ratios=tuple(m.ratios), n_filters=m.n_filters,
                         dimension=m.dimension, lstm=m.lstm, n_q=m.n_q, bins=m.bins)
@@ -116,8 +119,9 @@ def reference_step_fn(cfg, wav):
 
 def main(_):
 
-    import torch
     import jax
+    import torch
+
     from magnet_jax import sharding
     from magnet_jax.codec_training.loop import build
     from magnet_jax.codec_training.step import make_train_step, wav_sharding

@@ -60,9 +60,11 @@ def reference_and_ours(FLAGS):
     """audiocraft's MagnetLMModel (random weights, released layout, loaded by audiocraft's loader)
     and the same checkpoint loaded as a magnet-jax MagnetLM."""
     import tempfile
+
     import torch
-    from tests.reference import magnet_ref as R
+
     from magnet_jax.convert import load_audiocraft_lm
+    from tests.reference import magnet_ref as R
     torch.set_num_threads(FLAGS.threads or os.cpu_count())
     xp = R.magnet_xp_cfg(dim=FLAGS.dim, num_heads=FLAGS.heads, num_layers=FLAGS.layers,
                          segment_duration=max(1, -(-FLAGS.frames // 50)))
@@ -91,6 +93,7 @@ def stage1_batch(B: int, T: int, S: int, seed: int = 0) -> dict:
 def reference_stage1_loss(ref, b: dict):
     """audiocraft's MAGNeT loss on a :func:`stage1_batch` (MagnetSolver._compute_cross_entropy_magnet)."""
     import torch
+
     from tests.reference import magnet_ref as R
     ct = R.condition_tensors(ref, b["hidden"], b["tmask"])
     out = ref(b["inputs"], [], ct, stage=1)

@@ -10,21 +10,29 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from benchmarks.common import (define_lm_flags, machine, reference_and_ours, reference_stage1_loss, stage1_batch,
-                               timeit, write_json)
+from benchmarks.common import (
+    define_lm_flags,
+    machine,
+    reference_and_ours,
+    reference_stage1_loss,
+    stage1_batch,
+    timeit,
+    write_json,
+)
 
 define_lm_flags(batch=2)
 FLAGS = flags.FLAGS
 
 
 def main(_):
-    import numpy as np
-    import torch
     import jax
     import jax.numpy as jnp
+    import numpy as np
+    import torch
     from flax import nnx
-    from tests.reference import magnet_ref as R
+
     from magnet_jax import masking
+    from tests.reference import magnet_ref as R
 
     ref, ours = reference_and_ours(FLAGS)
     B, T, S = FLAGS.batch, FLAGS.frames, FLAGS.text_len

@@ -26,6 +26,7 @@ HBM = 32e9
 
 def main(_):
     from flax import nnx
+
     from magnet_jax.configs import get_config, model_config
     from magnet_jax.model import MagnetLM, num_params
     from magnet_jax.training.metrics import PEAK_FLOPS, train_flops_per_step
@@ -51,7 +52,8 @@ def main(_):
               f" | fits 32 GB | step s @ {int(FLAGS.mfu * 100)}% MFU | tokens/s |")
         print("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['model']} | {r['params_M']}M | {r['global_batch']} x {r['frames']} | {r['slice']} ({r['chips']})"
+            print(f"| {r['model']} | {r['params_M']}M | {r['global_batch']} x {r['frames']} "
+                  f"| {r['slice']} ({r['chips']})"
                   f" | {r['state_GB_per_chip']} | {r['activations_GB_per_chip']} | {'yes' if r['fits_32GB'] else 'no'}"
                   f" | {r['step_s']} | {r['tokens_per_s']:,} |")
     write_json("tpu_estimate", {"mfu": FLAGS.mfu, "rows": rows})

@@ -209,6 +209,7 @@ EXAMPLES = [
 def build_app(models: Models | None = None, default_model: str = DEFAULT_MODEL, out_root: str | None = None):
     """The Gradio page. ``models`` lets tests inject a loader."""
     import gradio as gr
+
     from magnet_jax.decoding import GenerationConfig
     models = models or Models()
     d = GenerationConfig()

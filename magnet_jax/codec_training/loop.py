@@ -19,7 +19,8 @@ from flax import nnx
 from magnet_jax import sharding
 from magnet_jax.codec.config import CodecConfig, SeanetConfig
 from magnet_jax.codec.training_model import CodebookState, RVQTrainConfig, init_trainable_codec
-from magnet_jax.codec_training import balancer, input_pipeline as ip
+from magnet_jax.codec_training import balancer
+from magnet_jax.codec_training import input_pipeline as ip
 from magnet_jax.codec_training.discriminator import make_discriminator
 from magnet_jax.codec_training.state import CodecTrainState, fresh, make_optimizer, replicated
 from magnet_jax.codec_training.step import gan_enabled, loss_weights, make_eval_step, make_train_step, wav_sharding
@@ -32,7 +33,8 @@ log = logging.getLogger("magnet_jax.codec_training")
 def codec_config(cfg) -> CodecConfig:
     m = cfg.model
     se = SeanetConfig(channels=int(m.channels), dimension=int(m.dimension), n_filters=int(m.n_filters),
-                      n_residual_layers=int(m.n_residual_layers), ratios=tuple(m.ratios), kernel_size=int(m.kernel_size),
+                      n_residual_layers=int(m.n_residual_layers), ratios=tuple(m.ratios),
+                      kernel_size=int(m.kernel_size),
                       last_kernel_size=int(m.last_kernel_size), residual_kernel_size=int(m.residual_kernel_size),
                       dilation_base=int(m.dilation_base), causal=bool(m.causal), pad_mode=str(m.pad_mode),
                       norm=str(m.norm), true_skip=bool(m.true_skip), compress=int(m.compress), lstm=int(m.lstm))

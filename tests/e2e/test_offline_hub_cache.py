@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from magnet_jax.text.presets import TINY_TOKENIZER
-from tests.hf_cache import add_folder
 from tests.helpers import ROOT, tiny_50hz_codec
+from tests.hf_cache import add_folder
 from tests.reference import magnet_ref as R
 
 LM_ID = "facebook/magnet-small-10secs"
@@ -23,7 +23,7 @@ LM_ID = "facebook/magnet-small-10secs"
 
 @pytest.fixture(scope="module")
 def warm_cache(tmp_path_factory):
-    from audiocraft.utils.export import export_pretrained_compression_model   # after the shim (magnet_ref)
+    from audiocraft.utils.export import export_pretrained_compression_model  # after the shim (magnet_ref)
     from transformers import T5Config, T5EncoderModel
     d = tmp_path_factory.mktemp("offline")
     lm = d / "lm"
@@ -34,7 +34,8 @@ def warm_cache(tmp_path_factory):
     codec = tiny_50hz_codec(d / "codec")
     t5 = d / "t5"
     torch.manual_seed(0)
-    T5EncoderModel(T5Config(vocab_size=132, d_model=768, d_kv=8, num_heads=2, d_ff=16, num_layers=1)).save_pretrained(t5)
+    t5_cfg = T5Config(vocab_size=132, d_model=768, d_kv=8, num_heads=2, d_ff=16, num_layers=1)
+    T5EncoderModel(t5_cfg).save_pretrained(t5)
     for f in TINY_TOKENIZER.iterdir():
         shutil.copy(f, t5 / f.name)
     cache = d / "hub"

@@ -12,9 +12,9 @@ load_torchaudio()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import torch  # noqa: E402
-from flax import nnx  # noqa: E402
-from audiocraft import losses as ac_losses  # noqa: E402
 from audiocraft import adversarial as ac_adv  # noqa: E402
+from audiocraft import losses as ac_losses  # noqa: E402
+from flax import nnx  # noqa: E402
 
 from magnet_jax.codec_training import adversarial, balancer, losses  # noqa: E402
 from magnet_jax.codec_training.discriminator import MultiScaleSTFTDiscriminator  # noqa: E402
