@@ -137,6 +137,21 @@ class MagnetPipeline:
         wav = resample(convert_channels(wav, self.codec.channels), int(sample_rate), self.sample_rate)
         return self.codec.encode(jnp.asarray(wav)[None])
 
+    def condition(self, texts: list | None, num_samples: int | None, prompt):
+        """(T5 states, mask, batch size, prompt broadcast to the batch) for a generate call; ``texts=None``:
+        unconditional, ``num_samples`` items (default: the prompt's batch, else 1)."""
+        if texts is not None:
+            if not texts:
+                raise ValueError("no text given (use texts=None for unconditional generation)")
+            hidden, mask = self.encode_text(texts)
+            B = len(texts)
+        else:
+            hidden = mask = None
+            B = int(num_samples or (prompt.shape[0] if prompt is not None else 1))
+        if prompt is not None:
+            prompt = jnp.broadcast_to(jnp.asarray(prompt, jnp.int32), (B,) + tuple(prompt.shape[1:]))
+        return hidden, mask, B, prompt
+
     def decode_codes(self, codes) -> np.ndarray:
         return np.asarray(self.codec.decode(jnp.asarray(codes)))
 
@@ -176,16 +191,7 @@ class MagnetPipeline:
         window = self.lm.config.segment_frames
         usable = self.lm_frames(cfg)
         total = self.check_duration(self.window_seconds if duration is None else duration)
-        if texts is not None:
-            if not texts:
-                raise ValueError("no text given (use texts=None for unconditional generation)")
-            hidden, mask = self.encode_text(texts)
-            B = len(texts)
-        else:
-            hidden = mask = None
-            B = int(num_samples or (prompt.shape[0] if prompt is not None else 1))
-        if prompt is not None:
-            prompt = jnp.broadcast_to(jnp.asarray(prompt, jnp.int32), (B,) + tuple(prompt.shape[1:]))
+        hidden, mask, B, prompt = self.condition(texts, num_samples, prompt)
         key = jax.random.key(seed)
         span = self.lm.config.span_len if cfg.span_arrangement == "nonoverlap" else 1
 

@@ -55,18 +55,9 @@ class MusicGenPipeline(MagnetPipeline):
         cfg = self._config({**overrides, **({"extend_stride": extend_stride} if extend_stride else {})})
         texts = _as_texts(texts)
         total = self.check_duration(self.window_seconds if duration is None else duration)
-        if texts is not None:
-            if not texts:
-                raise ValueError("no text given (use texts=None for unconditional generation)")
-            hidden, mask = self.encode_text(texts)
-            B = len(texts)
-        else:
-            hidden = mask = None
-            B = int(num_samples or (prompt.shape[0] if prompt is not None else 1))
-        if prompt is not None:
-            prompt = jnp.broadcast_to(jnp.asarray(prompt, jnp.int32), (B,) + tuple(prompt.shape[1:]))
-            if prompt.shape[-1] >= total:
-                raise ValueError(f"the prompt ({prompt.shape[-1]} frames) is not shorter than the output ({total})")
+        hidden, mask, B, prompt = self.condition(texts, num_samples, prompt)
+        if prompt is not None and prompt.shape[-1] >= total:
+            raise ValueError(f"the prompt ({prompt.shape[-1]} frames) is not shorter than the output ({total})")
         key = jax.random.key(seed)
         window = self.lm.config.segment_frames
 
