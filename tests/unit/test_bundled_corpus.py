@@ -1,7 +1,8 @@
 """The bundled corpus' pure parts: descriptions, the held-out split, clip finishing."""
 import numpy as np
 
-from magnet_jax.bundled import corpus, descriptions as describe
+from magnet_jax.bundled import corpus
+from magnet_jax.bundled import descriptions as describe
 
 META = dict(instrument="church organ", genre="chorale", era="baroque", composer="Bach", bpm=60.0, key="A",
             mode="minor", meter="4/4")
