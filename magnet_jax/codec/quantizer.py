@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from magnet_jax.codec.seanet import param
+from magnet_jax.util.params import zeros_param
 
 _HP = jax.lax.Precision.HIGHEST
 
@@ -27,7 +27,7 @@ class ResidualVQ(nnx.Module):
 
     def __init__(self, dim: int, bins: int, total: int):
         self.dim, self.bins, self.total = dim, bins, total
-        self.embed = param(total, bins, dim)
+        self.embed = zeros_param(total, bins, dim)
 
     def encode(self, x: jax.Array, n_q: int) -> jax.Array:
         """``x [B, T, D]`` -> codes ``int32 [B, n_q, T]``."""

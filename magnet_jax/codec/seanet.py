@@ -26,14 +26,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from magnet_jax.codec.config import SeanetConfig
+from magnet_jax.util.params import zeros_param
 
 _PAD_MODES = {"reflect": "reflect", "constant": "constant", "zero": "constant",
               "replicate": "edge", "circular": "wrap"}
-
-
-def param(*shape: int) -> nnx.Param:
-    """A float32 parameter of zeros (values come from a converter or an initialiser)."""
-    return nnx.Param(jnp.zeros(shape, jnp.float32))
 
 
 
@@ -97,14 +93,14 @@ class _ConvBase(nnx.Module):
                      group_norm: bool, weight_norm: bool):
         self.norm_axes, self.has_gn, self.weight_norm = norm_axes, group_norm, weight_norm
         if weight_norm:
-            self.g = param(*(1 if i in norm_axes else n for i, n in enumerate(wshape)))
-            self.v = param(*wshape)
+            self.g = zeros_param(*(1 if i in norm_axes else n for i, n in enumerate(wshape)))
+            self.v = zeros_param(*wshape)
         else:
-            self.weight = param(*wshape)
-        self.bias = param(cout)
+            self.weight = zeros_param(*wshape)
+        self.bias = zeros_param(cout)
         if group_norm:
-            self.gn_scale = param(cout)
-            self.gn_bias = param(cout)
+            self.gn_scale = zeros_param(cout)
+            self.gn_bias = zeros_param(cout)
 
     def kernel(self) -> jax.Array:
         """The effective weight (weight norm applied in the forward when trainable)."""
@@ -198,9 +194,9 @@ class LSTM(nnx.Module):
 
     def __init__(self, dim: int, num_layers: int):
         self.dim, self.num_layers = dim, num_layers
-        self.w_ih = nnx.List([param(dim, 4 * dim) for _ in range(num_layers)])
-        self.w_hh = nnx.List([param(dim, 4 * dim) for _ in range(num_layers)])
-        self.b = nnx.List([param(4 * dim) for _ in range(num_layers)])
+        self.w_ih = nnx.List([zeros_param(dim, 4 * dim) for _ in range(num_layers)])
+        self.w_hh = nnx.List([zeros_param(dim, 4 * dim) for _ in range(num_layers)])
+        self.b = nnx.List([zeros_param(4 * dim) for _ in range(num_layers)])
 
     def zero_state(self, batch: int):
         z = jnp.zeros((self.num_layers, batch, self.dim), jnp.float32)

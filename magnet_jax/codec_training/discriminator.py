@@ -22,6 +22,7 @@ import numpy as np
 from flax import nnx
 
 from magnet_jax.codec_training.losses import stft
+from magnet_jax.util.params import param
 
 
 def _uniform(rng, shape, bound):
@@ -40,11 +41,11 @@ class WNConv2d(nnx.Module):
         bound = 1.0 / np.sqrt(cin * kh * kw)
         w = _uniform(rngs.params(), (kh, kw, cin, cout), bound)
         if weight_norm:
-            self.v = nnx.Param(w)
-            self.g = nnx.Param(jnp.sqrt(jnp.sum(jnp.square(w), axis=(0, 1, 2))))
+            self.v = param(w)
+            self.g = param(jnp.sqrt(jnp.sum(jnp.square(w), axis=(0, 1, 2))))
         else:
-            self.w = nnx.Param(w)
-        self.bias = nnx.Param(_uniform(rngs.params(), (cout,), bound))
+            self.w = param(w)
+        self.bias = param(_uniform(rngs.params(), (cout,), bound))
 
     def kernel(self) -> jax.Array:
         if not self.weight_norm:

@@ -42,6 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from magnet_jax.util.params import param  # T5 is small and frozen: replicated (no axis names)
+
 __all__ = ["T5EncoderConfig", "T5Encoder", "T5EncoderFn", "relative_position_buckets"]
 
 _ACTIVATIONS = {
@@ -133,11 +135,6 @@ def _rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
     return weight.astype(jnp.float32) * (x * jax.lax.rsqrt(var + eps))
 
 
-def _param(value) -> nnx.Param:
-    # Deliberately no sharding metadata: T5 is small and frozen; it is replicated.
-    return nnx.Param(value)
-
-
 class T5Encoder(nnx.Module):
     """T5 encoder stack: ``(input_ids [B, S], attention_mask [B, S]) -> hidden float32 [B, S, E]``.
 
@@ -178,22 +175,22 @@ class T5Encoder(nnx.Module):
         def normal(shape, std, dt):
             return (jax.random.normal(key(), shape, jnp.float32) * std).astype(dt)
 
-        self.embed_tokens = _param(normal((c.vocab_size, E), 1.0, self.dtype))
-        self.relative_attention_bias = _param(normal((c.relative_attention_num_buckets, c.num_heads),
+        self.embed_tokens = param(normal((c.vocab_size, E), 1.0, self.dtype))
+        self.relative_attention_bias = param(normal((c.relative_attention_num_buckets, c.num_heads),
                                                      E ** -0.5, jnp.float32))
-        self.attn_norm = _param(jnp.ones((L, E), jnp.float32))
-        self.q = _param(normal((L, E, HD), (E * c.d_kv) ** -0.5, self.dtype))
-        self.k = _param(normal((L, E, HD), E ** -0.5, self.dtype))
-        self.v = _param(normal((L, E, HD), E ** -0.5, self.dtype))
-        self.o = _param(normal((L, HD, E), HD ** -0.5, self.dtype))
-        self.ffn_norm = _param(jnp.ones((L, E), jnp.float32))
+        self.attn_norm = param(jnp.ones((L, E), jnp.float32))
+        self.q = param(normal((L, E, HD), (E * c.d_kv) ** -0.5, self.dtype))
+        self.k = param(normal((L, E, HD), E ** -0.5, self.dtype))
+        self.v = param(normal((L, E, HD), E ** -0.5, self.dtype))
+        self.o = param(normal((L, HD, E), HD ** -0.5, self.dtype))
+        self.ffn_norm = param(jnp.ones((L, E), jnp.float32))
         if c.is_gated:
-            self.wi_0 = _param(normal((L, E, F), E ** -0.5, self.dtype))
-            self.wi_1 = _param(normal((L, E, F), E ** -0.5, self.dtype))
+            self.wi_0 = param(normal((L, E, F), E ** -0.5, self.dtype))
+            self.wi_1 = param(normal((L, E, F), E ** -0.5, self.dtype))
         else:
-            self.wi = _param(normal((L, E, F), E ** -0.5, self.dtype))
-        self.wo = _param(normal((L, F, E), F ** -0.5, jnp.float32))
-        self.final_norm = _param(jnp.ones((E,), jnp.float32))
+            self.wi = param(normal((L, E, F), E ** -0.5, self.dtype))
+        self.wo = param(normal((L, F, E), F ** -0.5, jnp.float32))
+        self.final_norm = param(jnp.ones((E,), jnp.float32))
 
     # -- pieces ---------------------------------------------------------------------------------
     def position_bias(self, length: int) -> jax.Array:

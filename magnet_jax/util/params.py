@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import jax.numpy as jnp
 from flax import nnx
 
 
@@ -14,3 +15,8 @@ def param(value, names: Sequence[str | None] | None = None) -> nnx.Param:
     if len(names) != value.ndim:
         raise ValueError(f"param of shape {value.shape} needs {value.ndim} axis names, got {tuple(names)}")
     return nnx.Param(value, eager_sharding=False, out_sharding=tuple(names))
+
+
+def zeros_param(*shape: int) -> nnx.Param:
+    """A replicated float32 parameter of zeros (its values come from a converter or an initialiser)."""
+    return param(jnp.zeros(shape, jnp.float32))
