@@ -6,9 +6,10 @@ In Colab: `!python tools/app.py --share` prints a public link. As a Hugging Face
 """
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from magnet_jax.app import DEFAULT_MODEL
+from magnet_jax.util.cli import run, usage_error
 
 flags.DEFINE_string("model", DEFAULT_MODEL, "the model selected when the page opens (any other can be picked there)")
 flags.DEFINE_integer("port", 7860, "port to serve on")
@@ -20,19 +21,19 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+        usage_error(f"unexpected arguments {argv[1:]}")
     if not 0 < FLAGS.port < 65536:
-        raise app.UsageError(f"--port must be in 1..65535, got {FLAGS.port}")
+        usage_error(f"--port must be in 1..65535, got {FLAGS.port}")
     from magnet_jax.app import Models, UserError, build_app
     models = Models()
     if FLAGS.preload:
         try:
             models.get(FLAGS.model)
         except UserError as e:
-            raise app.UsageError(str(e)) from None
+            usage_error(str(e))
     build_app(models, default_model=FLAGS.model).launch(server_name=FLAGS.host, server_port=FLAGS.port,
                                                         share=FLAGS.share)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

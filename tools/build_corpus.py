@@ -8,7 +8,9 @@ Writes OUT/train/*.wav|json, OUT/valid/*.wav|json (whole works held out), OUT/tr
 """
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
+
+from magnet_jax.util.cli import run, usage_error
 
 flags.DEFINE_string("out_dir", None, "output folder", required=True)
 flags.DEFINE_integer("sample_rate", 16000, "corpus sample rate (Hz)")
@@ -22,15 +24,15 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+        usage_error(f"unexpected arguments {argv[1:]}")
     from magnet_jax.bundled import CorpusOptions, build_corpus
     try:
         build_corpus(CorpusOptions(out_dir=FLAGS.out_dir, sample_rate=FLAGS.sample_rate, max_seconds=FLAGS.max_seconds,
                                    renders_per_work=FLAGS.renders_per_work, valid_fraction=FLAGS.valid_fraction,
                                    max_works=FLAGS.max_works, seed=FLAGS.seed))
     except FileNotFoundError as e:
-        raise app.UsageError(str(e)) from None
+        usage_error(str(e))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -9,9 +9,10 @@ Rows: real (held-out clips vs their own metadata), model (generations from the h
 random (same architecture, random-init LM). The family classifier trains on --train_manifest
 (default: train.jsonl next to --manifest).
 """
-import sys
 
 from absl import flags
+
+from magnet_jax.util.cli import run, usage_error
 
 flags.DEFINE_string("model", None, "model to evaluate (MagnetPipeline.from_pretrained name or folder)")
 flags.DEFINE_string("manifest", None, "held-out manifest (.jsonl with sidecar .json metadata)")
@@ -30,18 +31,13 @@ flags.DEFINE_string("lm_workdir", None, "tools/train.py workdir: adds its last h
 FLAGS = flags.FLAGS
 
 
-def _usage_error(message: str):
-    sys.stderr.write(f"evaluate.py: error: {message}\n")
-    sys.exit(2)
-
-
 def main(argv):
     if len(argv) > 1:
-        _usage_error(f"unexpected arguments {argv[1:]}: every option is a --flag (see --help)")
+        usage_error(f"unexpected arguments {argv[1:]}: every option is a --flag (see --help)")
     if not FLAGS.manifest or not FLAGS.out:
-        _usage_error("--manifest=FILE.jsonl and --out=DIR are required")
+        usage_error("--manifest=FILE.jsonl and --out=DIR are required")
     if FLAGS.num_clips < 3 or FLAGS.seconds <= 0:
-        _usage_error("--num_clips must be at least 3 and --seconds positive")
+        usage_error("--num_clips must be at least 3 and --seconds positive")
     from magnet_jax.bundled.package import BundledMissingError
     from magnet_jax.eval.report import evaluate
     from magnet_jax.hub import HubError
@@ -52,15 +48,8 @@ def main(argv):
                  plots=FLAGS.plots, tokens=FLAGS.tokens,
                  lm_metrics=f"{FLAGS.lm_workdir}/metrics.jsonl" if FLAGS.lm_workdir else None)
     except (BundledMissingError, FileNotFoundError, HubError, ValueError) as e:
-        _usage_error(str(e).splitlines()[0])
+        usage_error(str(e).splitlines()[0])
 
 
 if __name__ == "__main__":
-    if any(a in ("--help", "-h", "--helpshort") for a in sys.argv[1:]):
-        print(__doc__ + "\n" + FLAGS.main_module_help())
-        sys.exit(0)
-    try:
-        args = FLAGS(sys.argv)
-    except flags.Error as e:
-        _usage_error(str(e))
-    main(args)
+    run(main)

@@ -10,11 +10,12 @@ Both are read by magnet_jax.codec.load_encodec and tools/tokenize_dataset.py --c
 wrote one).
 """
 import json
-import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 from ml_collections import ConfigDict, config_flags
+
+from magnet_jax.util.cli import run, usage_error
 
 config_flags.DEFINE_config_file("config", None, "configs/codec.py:NAME the codec was trained with", lock_config=True)
 flags.DEFINE_string("workdir", None, "the training workdir (WORKDIR/checkpoints)")
@@ -24,49 +25,34 @@ flags.DEFINE_bool("ema", True, "export the EMA generator (else the raw weights o
 FLAGS = flags.FLAGS
 
 
-def _usage_error(message: str):
-    sys.stderr.write(f"export_codec.py: error: {message}\n")
-    sys.exit(2)
-
-
-def _parse(argv):
-    if any(a in ("--help", "-h", "--helpshort", "-?") for a in argv[1:]):
-        print(sys.modules["__main__"].__doc__ + "\n" + FLAGS.main_module_help())
-        sys.exit(0)
-    try:
-        return FLAGS(argv)
-    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-        _usage_error(f"bad flag: {str(e).splitlines()[-1] if str(e) else type(e).__name__}")
-
-
 def main(argv):
     if len(argv) > 1:
-        _usage_error(f"unexpected arguments {argv[1:]}: every option is a --flag (see --help)")
+        usage_error(f"unexpected arguments {argv[1:]}: every option is a --flag (see --help)")
     if not FLAGS.workdir or not FLAGS.out:
-        _usage_error("--workdir (the training folder) and --out (the folder to write) are required")
+        usage_error("--workdir (the training folder) and --out (the folder to write) are required")
     workdir = Path(FLAGS.workdir)
     if not (workdir / "checkpoints").is_dir():
-        _usage_error(f"{workdir} has no checkpoints/ folder: pass the --workdir of tools/train_codec.py")
+        usage_error(f"{workdir} has no checkpoints/ folder: pass the --workdir of tools/train_codec.py")
     cfg = FLAGS.config
     if cfg is None:
         saved = workdir / "config.json"
         if not saved.is_file():
-            _usage_error(f"{workdir} has no config.json: pass the --config=configs/codec.py:NAME you trained with")
+            usage_error(f"{workdir} has no config.json: pass the --config=configs/codec.py:NAME you trained with")
         cfg = ConfigDict(json.loads(saved.read_text()))
     from magnet_jax.codec_training.export import load_trained
     from magnet_jax.convert.encodec_export import export_codec
     try:
         trained = load_trained(cfg, workdir, ema=FLAGS.ema)
     except (AttributeError, KeyError, TypeError) as e:
-        _usage_error(f"the config does not describe a codec ({type(e).__name__}: {e}); pass the training --config")
+        usage_error(f"the config does not describe a codec ({type(e).__name__}: {e}); pass the training --config")
     if trained is None:
-        _usage_error(f"{workdir}/checkpoints holds no checkpoint yet")
+        usage_error(f"{workdir}/checkpoints holds no checkpoint yet")
     try:
         out = export_codec(trained, FLAGS.out, FLAGS.format)
     except ValueError as e:
-        _usage_error(str(e))
+        usage_error(str(e))
     print(f"wrote {FLAGS.format} codec to {out}")
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse)
+    run(main)

@@ -17,10 +17,11 @@ import dataclasses
 import sys
 import typing
 
-from absl import app, flags
+from absl import flags
 
 from magnet_jax.decoding import GenerationConfig
 from magnet_jax.musicgen import MusicGenGenerationConfig
+from magnet_jax.util.cli import run, usage_error
 
 flags.DEFINE_string("model", "facebook/magnet-small-10secs", "hub id | local dir | config:NAME (random init)")
 flags.DEFINE_multi_string("text", None, "a description (repeatable)")
@@ -83,23 +84,6 @@ def _define_musicgen_flags() -> tuple[str, ...]:
 MUSICGEN_KNOBS = _define_musicgen_flags()
 
 
-def _usage_error(message: str):
-    """A user error: one line on stderr, exit 2 (absl's UsageError would print the whole usage, exit 1)."""
-    sys.stderr.write(f"generate.py: error: {message}\n")
-    sys.exit(2)
-
-
-def _parse(argv):
-    """absl's flag parsing with --help exiting 0 and a flag error as one line, exit 2."""
-    if any(a in ("--help", "-h", "--helpshort", "-?") for a in argv[1:]):
-        print(sys.modules["__main__"].__doc__ + "\n" + FLAGS.main_module_help())
-        sys.exit(0)
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        _usage_error(f"{e} (see --help)")
-
-
 def _overrides() -> dict:
     out = {k: getattr(FLAGS, k) for k in KNOBS if getattr(FLAGS, k) is not None}
     hints = typing.get_type_hints(GenerationConfig)
@@ -108,26 +92,26 @@ def _overrides() -> dict:
             try:
                 out[k] = tuple(int(s) for s in v)
             except ValueError:
-                _usage_error(f"--{k}={','.join(v)}: give integers, e.g. --{k}=20,10,10,10")
+                usage_error(f"--{k}={','.join(v)}: give integers, e.g. --{k}=20,10,10,10")
     if FLAGS.temperature is not None:
         if "temp" in out and out["temp"] != FLAGS.temperature:
-            _usage_error("--temperature is --temp: give one of them")
+            usage_error("--temperature is --temp: give one of them")
         out["temp"] = FLAGS.temperature
     try:
         GenerationConfig().replace(**{k: v for k, v in out.items() if k != "decoding_steps"})
     except ValueError as e:
-        _usage_error(str(e))
+        usage_error(str(e))
     mg = {k: getattr(FLAGS, k) for k in MUSICGEN_KNOBS if getattr(FLAGS, k) is not None}
     try:
         MusicGenGenerationConfig(**mg)
     except ValueError as e:
-        _usage_error(str(e))
+        usage_error(str(e))
     return {**out, **mg}
 
 
 def main(argv):
     if len(argv) > 1:
-        _usage_error(f"unexpected arguments {argv[1:]}: every option is a --flag=value (see --help)")
+        usage_error(f"unexpected arguments {argv[1:]}: every option is a --flag=value (see --help)")
     from magnet_jax import hub
     from magnet_jax.audio_files import NonFiniteAudioError
     from magnet_jax.jobs.generate import GenerationRequest, run_to_files
@@ -144,8 +128,8 @@ def main(argv):
         sys.stderr.write(f"generate.py: error: {e}\n")
         sys.exit(1)
     except (ValueError, FileNotFoundError, hub.HubError) as e:
-        _usage_error(" ".join(str(e).split()))
+        usage_error(" ".join(str(e).split()))
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse)
+    run(main)

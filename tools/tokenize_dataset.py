@@ -11,11 +11,11 @@ the ``magnet_jax/data/tokenize/`` package; this file only parses flags.
 from __future__ import annotations
 
 import shlex
-import sys
 
-from absl import app, flags
+from absl import flags
 
 from magnet_jax.data.tokenize.options import DEFAULT_NAME, TokenizeOptions
+from magnet_jax.util.cli import run, usage_error
 
 _D = TokenizeOptions()
 FLAGS = flags.FLAGS
@@ -48,26 +48,9 @@ flags.mark_flags_as_required(["codec", "data_dir"])
 flags.mark_flags_as_mutual_exclusive(["manifest", "audio_dir"], required=True)
 
 
-def _usage_error(message: str):
-    """A user error: one line on stderr, exit 2 (absl's UsageError would print the whole usage, exit 1)."""
-    sys.stderr.write(f"tokenize_dataset.py: error: {message}\n")
-    sys.exit(2)
-
-
-def _parse(argv):
-    """absl's flag parsing with --help exiting 0 and a flag error as one line, exit 2."""
-    if any(a in ("--help", "-h", "--helpshort", "-?") for a in argv[1:]):
-        print(sys.modules["__main__"].__doc__ + "\n" + FLAGS.main_module_help())
-        sys.exit(0)
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        _usage_error(f"{e} (see --help)")
-
-
 def main(argv):
     if len(argv) > 1:
-        _usage_error(f"unexpected arguments {argv[1:]}: every option is a --flag (see --help)")
+        usage_error(f"unexpected arguments {argv[1:]}: every option is a --flag (see --help)")
     import tensorflow_datasets as tfds
 
     from magnet_jax.data.audio_io import LevelOptions
@@ -84,7 +67,7 @@ def main(argv):
             level=LevelOptions(normalize=FLAGS.normalize, peak_db=FLAGS.peak_db, rms_db=FLAGS.rms_db,
                                silence_db=silence))
     except ValueError as e:
-        _usage_error(str(e))
+        usage_error(str(e))
     tfds.disable_progress_bar()
     try:
         result = tokenize_corpus(
@@ -92,9 +75,9 @@ def main(argv):
             name=FLAGS.name, report_path=FLAGS.report, options=opts, overwrite=FLAGS.overwrite,
             beam_options=shlex.split(FLAGS.beam_options) if FLAGS.beam_options else None, progress=FLAGS.progress)
     except (CorpusError, BuildLockedError, CodecMismatchError) as e:  # user errors: one line, exit 2
-        _usage_error(str(e))
+        usage_error(str(e))
     print(format_summary(result))
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse)
+    run(main)

@@ -9,12 +9,13 @@ tiny / tiny_audio. Multi-host: set --config.distributed.coordinator_address=HOST
 jax.distributed auto-detects; leave them empty).
 """
 import logging
-import re
 import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
+
+from magnet_jax.util.cli import run, usage_error
 
 
 def _fields_help() -> str:
@@ -34,39 +35,11 @@ flags.DEFINE_string("workdir", None, "checkpoints, metrics.jsonl, TensorBoard ev
 FLAGS = flags.FLAGS
 
 
-def _usage_error(message: str):
-    """A user error: one line on stderr, exit 2 (absl's UsageError would print the whole usage, exit 1)."""
-    sys.stderr.write(f"train.py: error: {message}\n")
-    sys.exit(2)
-
-
-def _parse(argv):
-    """absl's flag parsing with --help exiting 0 and a bad --config.* override as one line, exit 2."""
-    if any(a in ("--help", "-h", "--helpshort", "-?") for a in argv[1:]):
-        print(sys.modules["__main__"].__doc__ + "\n" + _fields_help() + "\n\n" + FLAGS.main_module_help())
-        sys.exit(0)
-    if not any(a == "--config" or a.startswith("--config=") for a in argv[1:]):
-        argv = [argv[0], f"--config={DEFAULT_CONFIG}", *argv[1:]]
-    try:
-        return FLAGS(argv)
-    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-        # ml_collections reports an unknown field as AttributeError("'name'\nDid you mean ...") and a failing
-        # get_config as the whole traceback text: keep its last line.
-        if isinstance(e, (AttributeError, KeyError)):
-            name = re.search(r"\w+", str(e))
-            hint = re.search(r'Did you mean "(\w+)"', str(e))
-            _usage_error(f"unknown config field {name.group(0) if name else str(e)!r}"
-                         + (f" (did you mean {hint.group(1)!r}?)" if hint else "") + "; --help lists the fields")
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        text = (lines[-1] if "Traceback" in str(e) else " ".join(lines)).replace("\\'", "'").strip("\"'")
-        _usage_error(f"bad flag: {text} (--help lists the config fields)")
-
-
 def main(argv):
     if len(argv) > 1:
-        _usage_error(f"unexpected arguments {argv[1:]}: every option is a --flag (see --help)")
+        usage_error(f"unexpected arguments {argv[1:]}: every option is a --flag (see --help)")
     if not FLAGS.workdir:
-        _usage_error("--workdir is required: the folder for checkpoints and metrics (reused to resume)")
+        usage_error("--workdir is required: the folder for checkpoints and metrics (reused to resume)")
     logging.getLogger("magnet_jax").setLevel(logging.INFO)
     from magnet_jax.data.tokenize.codec_record import CodecMismatchError
     from magnet_jax.training import ConfigError, TrainConfig, train
@@ -75,11 +48,11 @@ def main(argv):
     try:
         cfg = TrainConfig.from_config(FLAGS.config)
     except ConfigError as e:
-        _usage_error(str(e))
+        usage_error(str(e))
     try:
         last = train(cfg, FLAGS.workdir)
     except (FileNotFoundError, CodecMismatchError) as e:    # dataset missing / of another codec
-        _usage_error(str(e))
+        usage_error(str(e))
     except (CheckpointError, TrainingDiverged, FloatingPointError) as e:
         sys.stderr.write(f"train.py: error: {e}\n")
         sys.exit(1)
@@ -87,4 +60,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse)
+    run(main, default_config=DEFAULT_CONFIG, help_extra=_fields_help, fields_hint="--help lists the config fields")
