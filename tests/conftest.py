@@ -22,3 +22,16 @@ def pytest_collection_modifyitems(config, items):
         parts = item.path.relative_to(ROOT).parts
         if len(parts) > 1 and parts[0] == "tests" and parts[1] in _LAYERS:
             item.add_marker(getattr(pytest.mark, parts[1]))
+
+
+# ---- shared fixtures: random-init tiny pipelines (built once per session; tests must not mutate them)
+@pytest.fixture(scope="session")
+def tiny_magnet_pipeline():
+    from magnet_jax.pipeline import MagnetPipeline
+    return MagnetPipeline.from_config("tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_musicgen_pipeline():
+    from magnet_jax.musicgen.pipeline import MusicGenPipeline
+    return MusicGenPipeline.from_config("tiny", seed=0)

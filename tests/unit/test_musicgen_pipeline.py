@@ -3,12 +3,11 @@ import numpy as np
 import pytest
 
 from magnet_jax.musicgen import pipeline as mg_pipeline
-from magnet_jax.musicgen.pipeline import MusicGenPipeline
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return MusicGenPipeline.from_config("tiny", seed=0)
+def tiny(tiny_musicgen_pipeline):
+    return tiny_musicgen_pipeline
 
 
 def test_generate_continuation_and_determinism(tiny):

@@ -4,14 +4,13 @@ import numpy as np
 import pytest
 
 from magnet_jax import pipeline as pipeline_module
-from magnet_jax.pipeline import MagnetPipeline
 
 STEPS = dict(decoding_steps=(4, 2, 2, 2))
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return MagnetPipeline.from_config("tiny", seed=0)
+def tiny(tiny_magnet_pipeline):
+    return tiny_magnet_pipeline
 
 
 @pytest.fixture
