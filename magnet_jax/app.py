@@ -101,6 +101,11 @@ class Models:
                 self._cache[name] = self._load(name)
             return self._cache[name]
 
+    def put(self, name: str, pipeline) -> None:
+        """Serve an already loaded pipeline under ``name`` (e.g. the notebook's, with its compiled programs)."""
+        with self._lock:
+            self._cache[name.strip()] = pipeline
+
     def _load(self, name: str):
         from magnet_jax import hub
         load = self.loader

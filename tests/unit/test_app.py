@@ -73,6 +73,9 @@ def test_request_writes_playable_wavs_and_images(tmp_path):
     assert pipe.calls == [("generate", ["a", "b"], 1.5, 7, {"decoding_steps": (3, 2), "temp": 2.0, "top_k": 5})]
     app.run_request(models, model="m", text="c", duration=1.0, out_dir=str(tmp_path))
     assert loads == ["m"]                      # the pipeline (and its compiled programs) is reused
+    models.put("given", FakePipe(name="given"))
+    assert app.run_request(models, model="given", text="d", duration=1.0, out_dir=str(tmp_path)).message.endswith(
+        "with given") and loads == ["m"]
 
 
 def test_continuation_and_infill_routes(tmp_path):
