@@ -10,11 +10,12 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
-# ---- layers: tests/unit (no torch, seconds), tests/parity (vs audiocraft / transformers / encodec),
+# ---- layers: tests/unit (no torch, seconds), tests/integration (no torch, compiles real models),
+# tests/parity (vs audiocraft / transformers / encodec),
 # tests/e2e (CLIs, subprocesses, notebook). Each test is marked by its folder: `pytest -m unit`.
 import pytest  # noqa: E402
 
-_LAYERS = ("unit", "parity", "e2e")
+_LAYERS = ("unit", "integration", "parity", "e2e")
 
 
 def pytest_collection_modifyitems(config, items):
