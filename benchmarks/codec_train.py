@@ -19,7 +19,7 @@ import time
 
 from absl import app, flags
 
-from benchmarks.common import machine, write_json
+from benchmarks.common import machine, timeit, write_json
 
 flags.DEFINE_integer("sample_rate", 16000, "sample rate")
 flags.DEFINE_integer("n_filters", 8, "SEANet filters")
@@ -51,17 +51,6 @@ def _config():
     c.batch_size = FLAGS.batch
     c.mesh.data = 1
     return c
-
-
-def _best(fn, reps, warmup):
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def reference_step_fn(cfg, wav):
@@ -146,9 +135,9 @@ def main(_):
     t0 = time.perf_counter()
     ours()
     compile_s = time.perf_counter() - t0
-    t_ours = _best(ours, FLAGS.reps, max(FLAGS.warmup - 1, 0))
+    t_ours = timeit(ours, reps=FLAGS.reps, warmup=max(FLAGS.warmup - 1, 0))
     ref = reference_step_fn(cfg, wav)
-    t_ref = _best(ref, FLAGS.reps, FLAGS.warmup)
+    t_ref = timeit(ref, reps=FLAGS.reps, warmup=FLAGS.warmup)
     row = dict(ours_audio_s_per_s=audio_s / t_ours, ref_audio_s_per_s=audio_s / t_ref, ours_step_s=t_ours,
                ref_step_s=t_ref, ours_first_step_s=compile_s, ratio=t_ref / t_ours)
     print(f"codec train step, batch {FLAGS.batch} x {FLAGS.seconds:g}s @ {sr} Hz: magnet_jax "
