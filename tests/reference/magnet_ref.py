@@ -116,14 +116,19 @@ def build_reference(xp_cfg: dict, seed: int = 0):
     return lm.eval()
 
 
-def make_checkpoint(folder, xp_cfg: dict, seed: int = 0, half: bool = False):
-    """Writes ``folder/state_dict.bin`` in the released layout; returns the reference model."""
+def save_released(folder, lm, xp_cfg: dict, half: bool = False):
+    """Writes ``lm`` as ``folder/state_dict.bin`` in the released audiocraft layout (MAGNeT or MusicGen)."""
     import os
-    lm = build_reference(xp_cfg, seed)
     state = {k: (v.half() if half else v).clone() for k, v in lm.state_dict().items()}
     os.makedirs(folder, exist_ok=True)
     torch.save({"best_state": state, "xp.cfg": yaml.safe_dump(xp_cfg), "version": "1.3.0", "exported": True},
                os.path.join(folder, "state_dict.bin"))
+
+
+def make_checkpoint(folder, xp_cfg: dict, seed: int = 0, half: bool = False):
+    """Writes ``folder/state_dict.bin`` in the released layout; returns the reference model."""
+    lm = build_reference(xp_cfg, seed)
+    save_released(folder, lm, xp_cfg, half)
     return lm
 
 

@@ -18,7 +18,6 @@ from tests.reference import shim
 shim.install()   # before audiocraft (a statement here also keeps import sorters from moving it below)
 
 import torch  # noqa: E402
-import yaml  # noqa: E402
 from audiocraft.models import builders, loaders  # noqa: E402
 from audiocraft.modules import transformer as ac_transformer  # noqa: E402
 
@@ -71,10 +70,7 @@ def build_reference(xp_cfg: dict, seed: int = 0):
 def make_checkpoint(folder, xp_cfg: dict, seed: int = 0, half: bool = False):
     """Writes ``folder/state_dict.bin`` in the released layout; returns the reference model."""
     lm = build_reference(xp_cfg, seed)
-    state = {k: (v.half() if half else v).clone() for k, v in lm.state_dict().items()}
-    os.makedirs(folder, exist_ok=True)
-    torch.save({"best_state": state, "xp.cfg": yaml.safe_dump(xp_cfg), "version": "1.3.0", "exported": True},
-               os.path.join(folder, "state_dict.bin"))
+    M.save_released(folder, lm, xp_cfg, half)
     return lm
 
 
