@@ -24,6 +24,7 @@ import numpy as np
 from magnet_jax.bundled.descriptions import INSTRUMENTS, describe
 
 MAX_MEASURES = 32
+RENDER_TIMEOUT_S = 60     # a clip renders in ~1 s; a few scores make fluidsynth hang: those are skipped
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2")
 
 # corpus folder (inside music21's corpus) -> (era, genre, composer, how many works to take at most, bpm range)
@@ -121,7 +122,7 @@ def _prepare(score, program: int, bpm: float, semitones: int):
 
 def render(midi: str, wav_out: str, sample_rate: int, soundfont: str):
     subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.7", "-r", str(sample_rate), "-F", wav_out, soundfont, midi],
-                   check=True, capture_output=True, timeout=300)
+                   check=True, capture_output=True, timeout=RENDER_TIMEOUT_S)
 
 
 def _finish(wav: np.ndarray, sr: int, max_seconds: float) -> np.ndarray:
