@@ -32,6 +32,7 @@ CONFIG_NAME = "magnet_jax_config.json"
 TEXT_PREFIX = "condition_provider.conditioners.description.output_proj"
 _CACHE_FORMAT = 2          # cache entries written before the checkpoint facts were stored are converted again
 _SOLVER_KINDS = {"magnet": "music", "audio_magnet": "audio"}   # audiocraft solvers/builders.py
+HYBRID_LM_MODEL = "hybrid_magnet"   # LoadedCheckpoint.lm_model of a Hybrid-MAGNeT (convert/hybrid.py)
 _READ_SECTIONS = ("lm_model", "solver", "sample_rate", "transformer_lm", "dataset", "masking", "fuser",
                   "conditioners", "codebooks_pattern")
 
@@ -227,6 +228,10 @@ def flat_params(lm: MagnetLM) -> dict[str, np.ndarray]:
 def lm_from_flat_params(cfg: MagnetConfig, flat: Mapping[str, np.ndarray]) -> MagnetLM:
     """Builds a MagnetLM (a MusicGenLM for a MusicGenConfig) without random init (abstract model + the arrays)."""
     cls = MusicGenLM if isinstance(cfg, MusicGenConfig) else MagnetLM
+    if getattr(cfg, "delays", None) is not None and isinstance(cfg, MagnetConfig):   # Hybrid-MAGNeT
+        from magnet_jax.model.hybrid import HybridMagnetLM as cls
+    if hasattr(cfg, "n_chroma"):                         # MusicGen-melody (function-level: no import cycle)
+        from magnet_jax.model.musicgen_melody import MusicGenMelodyLM as cls
     return module_from_pure_dict(lambda: cls(cfg, rngs=nnx.Rngs(0)), flat, error=CheckpointError, what="LM weights")
 
 
@@ -245,10 +250,13 @@ class LoadedCheckpoint:
     source: str                  # what was asked for (hub id, folder or file)
     codec_source: str            # where its EnCodec lives: the hub repo, or the checkpoint's folder
     lm_model: str = "transformer_lm_magnet"
+    channels: int = 1            # 2: stereo MusicGen (mono codec per channel, codebooks interleaved)
 
 
 def save_lm_safetensors(lm: MagnetLM, folder: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> Path:
     """Writes ``magnet_jax_lm.safetensors`` + ``magnet_jax_config.json`` (``extra``: e.g. ``t5``, ``kind``)."""
+    if getattr(lm.config, "delays", None) is not None and isinstance(lm.config, MagnetConfig):
+        extra = {"lm_model": HYBRID_LM_MODEL, **(dict(extra) if extra else {})}     # Hybrid-MAGNeT
     return _write_safetensors(folder, flat_params(lm), lm.config, extra)
 
 
@@ -279,10 +287,14 @@ def _from_export(folder: Path, overrides: Mapping[str, Any], source: str, codec_
     from safetensors.numpy import load_file
     meta = json.loads((folder / CONFIG_NAME).read_text())
     cfg_cls = MusicGenConfig if meta.get("lm_model") == "transformer_lm" else MagnetConfig
+    if meta.get("lm_model") == HYBRID_LM_MODEL:
+        from magnet_jax.model.hybrid import HybridMagnetConfig as cfg_cls
+    if "n_chroma" in meta["model"]:                      # MusicGen-melody
+        from magnet_jax.model.musicgen_melody import MusicGenMelodyConfig as cfg_cls
     cfg = cfg_cls.from_dict({**meta["model"], **_runtime_overrides(overrides)})
     lm = lm_from_flat_params(cfg, load_file(str(folder / SAFETENSORS_NAME)))
     return LoadedCheckpoint(lm, meta.get("t5"), meta.get("kind", "music"), cfg.segment_duration, source,
-                            codec_source, meta.get("lm_model", "transformer_lm_magnet"))
+                            codec_source, meta.get("lm_model", "transformer_lm_magnet"), int(meta.get("channels", 1)))
 
 
 def load_lm_safetensors(folder: str | os.PathLike, **overrides) -> MagnetLM:
@@ -340,6 +352,10 @@ def load_audiocraft_checkpoint(path_or_repo_id: str | os.PathLike, *, cache: boo
         from magnet_jax.convert import musicgen  # function-level: convert.musicgen imports this module
         return musicgen.checkpoint_from_package(pkg, source=src, codec_source=codec_source, cached=cached,
                                                 overrides=overrides, cache_format=_CACHE_FORMAT)
+    from magnet_jax.convert import hybrid  # function-level: convert.hybrid imports this module
+    if hybrid.is_hybrid(_read_xp_cfg(pkg["xp.cfg"])):   # Hybrid-MAGNeT (the audiocraft hybrid_magnet branch)
+        return hybrid.checkpoint_from_package(pkg, source=src, codec_source=codec_source, cached=cached,
+                                              overrides=overrides, cache_format=_CACHE_FORMAT)
     cfg = config_from_xp_cfg(pkg["xp.cfg"])
     t5_name, kind = t5_name_from_xp_cfg(pkg["xp.cfg"]), kind_from_xp_cfg(pkg["xp.cfg"], src)
     _check_text_width(pkg["best_state"], t5_name)

@@ -9,6 +9,9 @@ Public API (stable)::
     lm(sequence int32 [B, K, S], text_hidden [B, S_txt, E], text_mask [B, S_txt]) -> float32 [B, K, S, card]
     cache = lm.init_cache(batch, length)               # static-size KV cache (compute dtype)
     logits, cache = lm.decode(chunk [B, K, Tq], pos, cache, cross_kv, key_mask)   # incremental, pos traced
+
+A ``prefix`` [B, P, dim] (MusicGen-melody's prepended conditions, audiocraft's fuser ``prepend``) takes
+positions 0..P-1 ahead of the sequence; the logits are those of the sequence steps only.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from flax import nnx
 
 from magnet_jax.model.attention_masks import causal_mask
 from magnet_jax.model.config import MusicGenConfig
-from magnet_jax.model.layers import dense
+from magnet_jax.model.layers import dense, sinusoidal_positions
 from magnet_jax.model.transformer import TransformerLM
 
 __all__ = ["MusicGenLM"]
@@ -32,12 +35,29 @@ class MusicGenLM(TransformerLM):
         self.check_text(text_hidden, text_mask)
         return self.forward_cond(sequence, self.project_text(text_hidden, text_mask), text_mask)
 
-    def forward_cond(self, sequence, cond, text_mask=None):
-        """As ``__call__`` with an already projected text ``cond`` [B, S_txt, dim]."""
+    def fuse(self, text_hidden, text_mask, chroma=None):
+        """(prefix or None, cross-attention cond [B, S, dim], its text mask): the conditions as the LM takes
+        them (MusicGen-melody overrides this with its prepended chroma)."""
+        if chroma is not None:
+            raise ValueError("this MusicGen has no melody conditioner: load facebook/musicgen-melody for melody")
+        return None, self.project_text(text_hidden, text_mask), text_mask
+
+    def forward_cond(self, sequence, cond, text_mask=None, prefix=None):
+        """As ``__call__`` with an already projected text ``cond`` [B, S_txt, dim] (cross-attention) and an
+        optional ``prefix`` [B, P, dim] prepended to the input (positions 0..P-1)."""
         seq = self.check_codes(sequence)
-        T = seq.shape[-1]
-        h = self.run_layers(self.embed_codes(seq), cond, causal_mask(T, T), self.text_key_mask(text_mask))
-        return self.all_logits(h)
+        x, P = self.embed_with_prefix(seq, prefix, 0)
+        T = x.shape[1]
+        h = self.run_layers(x, cond, causal_mask(T, T), self.text_key_mask(text_mask))
+        return self.all_logits(h[:, P:])
+
+    def embed_with_prefix(self, codes, prefix, offset):
+        """(float32 [B, P + T, dim], P): ``prefix`` + sinusoid at positions offset.., then the code embeddings."""
+        if prefix is None:
+            return self.embed_codes(codes, offset=offset), 0
+        c, P = self.config, prefix.shape[1]
+        pre = prefix.astype(jnp.float32) + sinusoidal_positions(P, c.dim, c.max_period, offset)[None]
+        return jnp.concatenate([pre, self.embed_codes(codes, offset=offset + P)], axis=1), P
 
     # ------------------------------------------------------------------ incremental decoding
     def init_cache(self, batch: int, length: int) -> dict:
@@ -51,13 +71,14 @@ class MusicGenLM(TransformerLM):
         kv = jnp.moveaxis(self.layers.cross_attn.kv[...], 0, 1)               # [D, L, 2, H, Dh]
         return jnp.moveaxis(dense(cond, kv, self.compute_dtype), 2, 0)
 
-    def decode(self, chunk, pos, cache, cross_kv, key_mask):
+    def decode(self, chunk, pos, cache, cross_kv, key_mask, prefix=None):
         """Logits float32 [B, K, Tq, card] for the sequence steps ``pos .. pos+Tq-1`` given in ``chunk``,
         attending to the cached steps before ``pos``; returns ``(logits, cache)`` with the chunk stored.
-        Equal to the matching columns of a full recompute (``__call__``)."""
+        Equal to the matching columns of a full recompute (``__call__``). ``pos`` counts cache positions: a
+        ``prefix`` [B, P, dim] (given with the first chunk) occupies the first P, the chunk follows it."""
         chunk = self.check_codes(chunk)
         dt = self.compute_dtype
-        x = self.embed_codes(chunk, offset=pos)
+        x, P = self.embed_with_prefix(chunk, prefix, pos)
 
         def body(x, layer, ck, cv, ckv):
             x, k, v = layer.cached(x, ckv, key_mask, ck, cv, pos, dt)
@@ -68,4 +89,4 @@ class MusicGenLM(TransformerLM):
         x, (k, v) = scan(x, self.layers, cache["k"], cache["v"], cross_kv)
         cache = {"k": jax.lax.dynamic_update_slice(cache["k"], k.astype(dt), (0, 0, pos, 0, 0)),
                  "v": jax.lax.dynamic_update_slice(cache["v"], v.astype(dt), (0, 0, pos, 0, 0))}
-        return self.all_logits(self.out_norm(x)), cache
+        return self.all_logits(self.out_norm(x[:, P:])), cache

@@ -5,7 +5,11 @@ single-step decodes over a static-size KV cache: compile time does not depend on
 CFG runs the conditional and null rows as one 2B batch (or two B batches with ``two_step_cfg``).
 
     generate(lm, text_hidden [B, S, E] | None, text_mask [B, S] | None, config=..., rng=key,
-             num_frames=T, prompt=codes [B, K, P] | None) -> codes int32 [B, K, T]   (prompt included)
+             num_frames=T, prompt=codes [B, K, P] | None, chroma=[B, Tc, 12] | None)
+        -> codes int32 [B, K, T]   (prompt included; chroma: MusicGen-melody only)
+
+MusicGen-melody's prepended conditions (chroma, and the text for the released models) are a prefix of
+the prefill; the cache holds them ahead of the sequence steps.
 """
 from __future__ import annotations
 
@@ -24,24 +28,34 @@ from magnet_jax.musicgen.sampling import sample_next
 UNKNOWN = -1   # not generated yet (audiocraft's ``unknown_token``)
 
 
-def _guided(lm, config, chunk, pos, caches, conds, mode):
-    """CFG logits [B, K, Tq, card] and the updated caches. ``conds``: list of (cross_kv, key_mask)."""
+def _guided(lm, config, chunk, pos, caches, conds, mode, first=False):
+    """CFG logits [B, K, Tq, card] and the updated caches. ``conds``: list of (cross_kv, key_mask, prefix);
+    the prefix (prepended conditions) goes in with the first chunk only."""
     B = chunk.shape[0]
+
+    def dec(x, cache, cond):
+        return lm.decode(x, pos, cache, cond[0], cond[1], prefix=cond[2] if first else None)
     if mode == "none":
-        logits, c = lm.decode(chunk, pos, caches[0], *conds[0])
+        logits, c = dec(chunk, caches[0], conds[0])
         return logits, [c]
     if mode == "batch":                                                          # one 2B batch
-        both, c = lm.decode(jnp.concatenate([chunk, chunk]), pos, caches[0], *conds[0])
+        both, c = dec(jnp.concatenate([chunk, chunk]), caches[0], conds[0])
         cond_l, uncond_l, caches = both[:B], both[B:], [c]
     else:                                                                        # two_step_cfg
-        cond_l, c1 = lm.decode(chunk, pos, caches[0], *conds[0])
-        uncond_l, c2 = lm.decode(chunk, pos, caches[1], *conds[1])
+        cond_l, c1 = dec(chunk, caches[0], conds[0])
+        uncond_l, c2 = dec(chunk, caches[1], conds[1])
         caches = [c1, c2]
     return uncond_l + (cond_l - uncond_l) * config.cfg_coef, caches
 
 
+def _branch(lm, text_hidden, text_mask, chroma):
+    """(cross_kv, key_mask, prefix) of one CFG branch."""
+    prefix, cond, mask = lm.fuse(text_hidden, text_mask, chroma)
+    return lm.cross_keys_values(cond), lm.text_key_mask(mask), prefix
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef", "config", "frames"))
-def _generate(graphdef, state, text_hidden, text_mask, prompt, rng, *, config: MusicGenGenerationConfig,
+def _generate(graphdef, state, text_hidden, text_mask, prompt, rng, chroma, *, config: MusicGenGenerationConfig,
               frames: int):
     lm = nnx.merge(graphdef, state)
     c = lm.config
@@ -52,22 +66,24 @@ def _generate(graphdef, state, text_hidden, text_mask, prompt, rng, *, config: M
     seq = pattern.build_sequence(gen, delays, c.mask_id)                       # [B, K, S]
 
     dt = lm.compute_dtype
+    melody = getattr(c, "n_chroma", 0) > 0            # MusicGen-melody: null rows get the null chroma
     if text_hidden is None:                          # unconditional: one zero text key (-> zero cross-attn)
         cond = jnp.zeros((B, 1, c.dim), dt)
-        conds = [(lm.cross_keys_values(cond), None)]
+        conds = [(lm.cross_keys_values(cond), None, None)]
         n_rows, mode = [B], "none"
     else:
-        cond = lm.project_text(text_hidden, text_mask)
+        null_hidden, null_mask = jnp.zeros_like(text_hidden), jnp.zeros_like(text_mask)
+        null_chroma = lm.null_chroma(B) if melody else None
         if config.two_step_cfg:
-            zero_mask = jnp.zeros_like(text_mask)
-            conds = [(lm.cross_keys_values(cond), lm.text_key_mask(text_mask)),
-                     (lm.cross_keys_values(jnp.zeros_like(cond)), lm.text_key_mask(zero_mask))]
+            conds = [_branch(lm, text_hidden, text_mask, chroma), _branch(lm, null_hidden, null_mask, null_chroma)]
             n_rows, mode = [B, B], "two_step"
         else:
-            mask2 = jnp.concatenate([text_mask, jnp.zeros_like(text_mask)])
-            conds = [(lm.cross_keys_values(jnp.concatenate([cond, jnp.zeros_like(cond)])), lm.text_key_mask(mask2))]
+            both_chroma = None if not melody else jnp.concatenate([lm.check_chroma(chroma, B), null_chroma])
+            conds = [_branch(lm, jnp.concatenate([text_hidden, null_hidden]), jnp.concatenate([text_mask, null_mask]),
+                             both_chroma)]
             n_rows, mode = [2 * B], "batch"
-    caches = [lm.init_cache(n, S - 1) for n in n_rows]
+    npre = 0 if conds[0][2] is None else conds[0][2].shape[1]     # prepended condition frames
+    caches = [lm.init_cache(n, npre + S - 1) for n in n_rows]
 
     def write(seq, step, logits, key):
         tok = sample_next(key, logits, config)                                   # [B, K]
@@ -76,14 +92,14 @@ def _generate(graphdef, state, text_hidden, text_mask, prompt, rng, *, config: M
         return jax.lax.dynamic_update_slice_in_dim(seq, new[..., None], step, axis=2)
 
     start = P + 1 + delays[0]                        # first step holding frame P (the prefix is known)
-    logits, caches = _guided(lm, config, seq[:, :, :start], 0, caches, conds, mode)
+    logits, caches = _guided(lm, config, seq[:, :, :start], 0, caches, conds, mode, first=True)
     seq = write(seq, start, logits[:, :, -1], jax.random.fold_in(rng, start))
 
     def body(step, carry):
         seq, caches, st = carry
         m = nnx.merge(graphdef, st)
         chunk = jax.lax.dynamic_slice_in_dim(seq, step - 1, 1, axis=2)
-        logits, caches = _guided(m, config, chunk, step - 1, caches, conds, mode)
+        logits, caches = _guided(m, config, chunk, npre + step - 1, caches, conds, mode)
         return write(seq, step, logits[:, :, -1], jax.random.fold_in(rng, step)), caches, st
 
     seq, _, _ = jax.lax.fori_loop(start + 1, S, body, (seq, caches, state))
@@ -91,9 +107,10 @@ def _generate(graphdef, state, text_hidden, text_mask, prompt, rng, *, config: M
 
 
 def generate(lm: MusicGenLM, text_hidden=None, text_mask=None, *, config: MusicGenGenerationConfig | None = None,
-             rng=None, num_frames: int | None = None, prompt=None):
+             rng=None, num_frames: int | None = None, prompt=None, chroma=None):
     """Codes int32 [B, K, num_frames] (the prompt's frames first). ``num_frames`` defaults to the model's
-    window (``segment_frames``); ``text_hidden=None`` generates unconditionally (``B`` from ``prompt``)."""
+    window (``segment_frames``); ``text_hidden=None`` generates unconditionally (``B`` from ``prompt``).
+    ``chroma`` [B, Tc, n_chroma]: MusicGen-melody's melody (None: no melody, the null chroma)."""
     config = MusicGenGenerationConfig() if config is None else config
     c = lm.config
     T = int(num_frames or c.segment_frames)
@@ -104,6 +121,12 @@ def generate(lm: MusicGenLM, text_hidden=None, text_mask=None, *, config: MusicG
         B = prompt.shape[0]
     else:
         B = 1
+    if getattr(c, "n_chroma", 0) > 0:
+        if text_hidden is None:      # audiocraft: a None description is T5("") with its mask zeroed
+            text_hidden, text_mask = jnp.zeros((B, 1, c.text_dim), jnp.float32), jnp.zeros((B, 1), jnp.int32)
+        chroma = lm.check_chroma(chroma, B)
+    elif chroma is not None:
+        lm.fuse(text_hidden, text_mask, chroma)          # raises: no melody conditioner
     if prompt is None:
         prompt = np.zeros((B, c.n_q, 0), np.int32)
     prompt = jnp.asarray(prompt, jnp.int32)
@@ -114,4 +137,4 @@ def generate(lm: MusicGenLM, text_hidden=None, text_mask=None, *, config: MusicG
                          "ask for more frames or shorten the prompt")
     rng = jax.random.PRNGKey(0) if rng is None else rng
     graphdef, state = nnx.split(lm)
-    return _generate(graphdef, state, text_hidden, text_mask, prompt, rng, config=config, frames=T)
+    return _generate(graphdef, state, text_hidden, text_mask, prompt, rng, chroma, config=config, frames=T)
