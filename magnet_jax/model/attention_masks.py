@@ -9,6 +9,9 @@
 """
 from __future__ import annotations
 
+import dataclasses
+
+import jax
 import jax.numpy as jnp
 
 
@@ -18,20 +21,52 @@ def band_mask(length: int, context: int) -> jnp.ndarray:
     return jnp.abs(i[:, None] - i[None, :]) <= context
 
 
-def stage_self_attention_mask(length: int, stage, subcodes_context: int) -> jnp.ndarray | None:
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class BandMask:
+    """The restricted-context band ``|i - j| <= context`` of a [T, T] self-attention, lifted (full
+    attention) where ``full`` is True. Kept structured, not as a dense [T, T] array, so attention kernels
+    can run it as a local window (``jax.nn.dot_product_attention(local_window_size=...)``, splash's
+    ``LocalMask``); :meth:`dense` is the boolean mask the dense path uses.
+
+    ``full``: None (always the band), a bool scalar (one stage for the batch, may be traced) or bool [B]
+    (a stage per sample)."""
+    full: jax.Array | None
+    length: int = dataclasses.field(metadata={"static": True})
+    context: int = dataclasses.field(metadata={"static": True})
+
+    @property
+    def per_sample(self) -> bool:
+        return self.full is not None and jnp.ndim(self.full) == 1
+
+    def dense(self) -> jnp.ndarray:
+        """bool [T, T] (``full`` None or scalar) or [B, 1, T, T] (per sample); True = may attend."""
+        band = band_mask(self.length, self.context)
+        if self.full is None:
+            return band
+        if self.per_sample:
+            return band[None, None] | self.full[:, None, None, None]
+        return band | self.full
+
+
+def dense_mask(mask):
+    """A mask as a dense bool array (a :class:`BandMask` expanded; arrays and None unchanged)."""
+    return mask.dense() if isinstance(mask, BandMask) else mask
+
+
+def stage_self_attention_mask(length: int, stage, subcodes_context: int) -> BandMask | None:
     """Self-attention mask for a decoding / training stage, or None (= full attention).
 
     ``stage`` may be a Python int (static: stage 0 gives None), a traced integer scalar (one
-    compiled program for all stages; [T, T]) or an int vector [B] of per-sample stages ([B, 1, T, T]).
+    compiled program for all stages) or an int vector [B] of per-sample stages; the band comes back as a
+    :class:`BandMask` (``.dense()``: [T, T], or [B, 1, T, T] per sample).
     """
     if subcodes_context < 0:
         return None
     if isinstance(stage, int):
-        return None if stage == 0 else band_mask(length, subcodes_context)
+        return None if stage == 0 else BandMask(None, length, subcodes_context)
     stage = jnp.asarray(stage)
-    if stage.ndim == 1:
-        return band_mask(length, subcodes_context)[None, None] | (stage == 0)[:, None, None, None]
-    return band_mask(length, subcodes_context) | (stage == 0)
+    return BandMask(stage == 0, length, subcodes_context)
 
 
 def causal_mask(q_len: int, k_len: int, offset=0) -> jnp.ndarray:

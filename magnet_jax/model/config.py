@@ -9,6 +9,7 @@ from typing import Any, Mapping
 from magnet_jax.util import strict_from_dict
 
 _RUNTIME = {"runtime": True}
+ATTENTION_IMPLS = ("auto", "xla", "dot_product_attention", "splash", "pallas")   # see magnet_jax/model/attention.py
 
 
 def _runtime(default):
@@ -39,6 +40,9 @@ class LMConfig:
     dtype: str = _runtime("float32")   # compute dtype: "float32", "bfloat16" or "float16"
     remat: bool = _runtime(False)      # rematerialise each layer in the backward pass
     scan_unroll: int = _runtime(1)     # nnx.scan unroll factor over layers
+    # "xla" (default, the parity reference), "dot_product_attention" (jax.nn; cuDNN flash attention on GPU),
+    # "splash" / "pallas" (TPU Pallas kernel), "auto" (the best this backend runs): magnet_jax/model/attention.py
+    attention_impl: str = _runtime("xla")
 
     @property
     def mask_id(self) -> int:
@@ -63,6 +67,8 @@ class LMConfig:
             raise ValueError(f"dim={self.dim} must be even (sinusoidal positions)")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.attention_impl not in ATTENTION_IMPLS:
+            raise ValueError(f"attention_impl must be one of {', '.join(ATTENTION_IMPLS)}, got {self.attention_impl!r}")
 
     @classmethod
     def runtime_fields(cls) -> tuple[str, ...]:

@@ -46,7 +46,8 @@ class TransformerLM(nnx.Module):
         @nnx.split_rngs(splits=c.num_layers)
         @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
         def make_layers(r):
-            return TransformerLayer(d, c.num_heads, c.ffn_dim, c.layer_norm_eps, rngs=r)
+            return TransformerLayer(d, c.num_heads, c.ffn_dim, c.layer_norm_eps, rngs=r,
+                                    attention_impl=c.attention_impl)
 
         self.layers = make_layers(rngs)
         # audiocraft depthwise_init='current': layer i's out_proj / linear1 / linear2 std /= sqrt(2 (i+1))
