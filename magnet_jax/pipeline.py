@@ -12,6 +12,10 @@ Long-form (duration beyond the model's window, e.g. 10 s): windowed generation. 
 generated from the text alone; each next window is a continuation whose prompt is the last
 ``window - extend_stride`` seconds generated so far (default stride: half the window); every window is a
 whole window (the last one is trimmed), as MAGNeT was trained at a fixed length. Every window sees the same text.
+
+``rescorer=`` attaches a companion MusicGen (:mod:`magnet_jax.companion`): it rescores the decoding when
+``GenerationConfig.rescorer_weight`` is set, and writes the first seconds of ``generate(...,
+hybrid_prefix_seconds=P)`` (:mod:`magnet_jax.hybrid_inference`).
 """
 from __future__ import annotations
 
@@ -42,17 +46,20 @@ class MagnetPipeline:
     t5: Callable                        # (ids, mask) -> hidden
     generation: GenerationConfig
     name: str = ""
+    rescorer: object | None = None      # magnet_jax.companion.Companion (rescoring, hybrid prefixes)
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, t5: str | None = None, codec: str | None = None,
-                        dtype: str = "float32") -> "MagnetPipeline":
+                        dtype: str = "float32", rescorer: str | None = None) -> "MagnetPipeline":
         """A MAGNeT checkpoint: a hub repo id (the six released ones or any repo in their layout), a local
         folder, a ``state_dict.bin`` path, or ``"bundled"`` (the offline model shipped in the package). The T5,
         music vs audio and the codec come from the checkpoint; ``t5`` / ``codec`` override where those come
-        from (hub id or local folder)."""
+        from (hub id or local folder). ``rescorer``: a MusicGen (hub id, folder or ``config:NAME``) sharing the
+        codec and T5, for rescoring and hybrid prefixes (:mod:`magnet_jax.companion`)."""
         from magnet_jax.bundled.package import resolve as resolve_bundled
         from magnet_jax.codec import load_encodec
+        from magnet_jax.companion import load_companion
         from magnet_jax.convert import load_audiocraft_checkpoint
         from magnet_jax.convert.t5 import load_text_stack
 
@@ -67,20 +74,29 @@ class MagnetPipeline:
             raise ValueError(f"{src!r} does not record which T5 it was trained with: pass t5=NAME_OR_FOLDER")
         tokenizer, t5_fn = load_text_stack(t5_name, lm.config.text_dim)
         codec_src = codec or ck.codec_source
-        codec_model = load_encodec(codec_src, num_codebooks=lm.config.n_q)
+        codec_model = load_encodec(codec_src, num_codebooks=lm.config.n_q // ck.channels)
+        if ck.channels == 2:   # stereo MusicGen: the mono codec per channel, codebooks interleaved
+            from magnet_jax.musicgen.stereo import StereoCodec
+            codec_model = StereoCodec(codec_model)
         if codec_model.num_codebooks != lm.config.n_q or codec_model.cardinality != lm.config.card:
             raise ValueError(f"codec {codec_src!r} has {codec_model.num_codebooks} x {codec_model.cardinality} "
                              f"codes, the LM expects {lm.config.n_q} x {lm.config.card}")
         if ck.lm_model == "transformer_lm":   # MusicGen / AudioGen: the autoregressive sibling pipeline
+            if rescorer is not None:
+                raise ValueError(f"rescorer= applies to MAGNeT models; {src!r} is a MusicGen checkpoint")
             from magnet_jax.musicgen.pipeline import MusicGenPipeline  # function-level: it subclasses this one
             return MusicGenPipeline(lm, codec_model, tokenizer, t5_fn, name=src)
         gen = GenerationConfig.for_model(ck.kind, ck.segment_duration)
-        return cls(lm, codec_model, tokenizer, t5_fn, gen, name=src)
+        companion = None if rescorer is None else load_companion(
+            str(rescorer), magnet_lm=lm, magnet_codec=codec_model, magnet_codec_source=codec_src, magnet_t5=t5_name,
+            t5_override=t5, codec_override=codec, dtype=dtype)
+        return cls(lm, codec_model, tokenizer, t5_fn, gen, name=src, rescorer=companion)
 
     @classmethod
-    def from_config(cls, name: str = "tiny", seed: int = 0) -> "MagnetPipeline":
+    def from_config(cls, name: str = "tiny", seed: int = 0, rescorer: str | None = None) -> "MagnetPipeline":
         """Random-init pipeline for a config (``tiny``, or a released architecture: large!). The text
-        encoder is the packaged tiny tokenizer + a random T5 of the LM's text width."""
+        encoder is the packaged tiny tokenizer + a random T5 of the LM's text width. ``rescorer``: as
+        :meth:`from_pretrained` (``config:NAME`` for a random-init MusicGen)."""
         from flax import nnx
 
         from magnet_jax.codec.random_init import random_encodec
@@ -95,13 +111,18 @@ class MagnetPipeline:
                                      num_codebooks=mcfg.n_q, bins=mcfg.card, channels=int(c.codec.channels),
                                      seed=seed)
         gen = GenerationConfig.from_dict(c.generation.to_dict())
-        return cls(lm, codec_model, tokenizer, t5_fn, gen, name=f"config:{name}")
+        companion = None
+        if rescorer is not None:
+            from magnet_jax.companion import load_companion
+            companion = load_companion(str(rescorer), magnet_lm=lm, magnet_codec=codec_model, magnet_codec_source=None,
+                                       magnet_t5="tiny")
+        return cls(lm, codec_model, tokenizer, t5_fn, gen, name=f"config:{name}", rescorer=companion)
 
     @classmethod
     def load(cls, model: str, **kw) -> "MagnetPipeline":
         """``config:NAME`` -> :meth:`from_config`, anything else -> :meth:`from_pretrained`."""
         if model.startswith("config:"):
-            return cls.from_config(model.split(":", 1)[1], seed=kw.pop("seed", 0))
+            return cls.from_config(model.split(":", 1)[1], seed=kw.pop("seed", 0), rescorer=kw.pop("rescorer", None))
         return cls.from_pretrained(model, **kw)
 
     # ------------------------------------------------------------------ properties
@@ -178,14 +199,22 @@ class MagnetPipeline:
     def generate_codes(self, texts: Sequence[str | None] | str | None, *, duration: float | None = None,
                        seed: int = 0, num_samples: int | None = None, prompt=None, init_codes=None, infill_mask=None,
                        extend_stride: float | None = None, long_form: bool = True, progress=None,
-                       **overrides) -> jax.Array:
+                       hybrid_prefix_seconds: float | None = None, **overrides) -> jax.Array:
         """Codes int32 [B, K, T] for ``duration`` seconds (default: the window). ``texts=None``:
         unconditional (``num_samples`` items); a bare string is one text. ``prompt``: codes [B or 1, K, P]
         to continue.
 
         Window bound (as audiocraft): every LM call runs on at most :meth:`lm_frames` frames, so a duration
         inside the window's last partial span (``nonoverlap``: 9.96-10 s of a 10 s model) yields
-        :meth:`lm_frames` frames, exactly ``MAGNeT.generate``'s codes; longer durations are long-form."""
+        :meth:`lm_frames` frames, exactly ``MAGNeT.generate``'s codes; longer durations are long-form.
+
+        ``hybrid_prefix_seconds=P``: the companion MusicGen writes the first ``P`` seconds, MAGNeT continues
+        (:mod:`magnet_jax.hybrid_inference`)."""
+        if hybrid_prefix_seconds is not None:
+            from magnet_jax.hybrid_inference import hybrid_codes
+            return hybrid_codes(self, texts, prefix_seconds=hybrid_prefix_seconds, duration=duration, seed=seed,
+                                num_samples=num_samples, prompt=prompt, init_codes=init_codes, infill_mask=infill_mask,
+                                extend_stride=extend_stride, long_form=long_form, progress=progress, **overrides)
         cfg = self._config(overrides)
         texts = _as_texts(texts)
         window = self.lm.config.segment_frames
@@ -193,11 +222,12 @@ class MagnetPipeline:
         total = self.check_duration(self.window_seconds if duration is None else duration)
         hidden, mask, B, prompt = self.condition(texts, num_samples, prompt)
         key = jax.random.key(seed)
+        rescorer = None if self.rescorer is None else self.rescorer.lm
         span = self.lm.config.span_len if cfg.span_arrangement == "nonoverlap" else 1
 
         def run(n, **kw):   # one LM call on n <= window frames (nonoverlap returns span * (n // span))
             assert n <= window, (n, window)
-            return _generate(self.lm, hidden, mask, config=cfg, num_frames=n, num_samples=B, **kw)
+            return _generate(self.lm, hidden, mask, config=cfg, num_frames=n, num_samples=B, rescorer=rescorer, **kw)
 
         def frames_for(n):  # enough frames for n, a multiple of the span where the window allows
             return min(span * math.ceil(n / span), window)

@@ -11,6 +11,7 @@ from magnet_jax.util import strict_from_dict
 ARRANGEMENTS = ("nonoverlap", "stride1")
 SCORINGS = ("max", "prod")
 KINDS = ("music", "audio")
+WEIGHT_SIDES = ("magnet", "rescorer")
 
 
 def first_stage_steps(segment_duration: float) -> int:
@@ -52,6 +53,12 @@ class GenerationConfig:
     span_arrangement: str = "nonoverlap"             # "nonoverlap" chunks or "stride1" overlapping spans
     span_scoring: str = "max"                        # nonoverlap chunk score: "max" (1 - max p) or "prod"
     anneal_temp: bool = True
+    # Rescoring (paper section 3.3; magnet_jax/decoding/rescoring.py): None = off. With w set, the re-masking
+    # confidences are p = w * p_MAGNeT + (1 - w) * p_rescorer (Eq. 5, rescorer_weight_on="magnet"), or
+    # p = w * p_rescorer + (1 - w) * p_MAGNeT (the paper's Fig. 4 pseudo-code, rescorer_weight_on="rescorer").
+    rescorer_weight: float | None = None
+    rescorer_weight_on: str = "magnet"
+    rescorer_cfg_coef: float | None = None           # the rescorer's CFG; None = MusicGen's default cfg_coef
 
     def __post_init__(self):
         steps = self.decoding_steps
@@ -76,6 +83,24 @@ class GenerationConfig:
         object.__setattr__(self, "top_p", _number("top_p", self.top_p, 0.0, 1.0))
         object.__setattr__(self, "max_cfg_coef", _number("max_cfg_coef", self.max_cfg_coef))
         object.__setattr__(self, "min_cfg_coef", _number("min_cfg_coef", self.min_cfg_coef))
+        if self.rescorer_weight is not None:
+            object.__setattr__(self, "rescorer_weight", _number("rescorer_weight", self.rescorer_weight, 0.0, 1.0))
+        if self.rescorer_cfg_coef is not None:
+            object.__setattr__(self, "rescorer_cfg_coef", _number("rescorer_cfg_coef", self.rescorer_cfg_coef))
+        if self.rescorer_weight_on not in WEIGHT_SIDES:
+            raise ValueError(f"rescorer_weight_on must be one of {WEIGHT_SIDES}, got {self.rescorer_weight_on!r}")
+
+    @property
+    def magnet_weight(self) -> float:
+        """The weight of MAGNeT's own probabilities in the re-masking confidences (1.0 = no rescoring)."""
+        if self.rescorer_weight is None:
+            return 1.0
+        return self.rescorer_weight if self.rescorer_weight_on == "magnet" else 1.0 - self.rescorer_weight
+
+    @property
+    def rescoring(self) -> bool:
+        """Whether a step runs the rescorer: only when it changes the confidences (weight of MAGNeT < 1)."""
+        return self.magnet_weight != 1.0
 
     # ------------------------------------------------------------------ the released settings
     @classmethod

@@ -8,7 +8,8 @@ For each codebook ``stage`` in order (coarse -> fine), ``n = decoding_steps[stag
 3. ``logits = logits_fn(codes, stage, cfg_coef[i])`` (the model and its classifier-free guidance).
 4. ``probs = softmax(logits / temperature[i])``; sample (:func:`~magnet_jax.decoding.sampling.sample_tokens`)
    with ``fold_in(rng, global step)``; only masked positions take the new token.
-5. Score the new units from the sampled tokens' confidences.
+5. Score the new units from the sampled tokens' confidences; with a ``rescore_fn`` (rescoring,
+   :mod:`~magnet_jax.decoding.rescoring`) those are first mixed with the rescorer's probabilities (Eq. 5).
 
 A static Python loop runs the K stages, each a ``lax.fori_loop`` over its steps (compile time does not
 grow with the step counts); the schedule is host float32 constants, the unit counts are per item.
@@ -24,12 +25,15 @@ import numpy as np
 from flax import struct
 
 from magnet_jax.decoding.config import GenerationConfig
+from magnet_jax.decoding.rescoring import mix_confidences
 from magnet_jax.decoding.sampling import sample_tokens
 from magnet_jax.decoding.schedule import stage_schedule
 from magnet_jax.decoding.spans import DONT_REMASK_SCORE, Units, units_for
 
 # logits_fn(codes int32 [B, K, T], stage: int (static), cfg_coef float32 scalar) -> float32 [B, T, card]
 LogitsFn = Callable[[jax.Array, int, jax.Array], jax.Array]
+# rescore_fn(codes int32 [B, K, T] after sampling, stage: int (static)) -> float32 [B, T] p_rescorer(codes[:, stage])
+RescoreFn = Callable[[jax.Array, int], jax.Array]
 
 
 @struct.dataclass
@@ -83,7 +87,7 @@ class Stage:
 
 
 def _step(i, state: DecodeState, *, stage: Stage, logits_fn: LogitsFn, config: GenerationConfig, units: Units,
-          span_len: int, mask_id: int, known, keep, n_gen, rng) -> DecodeState:
+          span_len: int, mask_id: int, known, keep, n_gen, rng, rescore_fn: RescoreFn | None = None) -> DecodeState:
     """Step ``i`` of ``stage``; ``known`` / ``keep`` / ``n_gen``: the kept tokens [B, K, T], [B, T], units [B]."""
     s = stage.index
     nm = jnp.maximum(jnp.floor(stage.mask_p[i] * n_gen).astype(jnp.int32), 1)            # [B]
@@ -99,6 +103,8 @@ def _step(i, state: DecodeState, *, stage: Stage, logits_fn: LogitsFn, config: G
     masked = seq == mask_id
     new_seq = jnp.where(masked, sampled, seq)
     p_tok = jnp.take_along_axis(conf, sampled[..., None], axis=-1)[..., 0]                 # [B, T]
+    if rescore_fn is not None:                       # mixed per token, before the span aggregation
+        p_tok = mix_confidences(p_tok, rescore_fn(codes.at[:, s].set(new_seq), s), config)
     scores = units.score(p_tok, unit_sel, masked, span_len, config.span_scoring)
     state = state.replace(codes=codes.at[:, s].set(new_seq), scores=scores.astype(jnp.float32))
     return state.set_row(stage.offset + i, num_masked=nm, seq_in=seq, seq_out=new_seq,
@@ -106,11 +112,12 @@ def _step(i, state: DecodeState, *, stage: Stage, logits_fn: LogitsFn, config: G
 
 
 def decode_loop(logits_fn: LogitsFn, config: GenerationConfig, known, keep, rng, *, mask_id: int, span_len: int,
-                trace: bool = False):
+                trace: bool = False, rescore_fn: RescoreFn | None = None):
     """Runs every stage -> (codes int32 [B, K, T], :class:`Trace` or None). Traceable (jit it from outside).
 
     ``known`` int32 [B, K, T]: the tokens at kept positions; ``keep`` bool [B, T]: kept on every codebook
     (prompt, infill context), bit-identical in the output. ``T`` must already be ``units.usable(T)``.
+    ``rescore_fn``: rescoring (used only when ``config.rescoring``; without it the loop is plain decoding).
     """
     B, K, T = known.shape
     if len(config.decoding_steps) != K:
@@ -123,10 +130,12 @@ def decode_loop(logits_fn: LogitsFn, config: GenerationConfig, known, keep, rng,
     init_scores = jnp.where(unit_keep, jnp.float32(DONT_REMASK_SCORE), jnp.float32(0.0))
     state = DecodeState(codes=jnp.where(keep[:, None, :], known, mask_id).astype(jnp.int32), scores=init_scores,
                         trace=Trace.zeros(sum(config.decoding_steps), B, T) if trace else None)
+    rescore_fn = rescore_fn if config.rescoring else None
     offsets = np.cumsum((0,) + config.decoding_steps)
     for s, n_steps in enumerate(config.decoding_steps):
         stage = Stage.build(s, int(offsets[s]), n_steps, config)
         body = functools.partial(_step, stage=stage, logits_fn=logits_fn, config=config, units=units,
-                                 span_len=span_len, mask_id=mask_id, known=known, keep=keep, n_gen=n_gen, rng=rng)
+                                 span_len=span_len, mask_id=mask_id, known=known, keep=keep, n_gen=n_gen, rng=rng,
+                                 rescore_fn=rescore_fn)
         state = jax.lax.fori_loop(0, n_steps, body, state.replace(scores=init_scores))
     return state.codes, state.trace
