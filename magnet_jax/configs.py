@@ -30,6 +30,7 @@ KINDS = {
     "audio": dict(codec="", sample_rate=16000),
 }
 TINY = {"tiny": "music", "tiny_audio": "audio"}
+HYBRID_PREFIX = "hybrid_"     # hybrid_NAME: the Hybrid-MAGNeT variant of config NAME (hybrid_tiny, hybrid_bundled)
 
 
 def _generation(kind: str, segment: float) -> dict:
@@ -57,7 +58,10 @@ def _base(kind: str, segment: float, size: dict) -> ml_collections.ConfigDict:
 
 
 def get_config(name: str = "tiny") -> ml_collections.ConfigDict:
-    """The config of a released model (``magnet_small_10secs``, ...) or a test model (``tiny``, ``tiny_audio``)."""
+    """The config of a released model (``magnet_small_10secs``, ...) or a test model (``tiny``, ``tiny_audio``);
+    ``hybrid_NAME`` is the Hybrid-MAGNeT variant of any of them (and of ``bundled``), see :func:`hybrid_variant`."""
+    if name.startswith(HYBRID_PREFIX):
+        return hybrid_variant(name)
     if name in RELEASED:
         r = RELEASED[name]
         c = _base(r["kind"], r["segment"], r["size"])
@@ -76,7 +80,24 @@ def get_config(name: str = "tiny") -> ml_collections.ConfigDict:
     return c
 
 
+def hybrid_variant(name: str) -> ml_collections.ConfigDict:
+    """``hybrid_NAME``: config NAME trained with the Hybrid-MAGNeT objective (``objective = "hybrid"``; the model
+    gets the delay pattern ``0..K-1``). Everything else, including the window, is NAME's."""
+    base = name[len(HYBRID_PREFIX):]
+    if base == "bundled":
+        from magnet_jax.bundled.config import lm_config   # function-level: bundled.config imports this module
+        c = lm_config()
+    else:
+        c = get_config(base)
+    c.objective = "hybrid"
+    c.model.delays = tuple(range(int(c.model.n_q)))
+    c.checkpoint = ""                         # no released MAGNeT checkpoint is a hybrid one
+    c.name = name
+    return c
+
+
 def model_config(c: ml_collections.ConfigDict):
-    """The :class:`MagnetConfig` of a config's ``model`` section."""
-    from magnet_jax.model import MagnetConfig
-    return MagnetConfig.from_dict(c.model.to_dict())
+    """The model config of a config's ``model`` section: :class:`MagnetConfig`, or ``HybridMagnetConfig`` for
+    ``objective = "hybrid"``."""
+    from magnet_jax.training.config import model_config_class
+    return model_config_class(c.get("objective", "magnet")).from_dict(c.model.to_dict())

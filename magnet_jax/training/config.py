@@ -16,6 +16,14 @@ from magnet_jax.model.config import MagnetConfig
 from magnet_jax.util import strict_from_dict
 
 
+def model_config_class(objective: str):
+    """The model config of a training objective: MagnetConfig, or HybridMagnetConfig for ``hybrid``."""
+    if objective == "hybrid":
+        from magnet_jax.model.hybrid import HybridMagnetConfig  # function-level: model.hybrid imports musicgen
+        return HybridMagnetConfig
+    return MagnetConfig
+
+
 class ConfigError(ValueError):
     """A user error in a config (the train CLI reports it in one line, exit 2)."""
 
@@ -44,6 +52,9 @@ class StepConfig:
     cfg_dropout: float = 0.3
     per_sample_stage: bool = False
     per_sample_cfg: bool = False
+    # magnet: MAGNeT's span masking. hybrid: Hybrid-MAGNeT (training/hybrid_objective.py: AR prefix + span-masked
+    # suffix, a per-sample stage and prompt step); config.model is then a HybridMagnetConfig (model.delays).
+    objective: str = "magnet"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +143,7 @@ class TrainConfig:
         """Every config field training reads, by ConfigDict path (for ``--help``)."""
         out = {"": [f.name for g in _FLAT for f in dataclasses.fields(g)]}
         out.update({s: [f.name for f in dataclasses.fields(c)] for s, c in _SECTIONS.items()})
-        out["model"] = [f.name for f in dataclasses.fields(MagnetConfig)]
+        out["model"] = [f.name for f in dataclasses.fields(model_config_class("hybrid"))]   # hybrid: + delays
         return out
 
     @staticmethod
@@ -153,7 +164,7 @@ class TrainConfig:
         for k in _NOT_TRAINING:
             d.pop(k, None)
         try:
-            model = MagnetConfig.from_dict(d.pop("model"))
+            model = model_config_class(d.get("objective", "magnet")).from_dict(d.pop("model"))
             sections = {s: strict_from_dict(k, d.pop(s, {})) for s, k in _SECTIONS.items()}
             groups = {}
             for g, gname in zip(_FLAT, ("optim", "step", "data", "loop")):
@@ -194,6 +205,8 @@ class TrainConfig:
                          lr_min_ratio=o.lr_min_ratio).items():
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"config.{k}={v} must be in [0, 1]")
+        if s.objective not in ("magnet", "hybrid"):
+            raise ConfigError(f"config.objective={s.objective!r}: use magnet or hybrid")
         if o.schedule not in ("cosine", "inverse_sqrt", "constant"):
             raise ConfigError(f"config.schedule={o.schedule!r}: use cosine, inverse_sqrt or constant")
         if dc.batch_size % s.grad_accum_steps:

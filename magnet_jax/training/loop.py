@@ -47,9 +47,16 @@ def maybe_initialize_distributed(d: DistributedConfig) -> None:
                                    process_id=int(d.process_id), initialization_timeout=120)
 
 
+def lm_class(mcfg: MagnetConfig):
+    """MagnetLM, or HybridMagnetLM for a HybridMagnetConfig (``config.objective=hybrid``)."""
+    from magnet_jax.model.hybrid import HybridMagnetConfig, HybridMagnetLM
+    return HybridMagnetLM if isinstance(mcfg, HybridMagnetConfig) else MagnetLM
+
+
 def initial_model(init_from: str, seed: int, mcfg: MagnetConfig, mesh):
     """(graphdef, params, param_specs): from ``init_from`` (fine-tuning) or a seeded random init,
     created directly with its shardings (no full copy on one device)."""
+    cls = lm_class(mcfg)
     if init_from:
         from magnet_jax.convert import load_audiocraft_lm
         lm = load_audiocraft_lm(init_from)
@@ -58,11 +65,11 @@ def initial_model(init_from: str, seed: int, mcfg: MagnetConfig, mesh):
             diff = {k: (mine.get(k), arch.get(k)) for k in arch if arch.get(k) != mine.get(k)}
             raise ValueError(f"init_from={init_from!r} does not match config.model: (config, checkpoint) = {diff}")
         _, params, _ = S.split_model(lm)
-        graphdef, _, specs = S.split_model(nnx.eval_shape(lambda: MagnetLM(mcfg, rngs=nnx.Rngs(0))))
+        graphdef, _, specs = S.split_model(nnx.eval_shape(lambda: cls(mcfg, rngs=nnx.Rngs(0))))
         return graphdef, jax.device_put(params, S.to_shardings(specs, mesh)), specs
-    abstract = nnx.eval_shape(lambda: MagnetLM(mcfg, rngs=nnx.Rngs(seed)))
+    abstract = nnx.eval_shape(lambda: cls(mcfg, rngs=nnx.Rngs(seed)))
     graphdef, _, specs = S.split_model(abstract)
-    make = jax.jit(lambda: nnx.to_pure_dict(nnx.state(MagnetLM(mcfg, rngs=nnx.Rngs(seed)))),
+    make = jax.jit(lambda: nnx.to_pure_dict(nnx.state(cls(mcfg, rngs=nnx.Rngs(seed)))),
                    out_shardings=S.to_shardings(specs, mesh))
     return graphdef, make(), specs
 
@@ -148,7 +155,8 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict:
     del params
     b_sh = sharding.batch_shardings(BATCH_KEYS, mesh)
     step_fn = make_train_step(graphdef, t5_graphdef, cfg.step, tx, schedule, mcfg, specs, mesh, BATCH_KEYS)
-    eval_fn = make_eval_step(graphdef, t5_graphdef, mcfg, param_specs, mesh, BATCH_KEYS) if d.eval_split else None
+    eval_fn = make_eval_step(graphdef, t5_graphdef, mcfg, param_specs, mesh, BATCH_KEYS,
+                             cfg.step) if d.eval_split else None
     eval_set = None
     seed_key = jax.random.PRNGKey(lp.seed)
     writer = MetricsWriter(workdir)

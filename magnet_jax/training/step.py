@@ -16,6 +16,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from magnet_jax import masking
+from magnet_jax.training import hybrid_objective
 from magnet_jax.model import MagnetConfig
 from magnet_jax.sharding import batch_shardings
 from magnet_jax.training.config import StepConfig
@@ -29,10 +30,28 @@ def _text_hidden(t5_graphdef, t5_params, batch):
     return jax.lax.stop_gradient(t5(batch["text_ids"], batch["text_mask"]))
 
 
-def _loss_sum(graphdef, params, prepared, hidden):
+# config.objective -> its module (prepare_batch, loss_from_batch): MAGNeT's span masking, or Hybrid-MAGNeT's
+# AR prefix + span-masked suffix (training/hybrid_objective.py; a HybridMagnetLM, per-sample stage)
+OBJECTIVES = {"magnet": masking, "hybrid": hybrid_objective}
+
+
+def _loss_sum(graphdef, params, prepared, hidden, objective: str = "magnet"):
     lm = nnx.merge(graphdef, params)
-    loss, n = masking.loss_from_batch(lm, prepared, hidden)
+    loss, n = OBJECTIVES[objective].loss_from_batch(lm, prepared, hidden)
     return loss * n, n
+
+
+def _prepare(s: StepConfig, mcfg, batch, key, stage=None):
+    kw = dict(num_codebooks=mcfg.n_q, mask_id=mcfg.mask_id, span_len=mcfg.span_len, stage=stage)
+    if s.objective == "hybrid":
+        return hybrid_objective.prepare_batch(batch["codes"], batch["padding_mask"], batch["text_mask"], key,
+                                              cfg_dropout_p=float(s.cfg_dropout) if stage is None else 0.0,
+                                              per_sample_cfg=bool(s.per_sample_cfg), **kw)
+    if stage is not None:
+        return masking.prepare_batch(batch["codes"], batch["padding_mask"], batch["text_mask"], key, **kw)
+    return masking.prepare_batch(batch["codes"], batch["padding_mask"], batch["text_mask"], key,
+                                 cfg_dropout_p=float(s.cfg_dropout), per_sample_stage=bool(s.per_sample_stage),
+                                 per_sample_cfg=bool(s.per_sample_cfg), **kw)
 
 
 def ema_update(ema, count, params, decay: float):
@@ -52,11 +71,8 @@ def make_train_step(graphdef, t5_graphdef, s: StepConfig, tx: optax.GradientTran
     def step(state: TrainState, batch, t5_params, seed_key):
         key = jax.random.fold_in(seed_key, state.step)
         hidden = _text_hidden(t5_graphdef, t5_params, batch)
-        prepared = masking.prepare_batch(
-            batch["codes"], batch["padding_mask"], batch["text_mask"], key, num_codebooks=mcfg.n_q,
-            mask_id=mcfg.mask_id, span_len=mcfg.span_len, cfg_dropout_p=float(s.cfg_dropout),
-            per_sample_stage=bool(s.per_sample_stage), per_sample_cfg=bool(s.per_sample_cfg))
-        grad_fn = jax.value_and_grad(lambda p, pb, h: _loss_sum(graphdef, p, pb, h), has_aux=True)
+        prepared = _prepare(s, mcfg, batch, key)
+        grad_fn = jax.value_and_grad(lambda p, pb, h: _loss_sum(graphdef, p, pb, h, s.objective), has_aux=True)
         B = batch["codes"].shape[0]
         if accum == 1:
             (loss_sum, n), grads = grad_fn(state.params, prepared, hidden)
@@ -67,6 +83,7 @@ def make_train_step(graphdef, t5_graphdef, s: StepConfig, tx: optax.GradientTran
             # mean; audiocraft's multi-GPU loss is a mean of per-rank token means, equal only on one GPU).
             stage = prepared["stage"]
             per_sample = ["inputs", "targets", "weights", "text_mask"] + (["stage"] if jnp.ndim(stage) else [])
+            per_sample += [k for k in ("prompt_step",) if k in prepared]          # hybrid objective
             micro_in = {k: prepared[k] for k in per_sample}
             if not mcfg.mask_text_padding:
                 # Reference semantics mask the keys past the *batch's* longest text: give every
@@ -115,16 +132,15 @@ def make_train_step(graphdef, t5_graphdef, s: StepConfig, tx: optax.GradientTran
                    out_shardings=(st_sh, rep), donate_argnums=(0,))
 
 
-def make_eval_step(graphdef, t5_graphdef, mcfg: MagnetConfig, param_specs, mesh, batch_keys):
+def make_eval_step(graphdef, t5_graphdef, mcfg: MagnetConfig, param_specs, mesh, batch_keys,
+                   s: StepConfig = StepConfig()):
     """``eval(params, batch, t5_params, key) -> loss per stage [K]`` (fixed masks for a fixed key)."""
     def ev(params, batch, t5_params, key):
         hidden = _text_hidden(t5_graphdef, t5_params, batch)
         losses = []
         for stage in range(mcfg.n_q):
-            prepared = masking.prepare_batch(batch["codes"], batch["padding_mask"], batch["text_mask"],
-                                             jax.random.fold_in(key, stage), num_codebooks=mcfg.n_q,
-                                             mask_id=mcfg.mask_id, span_len=mcfg.span_len, stage=stage)
-            loss_sum, n = _loss_sum(graphdef, params, prepared, hidden)
+            prepared = _prepare(s, mcfg, batch, jax.random.fold_in(key, stage), stage=stage)
+            loss_sum, n = _loss_sum(graphdef, params, prepared, hidden, s.objective)
             losses.append(loss_sum / jnp.maximum(n, 1.0))
         return jnp.stack(losses)
     rep = NamedSharding(mesh, P())

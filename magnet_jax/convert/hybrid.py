@@ -1,0 +1,99 @@
+"""Hybrid-MAGNeT checkpoints (``facebook/hybrid-magnet-small`` / ``-medium``, 30 s) -> ``HybridMagnetLM``.
+
+Layout as the audiocraft ``hybrid_magnet`` branch (c44e943) would export it: the released ``state_dict.bin``
+(``best_state`` + ``xp.cfg``) with MAGNeT's tensor names (its ``MagnetLMModel`` adds no parameters; the
+attention masks are plain attributes, not in the state dict) and ``hybrid_magnet_32khz.yaml``'s ``xp.cfg``:
+``lm_model: transformer_lm_magnet``, ``solver: hybrid_magnet``, ``codebooks_pattern.modeling: delay``
+(``transformer_lm.causal: false``; the mask is built per sample). ``load_audiocraft_checkpoint`` dispatches here
+when the ``xp.cfg`` says so (:func:`is_hybrid`); the rest of the file is read as a MAGNeT one.
+
+Not verifiable without the real files (the hub is unreachable here; the branch never registered the solver):
+the exact ``solver`` / ``lm_model`` strings they carry, whether their ``delay.delays`` are the default
+``[0, 1, 2, 3]``, and that they were trained with the mask of this branch commit. Anything else is refused by
+name (:class:`~magnet_jax.convert.audiocraft.CheckpointError`).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from magnet_jax.convert.audiocraft import (
+    HYBRID_LM_MODEL,
+    CheckpointError,
+    LoadedCheckpoint,
+    _check_text_width,
+    _read_xp_cfg,
+    _t5_name,
+    _validate,
+    _write_safetensors,
+    lm_from_flat_params,
+    params_from_state_dict,
+)
+from magnet_jax.convert.audiocraft import config_from_xp_cfg as magnet_config_from_xp_cfg
+from magnet_jax.model.hybrid import HybridMagnetConfig
+
+SOLVER = "hybrid_magnet"
+LM_MODEL = "transformer_lm_magnet"    # the branch builds its model under MAGNeT's lm_model name
+
+
+def is_hybrid(cfg: Mapping[str, Any]) -> bool:
+    """A read ``xp.cfg``: the hybrid solver, or a MAGNeT LM with the delay pattern (only the branch has one)."""
+    modeling = (cfg.get("codebooks_pattern") or {}).get("modeling")
+    return cfg.get("solver") == SOLVER or (cfg.get("lm_model") == LM_MODEL and modeling == "delay")
+
+
+def _delays(cfg: Mapping[str, Any], n_q: int) -> tuple[int, ...]:
+    pat = cfg.get("codebooks_pattern") or {}
+    if pat.get("modeling") != "delay":
+        raise CheckpointError(f"Hybrid-MAGNeT checkpoint with codebooks_pattern.modeling={pat.get('modeling')!r}: "
+                              f"the hybrid_magnet branch trains the delay pattern ('delay')")
+    delay = pat.get("delay") or {}
+    if delay.get("flatten_first", 0) or delay.get("empty_initial", 0):
+        raise CheckpointError("unsupported Hybrid-MAGNeT delay pattern: flatten_first / empty_initial must be 0")
+    delays = tuple(int(d) for d in (delay.get("delays") or range(n_q)))
+    if delays != tuple(range(n_q)):
+        raise CheckpointError(f"unsupported Hybrid-MAGNeT delays {list(delays)}: the branch's attention mask "
+                              f"assumes 0..{n_q - 1}")
+    return delays
+
+
+def config_from_xp_cfg(xp_cfg: str | Mapping[str, Any], **overrides) -> HybridMagnetConfig:
+    """HybridMagnetConfig from a hybrid ``xp.cfg`` (YAML string or mapping); unsupported variants refused."""
+    cfg = _read_xp_cfg(xp_cfg)
+    if cfg.get("lm_model") != LM_MODEL:
+        raise CheckpointError(f"Hybrid-MAGNeT checkpoint with lm_model={cfg.get('lm_model')!r}: expected "
+                              f"{LM_MODEL!r} (the hybrid_magnet branch's config)")
+    if (cfg.get("transformer_lm") or {}).get("causal", False):
+        raise CheckpointError("Hybrid-MAGNeT checkpoint with transformer_lm.causal=true: the branch builds "
+                              "causal=false and masks per sample")
+    as_magnet = {**cfg, "codebooks_pattern": {"modeling": "parallel"}}   # every other field as MAGNeT's
+    _validate(as_magnet)
+    base = _magnet_config(as_magnet)
+    try:
+        return HybridMagnetConfig(**{**base.to_dict(), "delays": _delays(cfg, base.n_q), **overrides})
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"xp.cfg: bad Hybrid-MAGNeT value ({e})") from None
+
+
+def _magnet_config(cfg: Mapping[str, Any]):
+    if not (cfg.get("dataset") or {}).get("segment_duration"):
+        raise CheckpointError("Hybrid-MAGNeT xp.cfg has no dataset.segment_duration (the window it was trained on)")
+    return magnet_config_from_xp_cfg(cfg)
+
+
+def kind_from_xp_cfg(cfg: Mapping[str, Any]) -> str:
+    return "audio" if int(cfg.get("sample_rate", 32000)) == 16000 else "music"
+
+
+def checkpoint_from_package(pkg: Mapping[str, Any], *, source: str, codec_source: str, cached, overrides,
+                            cache_format: int) -> LoadedCheckpoint:
+    """A read ``state_dict.bin`` package -> LoadedCheckpoint (``lm_model='hybrid_magnet'``) and the cache entry."""
+    cfg = config_from_xp_cfg(pkg["xp.cfg"])
+    raw = _read_xp_cfg(pkg["xp.cfg"])
+    t5_name, kind = _t5_name(raw), kind_from_xp_cfg(raw)
+    _check_text_width(pkg["best_state"], t5_name)
+    flat = params_from_state_dict(pkg["best_state"], cfg)
+    if cached is not None:   # cached with the checkpoint's own config; run-time overrides are not stored
+        _write_safetensors(cached, flat, cfg, extra={"format": cache_format, "source": source, "t5": t5_name,
+                                                      "kind": kind, "lm_model": HYBRID_LM_MODEL})
+    lm = lm_from_flat_params(cfg.replace(**overrides), flat)
+    return LoadedCheckpoint(lm, t5_name, kind, cfg.segment_duration, source, codec_source, HYBRID_LM_MODEL)
