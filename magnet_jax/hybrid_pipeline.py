@@ -51,10 +51,15 @@ class HybridMagnetPipeline(MagnetPipeline):
                        seed: int = 0, num_samples: int | None = None, prompt=None, init_codes=None, infill_mask=None,
                        prefix_seconds: float | None = None, ar_config: MusicGenGenerationConfig | None = None,
                        extend_stride: float | None = None, long_form: bool = True, progress=None,
-                       **overrides) -> jax.Array:
+                       hybrid_prefix_seconds: float | None = None, **overrides) -> jax.Array:
         """Codes int32 [B, K, T] for ``duration`` seconds (default: the window): the first ``prefix_seconds``
-        (default :attr:`prefix_seconds`) autoregressively with ``ar_config`` (default :attr:`ar_generation`),
-        the rest by MAGNeT decoding (``overrides``: :class:`GenerationConfig` fields)."""
+        (default :attr:`prefix_seconds`; ``hybrid_prefix_seconds``, MagnetPipeline's name, is the same) by this
+        model autoregressively with ``ar_config`` (default :attr:`ar_generation`), the rest by MAGNeT decoding
+        (``overrides``: :class:`GenerationConfig` fields)."""
+        if hybrid_prefix_seconds is not None:
+            if prefix_seconds is not None and float(prefix_seconds) != float(hybrid_prefix_seconds):
+                raise ValueError("give prefix_seconds or hybrid_prefix_seconds, not two different values")
+            prefix_seconds = hybrid_prefix_seconds
         if prompt is not None or init_codes is not None or infill_mask is not None:
             raise ValueError("Hybrid-MAGNeT generates its own autoregressive prefix: audio prompts (continuation) "
                              "and infill are not supported; use a MAGNeT model for those")

@@ -87,6 +87,11 @@ class MagnetPipeline:
             from magnet_jax.musicgen.pipeline import MusicGenPipeline  # function-level: it subclasses this one
             return MusicGenPipeline(lm, codec_model, tokenizer, t5_fn, name=src)
         gen = GenerationConfig.for_model(ck.kind, ck.segment_duration)
+        if ck.lm_model == "hybrid_magnet":   # Hybrid-MAGNeT (convert/hybrid.py): one LM, AR prefix + MAGNeT rest
+            if rescorer is not None:
+                raise ValueError(f"rescorer= is not supported with a Hybrid-MAGNeT checkpoint ({src!r})")
+            from magnet_jax.hybrid_pipeline import HybridMagnetPipeline  # function-level: it subclasses this one
+            return HybridMagnetPipeline(lm, codec_model, tokenizer, t5_fn, gen, name=src)
         companion = None if rescorer is None else load_companion(
             str(rescorer), magnet_lm=lm, magnet_codec=codec_model, magnet_codec_source=codec_src, magnet_t5=t5_name,
             t5_override=t5, codec_override=codec, dtype=dtype)
@@ -104,6 +109,9 @@ class MagnetPipeline:
         from magnet_jax.convert.t5 import load_text_stack
 
         c = get_config(name)
+        if c.get("objective") == "hybrid" and cls is MagnetPipeline:   # hybrid_NAME: one Hybrid-MAGNeT LM
+            from magnet_jax.hybrid_pipeline import HybridMagnetPipeline
+            return HybridMagnetPipeline.from_config(name, seed)
         mcfg = model_config(c)
         lm = MagnetLM(mcfg, rngs=nnx.Rngs(seed))
         tokenizer, t5_fn = load_text_stack("tiny", mcfg.text_dim)
