@@ -5,6 +5,10 @@
   python tools/generate.py --model=DIR --text_file=prompts.txt --batch_size=4 --span_arrangement=stride1
   python tools/generate.py --model=... --text="jazz" --prompt_wav=intro.wav --duration=10         # continue
   python tools/generate.py --model=... --text="drums" --infill_wav=song.wav --infill_start=2 --infill_end=4
+  python tools/generate.py --model=facebook/magnet-small-10secs --text="jazz"           # rescoring (Eq. 5)
+      --rescorer=facebook/musicgen-small --rescorer_weight=0.8
+  python tools/generate.py --model=facebook/magnet-small-10secs --text="jazz"           # MusicGen 3 s, then MAGNeT
+      --rescorer=facebook/musicgen-small --hybrid_prefix_seconds=3
 
 --model: a hub id, a local folder (state_dict.bin + compression_state_dict.bin), or config:NAME.
 --offline_fallback=default (config:tiny): used only when the hub cannot be reached and the model is not cached.
@@ -42,6 +46,10 @@ flags.DEFINE_string("prompt_wav", None, "audio to continue")
 flags.DEFINE_string("infill_wav", None, "audio whose [infill_start, infill_end) seconds are regenerated")
 flags.DEFINE_float("infill_start", None, "infill region start (s)")
 flags.DEFINE_float("infill_end", None, "infill region end (s)")
+flags.DEFINE_string("rescorer", None, "MusicGen (hub id | local dir | config:NAME) sharing the codec and T5: rescores "
+                    "with --rescorer_weight, writes the prefix of --hybrid_prefix_seconds")
+flags.DEFINE_float("hybrid_prefix_seconds", None, "hybrid: --rescorer's MusicGen generates these first seconds, "
+                   "MAGNeT continues")
 FLAGS = flags.FLAGS
 
 
@@ -51,6 +59,8 @@ def _define_generation_flags() -> tuple[str, ...]:
     names = []
     for f in dataclasses.fields(GenerationConfig):
         kind, doc = hints[f.name], f"GenerationConfig.{f.name} (model default if unset)"
+        if type(None) in typing.get_args(kind):                       # an optional knob: its flag is its type
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
         if kind is bool:
             flags.DEFINE_boolean(f.name, None, doc)
         elif kind is int:
@@ -121,7 +131,7 @@ def main(argv):
         num_samples=FLAGS.num_samples, seed=FLAGS.seed, out_dir=FLAGS.out_dir, overwrite=FLAGS.overwrite,
         offline_fallback=FLAGS.offline_fallback, prompt_wav=FLAGS.prompt_wav, infill_wav=FLAGS.infill_wav,
         infill_start=FLAGS.infill_start, infill_end=FLAGS.infill_end, overrides=_overrides(), t5=FLAGS.t5,
-        codec=FLAGS.codec)
+        codec=FLAGS.codec, rescorer=FLAGS.rescorer, hybrid_prefix_seconds=FLAGS.hybrid_prefix_seconds)
     try:
         run_to_files(req, log=print)
     except NonFiniteAudioError as e:     # not the user's input: a failed generation, exit 1

@@ -51,6 +51,8 @@ class GenerationRequest:
     overrides: dict = dataclasses.field(default_factory=dict)
     t5: str | None = None
     codec: str | None = None
+    rescorer: str | None = None                  # companion MusicGen (rescoring, hybrid prefix)
+    hybrid_prefix_seconds: float | None = None
 
 
 # ---------------------------------------------------------------------------------- request checks
@@ -113,6 +115,9 @@ def check_request(req: GenerationRequest) -> list:
         raise RequestError("infill needs --infill_wav, --infill_start and --infill_end together")
     if req.prompt_wav and req.infill_wav:
         raise RequestError("use either --prompt_wav (continuation) or --infill_wav, not both")
+    _finite("hybrid_prefix_seconds", req.hybrid_prefix_seconds, positive=True)
+    if req.hybrid_prefix_seconds is not None and req.infill_wav:
+        raise RequestError("--hybrid_prefix_seconds does not apply to infill: use one or the other")
     if req.infill_wav and req.duration is not None:
         raise RequestError("--duration does not apply to infill (the output has the length of --infill_wav)")
     return texts_of(req)
@@ -219,9 +224,14 @@ def run_to_files(req: GenerationRequest, log=print) -> list[dict]:
     infill_audio = _read_input_audio("infill_wav", req.infill_wav)
     out = check_out_dir(req.out_dir)
     paths = clip_paths(out, texts, req.seed, req.overwrite)
-    pipe = load_pipeline(req.model, req.offline_fallback, log, t5=req.t5, codec=req.codec)
+    pipe = load_pipeline(req.model, req.offline_fallback, log, t5=req.t5, codec=req.codec, rescorer=req.rescorer)
+    hybrid = {} if req.hybrid_prefix_seconds is None else {"hybrid_prefix_seconds": req.hybrid_prefix_seconds}
+    own = req.overrides
+    if hybrid:        # MusicGen-only knobs (cfg_coef, two_step_cfg) go to the hybrid's MusicGen prefix
+        from magnet_jax.hybrid_inference import split_overrides
+        own = split_overrides(req.overrides)[0]
     try:
-        gen = pipe.generation.replace(**req.overrides)
+        gen = pipe.generation.replace(**own)
     except (TypeError, ValueError) as e:
         raise RequestError(f"bad generation setting: {e}") from None
     steps = getattr(gen, "decoding_steps", "autoregressive")      # MusicGen has no decoding steps
@@ -245,10 +255,10 @@ def run_to_files(req: GenerationRequest, log=print) -> list[dict]:
                               seed=seed, **req.overrides)
         elif prompt_audio is not None:
             wav = pipe.continuation(prompt_audio[0], prompt_audio[1], cond, duration=duration, seed=seed,
-                                    num_samples=n, extend_stride=req.extend_stride, **req.overrides)
+                                    num_samples=n, extend_stride=req.extend_stride, **hybrid, **req.overrides)
         else:
             wav = pipe.generate(cond, duration=duration, seed=seed, num_samples=n, extend_stride=req.extend_stride,
-                                **req.overrides)
+                                **hybrid, **req.overrides)
         check_finite(wav, f"batch {ci} ({n} clips)")   # before writing any file of the batch
         for j, text in enumerate(chunk):
             wav_path, png_path = paths[ci * req.batch_size + j]
