@@ -18,7 +18,7 @@ import time
 
 from absl import app, flags
 
-from benchmarks.common import timeit, write_json
+from benchmarks.common import timeit, write_json, xla_memory
 
 PRESETS = {
     "small": {"dim": 1024, "heads": 16, "layers": 24, "seconds": 10.0, "batch": 8, "text_len": 32,
@@ -71,22 +71,6 @@ def peak_flops() -> tuple[float, str]:
         if name in kind:
             return f, f"bf16 dense peak of {name}"
     return peak_flops_per_device(), "measured fp32 1024^3 matmul (CPU)"
-
-
-def memory(compiled) -> dict:
-    """Peak memory of a compiled program from XLA's memory analysis (arguments + outputs + temporaries)."""
-    try:
-        ma = compiled.memory_analysis()
-    except Exception as e:  # noqa: BLE001  (not every backend implements it)
-        return {"error": type(e).__name__}
-    if ma is None:
-        return {}
-    get = lambda n: int(getattr(ma, n, 0) or 0)
-    out = {n: get(n) for n in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
-                               "alias_size_in_bytes", "generated_code_size_in_bytes")}
-    out["peak_estimate_bytes"] = (out["argument_size_in_bytes"] + out["output_size_in_bytes"]
-                                  + out["temp_size_in_bytes"] - out["alias_size_in_bytes"])
-    return out
 
 
 def device_peak_bytes() -> int | None:
@@ -177,7 +161,7 @@ def main(_):
         head = jax.jit(lambda s, gd=gd: nnx.merge(gd, s).stage_logits(codes, hidden, tmask, jnp.asarray(1)))
         t0 = time.perf_counter()
         compiled = head.lower(params_state).compile()
-        r["forward"] = {"compile_s": time.perf_counter() - t0, "memory": memory(compiled)}
+        r["forward"] = {"compile_s": time.perf_counter() - t0, "memory": xla_memory(compiled)}
         r["forward"]["s"] = timeit(lambda: compiled(params_state).block_until_ready(), FLAGS.reps)
         r["forward"]["mfu"] = fwd_flops / r["forward"]["s"] / peak / jax.device_count()
         # train step: the real one (span masking, loss, backward, clip, AdamW, EMA, non-finite guard)
@@ -191,7 +175,7 @@ def main(_):
         with sharding.use_mesh(mesh):
             t0 = time.perf_counter()
             cstep = step.lower(state, batch, None, jax.random.PRNGKey(0)).compile()
-            r["train_step"] = {"compile_s": time.perf_counter() - t0, "memory": memory(cstep)}
+            r["train_step"] = {"compile_s": time.perf_counter() - t0, "memory": xla_memory(cstep)}
             holder = {"state": state}
 
             def one_step():
@@ -208,7 +192,7 @@ def main(_):
             g_gd, g_state = nnx.split(lm)
             t0 = time.perf_counter()
             cgen = _decode.lower(g_gd, gcfg, g_state, th, tm, known, keep, jax.random.key(0)).compile()
-            r["generate"] = {"compile_s": time.perf_counter() - t0, "memory": memory(cgen)}
+            r["generate"] = {"compile_s": time.perf_counter() - t0, "memory": xla_memory(cgen)}
             r["generate"]["s"] = timeit(lambda: jax.block_until_ready(
                 cgen(g_state, th, tm, known, keep, jax.random.key(1))), max(1, FLAGS.reps - 1))
             gen_flops = sum(gcfg.decoding_steps) * train_flops_per_step(base, 2 * B, T, Stxt) / 3

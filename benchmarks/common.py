@@ -98,3 +98,62 @@ def reference_stage1_loss(ref, b: dict):
     ct = R.condition_tensors(ref, b["hidden"], b["tmask"])
     out = ref(b["inputs"], [], ct, stage=1)
     return torch.nn.functional.cross_entropy(out[:, 1].reshape(-1, 2048), b["targets"].reshape(-1), ignore_index=-1)
+
+
+# --------------------------------------------------------------------------- peak memory
+def xla_memory(compiled) -> dict:
+    """Peak memory of a compiled jax program from XLA's buffer assignment: arguments + outputs + temporaries
+    - donated (aliased) bytes. ``temp_size_in_bytes`` is the program's working memory (activations, grads,
+    scratch) on top of its inputs."""
+    try:
+        ma = compiled.memory_analysis()
+    except Exception as e:  # noqa: BLE001  (not every backend implements it)
+        return {"error": type(e).__name__}
+    if ma is None:
+        return {}
+    out = {n: int(getattr(ma, n, 0) or 0) for n in ("argument_size_in_bytes", "output_size_in_bytes",
+                                                      "temp_size_in_bytes", "alias_size_in_bytes")}
+    out["peak_bytes"] = (out["argument_size_in_bytes"] + out["output_size_in_bytes"] + out["temp_size_in_bytes"]
+                         - out["alias_size_in_bytes"])
+    return out
+
+
+def torch_peak_extra_bytes(fn) -> int:
+    """Peak of the live CPU allocations ``fn()`` makes above what is live when it starts (torch.profiler
+    memory events, cumulated in time order): activations, grads and temporaries of a step."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.device_type() == torch.autograd.DeviceType.CPU and e.name() == "[memory]")
+    cur = peak = 0
+    for _, nbytes in events:
+        cur += nbytes
+        peak = max(peak, cur)
+    return int(peak)
+
+
+def tensor_bytes(tree) -> int:
+    """Bytes of every torch tensor in a nested structure (parameters, optimizer state dicts, ...)."""
+    import torch
+    if isinstance(tree, torch.Tensor):
+        return tree.numel() * tree.element_size()
+    if isinstance(tree, dict):
+        return sum(tensor_bytes(v) for v in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return sum(tensor_bytes(v) for v in tree)
+    return 0
+
+
+def largest_batch(peak_at, budget_bytes: float, start: int = 1, limit: int = 1 << 14) -> int:
+    """Largest batch ``b`` with ``peak_at(b) <= budget_bytes`` (doubling, then bisection); 0 if none."""
+    if peak_at(start) > budget_bytes:
+        return 0
+    lo, hi = start, start * 2
+    while hi <= limit and peak_at(hi) <= budget_bytes:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if peak_at(mid) <= budget_bytes else (lo, mid)
+    return lo

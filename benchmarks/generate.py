@@ -4,7 +4,9 @@ Both run the same random-weight checkpoint (audiocraft's own builder + loader; `
 for magnet-jax), the same decoding config (defaults: music 10 s, top-p 0.9, temp 3.0, CFG 10 -> 1,
 steps [20, 10, 10, 10], nonoverlap) and the same text condition, with the same thread count.
 For magnet-jax: compile time (ahead-of-time ``lower().compile()``, timed alone) and one steady-state call; for
-audiocraft: one call after a short warm-up. Prints the ratio and writes JSON.
+audiocraft: one call after a short warm-up. Prints the ratio and writes JSON. Peak memory per batch: ours from
+XLA's buffer assignment of the compiled program (``peak_bytes``: weights + inputs + temporaries), audiocraft's
+its weights plus the peak of torch.profiler's allocation events during one generate (``--memory=false`` skips it).
 
     python benchmarks/generate.py [--dim 256 --layers 4 --heads 4 --seconds 10 --batch 1 8 --threads 2]
 """
@@ -33,6 +35,7 @@ def main():
     ap.add_argument("--arrangement", default="nonoverlap", choices=["nonoverlap", "stride1"])
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "generate.json"))
+    ap.add_argument("--memory", default="true", choices=["true", "false"], help="measure peak memory too")
     a = ap.parse_args()
 
     os.environ.setdefault("XLA_FLAGS", "")
@@ -40,6 +43,7 @@ def main():
     import numpy as np
     import torch
 
+    from benchmarks.common import tensor_bytes, torch_peak_extra_bytes, xla_memory
     from magnet_jax import decoding as D
     from magnet_jax.convert import load_audiocraft_lm
     from magnet_jax.decoding.generate import _decode
@@ -75,7 +79,7 @@ def main():
         th, tm, known, keep = prepare_inputs(lm.config, hidden, mask, None, None, None, None, T, None, cfg)
         graphdef, state = nnx.split(lm)
         t0 = time.perf_counter()
-        _decode.lower(graphdef, cfg, state, th, tm, known, keep, jax.random.key(0)).compile()
+        compiled = _decode.lower(graphdef, cfg, state, th, tm, known, keep, jax.random.key(0)).compile()
         compile_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         D.generate(lm, hidden, mask, config=cfg, rng=jax.random.key(0), num_frames=T).block_until_ready()
@@ -94,6 +98,14 @@ def main():
         run = {"batch": B, "jax_steady_s": round(jax_s, 4), "jax_compile_s": round(compile_s, 3),
                "jax_first_call_s": round(first, 3), "audiocraft_s": round(ref_s, 4),
                "speedup": round(ref_s / jax_s, 2), "output_shape": list(out.shape)}
+        if a.memory == "true":
+            weights = tensor_bytes(list(ref.parameters()))
+            extra = torch_peak_extra_bytes(lambda: reference_generate(ref, hidden, mask, num_frames=T, **ref_kw))
+            run["memory"] = {"magnet_jax": xla_memory(compiled),
+                             "audiocraft": {"weights_bytes": weights, "generate_extra_bytes": extra,
+                                            "peak_bytes": weights + extra}}
+            print(f"batch {B}: peak memory magnet-jax {run['memory']['magnet_jax'].get('peak_bytes', 0) / 2**20:.0f}"
+                  f" MiB | audiocraft {(weights + extra) / 2**20:.0f} MiB", flush=True)
         results["runs"].append(run)
         print(f"batch {B}: magnet-jax {jax_s:.3f} s (compile {compile_s:.2f} s) | audiocraft {ref_s:.3f} s | "
               f"speedup x{ref_s / jax_s:.2f}", flush=True)

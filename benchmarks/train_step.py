@@ -6,6 +6,10 @@ and the ratio; writes benchmarks/results/train_step.json.
 
 Both sides get the same precomputed text hidden states (the frozen T5 is not part of the step).
 MFU uses the model-FLOPs count of magnet_jax.training.metrics and this host's measured fp32 matmul peak.
+Peak memory: ours from XLA's buffer assignment of the compiled step (``temp`` = activations, grads,
+scratch; ``peak`` = + state and batch), audiocraft's from torch.profiler's allocation events during a step
+(``step_extra``) plus its parameters and AdamW state. ``--max_batch_gb=24`` also searches the largest batch
+whose step fits in that budget (ours: compiled, exact; audiocraft: linear in the batch from two measured steps).
 """
 from __future__ import annotations
 
@@ -13,15 +17,20 @@ from absl import app, flags
 
 from benchmarks.common import (
     define_lm_flags,
+    largest_batch,
     machine,
     reference_and_ours,
     reference_stage1_loss,
     stage1_batch,
+    tensor_bytes,
     timeit,
+    torch_peak_extra_bytes,
     write_json,
+    xla_memory,
 )
 
 define_lm_flags(batch=4)
+flags.DEFINE_float("max_batch_gb", 0.0, "also search the largest batch whose step fits in this many GB (0 = off)")
 FLAGS = flags.FLAGS
 
 
@@ -80,17 +89,48 @@ def main(_):
 
     t_ref = timeit(ref_step, FLAGS.reps)
     t_ours = timeit(our_step, FLAGS.reps)
+
+    # ---------------- peak memory (after the timed steps: AdamW state exists on both sides)
+    ref_persistent = tensor_bytes(list(ref.parameters())) + tensor_bytes(list(opt.state.values()))
+    ref_extra = torch_peak_extra_bytes(ref_step)
+
+    def ours_memory(batch_size):
+        shapes = {k: jax.ShapeDtypeStruct((batch_size,) + v.shape[1:], v.dtype, sharding=v.sharding)
+                  for k, v in batch.items()}
+        with sharding.use_mesh(mesh):
+            return xla_memory(step.lower(holder["state"], shapes, None, jax.random.PRNGKey(0)).compile())
+    mem = {"magnet_jax": ours_memory(B),
+           "audiocraft": {"params_and_adamw_bytes": ref_persistent, "step_extra_bytes": ref_extra,
+                          "peak_bytes": ref_persistent + ref_extra}}
     flops = train_flops_per_step(mcfg, B, T, St)
     peak = peak_flops_per_device() * jax.local_device_count()
     res = {"audiocraft": {"step_s": t_ref, "tokens_per_s": B * T / t_ref, "mfu": flops / t_ref / peak},
            "magnet_jax": {"step_s": t_ours, "tokens_per_s": B * T / t_ours, "mfu": flops / t_ours / peak},
-           "speedup": t_ref / t_ours, "model_flops_per_step": flops, "host_peak_flops": peak}
+           "speedup": t_ref / t_ours, "model_flops_per_step": flops, "host_peak_flops": peak, "memory": mem}
+    if FLAGS.max_batch_gb > 0:
+        budget = FLAGS.max_batch_gb * 2 ** 30
+        extra_at = {}
+        for bb in (1, 2):   # audiocraft's step memory is linear in the batch: fit it from two measured steps
+            sb = stage1_batch(bb, T, St, seed=1)
+            extra_at[bb] = torch_peak_extra_bytes(lambda sb=sb: (opt.zero_grad(set_to_none=True),
+                                                                 reference_stage1_loss(ref, sb).backward(),
+                                                                 opt.step()))
+        slope = extra_at[2] - extra_at[1]
+        ref_at = lambda bb: ref_persistent + extra_at[1] + slope * (bb - 1)
+        res["largest_batch"] = {"budget_gb": FLAGS.max_batch_gb,
+                                "magnet_jax": largest_batch(lambda bb: ours_memory(bb)["peak_bytes"], budget),
+                                "audiocraft_estimate": largest_batch(ref_at, budget)}
     cfgd = {"dim": FLAGS.dim, "heads": FLAGS.heads, "layers": FLAGS.layers, "frames": T, "batch": B}
     print(f"config {cfgd}  host fp32 matmul peak {peak / 1e9:.0f} GFLOP/s")
     for k in ("audiocraft", "magnet_jax"):
         print(f"{k:11s} {res[k]['step_s'] * 1e3:8.1f} ms/step  {res[k]['tokens_per_s']:9.0f} tokens/s  "
               f"MFU {100 * res[k]['mfu']:.1f}%")
     print(f"speedup x{res['speedup']:.2f}")
+    print(f"peak memory: magnet-jax {mem['magnet_jax'].get('peak_bytes', 0) / 2**20:.0f} MiB (step temporaries "
+          f"{mem['magnet_jax'].get('temp_size_in_bytes', 0) / 2**20:.0f} MiB) | audiocraft "
+          f"{mem['audiocraft']['peak_bytes'] / 2**20:.0f} MiB (step extra {ref_extra / 2**20:.0f} MiB)")
+    if "largest_batch" in res:
+        print(f"largest batch in {FLAGS.max_batch_gb} GB: {res['largest_batch']}")
     write_json("train_step", {"config": cfgd, "machine": machine(), "results": res}, FLAGS.out)
 
 
