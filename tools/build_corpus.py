@@ -18,6 +18,8 @@ flags.DEFINE_float("max_seconds", 30.0, "clips are trimmed to this length")
 flags.DEFINE_integer("max_works", 0, "0 = every selected work")
 flags.DEFINE_integer("renders_per_work", 1, "renderings per work (other instrument / tempo / key)")
 flags.DEFINE_float("valid_fraction", 0.1, "fraction of works held out")
+flags.DEFINE_bool("render_missing", True, "False: only write the manifests / report of the clips already "
+                  "rendered (use a partial corpus)")
 flags.DEFINE_integer("seed", 0, "seed of the selection, instruments, tempi and transpositions")
 FLAGS = flags.FLAGS
 
@@ -29,7 +31,8 @@ def main(argv):
     try:
         build_corpus(CorpusOptions(out_dir=FLAGS.out_dir, sample_rate=FLAGS.sample_rate, max_seconds=FLAGS.max_seconds,
                                    renders_per_work=FLAGS.renders_per_work, valid_fraction=FLAGS.valid_fraction,
-                                   max_works=FLAGS.max_works, seed=FLAGS.seed))
+                                   max_works=FLAGS.max_works, seed=FLAGS.seed,
+                                   render_missing=FLAGS.render_missing))
     except FileNotFoundError as e:
         usage_error(str(e))
 

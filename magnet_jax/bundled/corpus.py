@@ -59,6 +59,7 @@ class CorpusOptions:
     valid_fraction: float = 0.1
     max_works: int = 0             # 0 = every selected work
     seed: int = 0
+    render_missing: bool = True    # False: write the manifests of the clips already rendered (a partial corpus)
 
 
 def find_soundfont() -> str:
@@ -155,6 +156,8 @@ def build_one(work: str, src: str, render_index: int, opts: CorpusOptions, sound
     if wav_path.exists() and meta_path.exists():          # resumable: finished clips are kept
         meta = json.loads(meta_path.read_text())
         return _manifest_line(wav_path, meta, opts.sample_rate)
+    if not opts.render_missing:
+        return None
     try:
         score = _score(work)
         if score is None:
