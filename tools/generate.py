@@ -4,6 +4,7 @@
   python tools/generate.py --model=config:tiny --text="calm piano" --out_dir=out      # random init, offline
   python tools/generate.py --model=DIR --text_file=prompts.txt --batch_size=4 --span_arrangement=stride1
   python tools/generate.py --model=... --text="jazz" --prompt_wav=intro.wav --duration=10         # continue
+  python tools/generate.py --model=facebook/musicgen-melody --text="jazz" --melody=tune.wav        # melody
   python tools/generate.py --model=... --text="drums" --infill_wav=song.wav --infill_start=2 --infill_end=4
   python tools/generate.py --model=facebook/magnet-small-10secs --text="jazz"           # rescoring (Eq. 5)
       --rescorer=facebook/musicgen-small --rescorer_weight=0.8
@@ -43,6 +44,7 @@ flags.DEFINE_string("offline_fallback", None, "model to use if the hub is unreac
 flags.DEFINE_string("t5", None, "T5 hub id or local folder (default: the one the checkpoint names)")
 flags.DEFINE_string("codec", None, "EnCodec hub id or local folder (default: the one the checkpoint names)")
 flags.DEFINE_string("prompt_wav", None, "audio to continue")
+flags.DEFINE_string("melody", None, "MusicGen-melody: audio whose chroma conditions the generation")
 flags.DEFINE_string("infill_wav", None, "audio whose [infill_start, infill_end) seconds are regenerated")
 flags.DEFINE_float("infill_start", None, "infill region start (s)")
 flags.DEFINE_float("infill_end", None, "infill region end (s)")
@@ -131,7 +133,8 @@ def main(argv):
         num_samples=FLAGS.num_samples, seed=FLAGS.seed, out_dir=FLAGS.out_dir, overwrite=FLAGS.overwrite,
         offline_fallback=FLAGS.offline_fallback, prompt_wav=FLAGS.prompt_wav, infill_wav=FLAGS.infill_wav,
         infill_start=FLAGS.infill_start, infill_end=FLAGS.infill_end, overrides=_overrides(), t5=FLAGS.t5,
-        codec=FLAGS.codec, rescorer=FLAGS.rescorer, hybrid_prefix_seconds=FLAGS.hybrid_prefix_seconds)
+        codec=FLAGS.codec, melody=FLAGS.melody, rescorer=FLAGS.rescorer,
+        hybrid_prefix_seconds=FLAGS.hybrid_prefix_seconds)
     try:
         run_to_files(req, log=print)
     except NonFiniteAudioError as e:     # not the user's input: a failed generation, exit 1

@@ -257,6 +257,8 @@ def save_lm_safetensors(lm: MagnetLM, folder: str | os.PathLike, extra: Mapping[
     """Writes ``magnet_jax_lm.safetensors`` + ``magnet_jax_config.json`` (``extra``: e.g. ``t5``, ``kind``)."""
     if getattr(lm.config, "delays", None) is not None and isinstance(lm.config, MagnetConfig):
         extra = {"lm_model": HYBRID_LM_MODEL, **(dict(extra) if extra else {})}     # Hybrid-MAGNeT
+    elif isinstance(lm.config, MusicGenConfig):       # MusicGen (e.g. a fine-tuned export): load it back as one
+        extra = {"lm_model": "transformer_lm", **(dict(extra) if extra else {})}
     return _write_safetensors(folder, flat_params(lm), lm.config, extra)
 
 

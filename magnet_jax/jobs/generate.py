@@ -48,6 +48,7 @@ class GenerationRequest:
     infill_wav: str | None = None
     infill_start: float | None = None
     infill_end: float | None = None
+    melody: str | None = None             # MusicGen-melody: the melody's audio file
     overrides: dict = dataclasses.field(default_factory=dict)
     t5: str | None = None
     codec: str | None = None
@@ -113,6 +114,8 @@ def check_request(req: GenerationRequest) -> list:
     if (req.infill_start is None) != (req.infill_end is None) or (
             (req.infill_start is None) == bool(req.infill_wav)):
         raise RequestError("infill needs --infill_wav, --infill_start and --infill_end together")
+    if req.melody and (req.prompt_wav or req.infill_wav):
+        raise RequestError("--melody conditions a new generation: use it without --prompt_wav / --infill_wav")
     if req.prompt_wav and req.infill_wav:
         raise RequestError("use either --prompt_wav (continuation) or --infill_wav, not both")
     _finite("hybrid_prefix_seconds", req.hybrid_prefix_seconds, positive=True)
@@ -222,10 +225,13 @@ def run_to_files(req: GenerationRequest, log=print) -> list[dict]:
     texts = check_request(req)
     prompt_audio = _read_input_audio("prompt_wav", req.prompt_wav)
     infill_audio = _read_input_audio("infill_wav", req.infill_wav)
+    melody = _read_input_audio("melody", req.melody)
     out = check_out_dir(req.out_dir)
     paths = clip_paths(out, texts, req.seed, req.overwrite)
     pipe = load_pipeline(req.model, req.offline_fallback, log, t5=req.t5, codec=req.codec, rescorer=req.rescorer)
     hybrid = {} if req.hybrid_prefix_seconds is None else {"hybrid_prefix_seconds": req.hybrid_prefix_seconds}
+    if melody is not None and not getattr(pipe, "has_melody", False):
+        raise RequestError(f"--melody needs a MusicGen-melody model (facebook/musicgen-melody); {pipe.name} has none")
     own = req.overrides
     if hybrid:        # MusicGen-only knobs (cfg_coef, two_step_cfg) go to the hybrid's MusicGen prefix
         from magnet_jax.hybrid_inference import split_overrides
@@ -257,8 +263,9 @@ def run_to_files(req: GenerationRequest, log=print) -> list[dict]:
             wav = pipe.continuation(prompt_audio[0], prompt_audio[1], cond, duration=duration, seed=seed,
                                     num_samples=n, extend_stride=req.extend_stride, **hybrid, **req.overrides)
         else:
+            mel = {} if melody is None else {"melody": melody[0], "melody_sample_rate": melody[1]}
             wav = pipe.generate(cond, duration=duration, seed=seed, num_samples=n, extend_stride=req.extend_stride,
-                                **hybrid, **req.overrides)
+                                **mel, **hybrid, **req.overrides)
         check_finite(wav, f"batch {ci} ({n} clips)")   # before writing any file of the batch
         for j, text in enumerate(chunk):
             wav_path, png_path = paths[ci * req.batch_size + j]

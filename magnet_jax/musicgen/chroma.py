@@ -100,17 +100,28 @@ _warned = []
 def melody_stems(wav: np.ndarray, sample_rate: int) -> np.ndarray:
     """audiocraft ``_get_stemmed_wav``: demucs ``htdemucs`` vocals + other, mono at ``sample_rate``, for
     ``wav [B, N]``. Without demucs installed: ``wav`` unchanged (the full mix), with a one-line warning."""
-    if importlib.util.find_spec("demucs") is None:
-        if not _warned:
-            _warned.append(True)
-            log.warning("demucs is not installed: the melody chroma is computed on the full mix (audiocraft removes "
-                        "drums and bass with htdemucs first; pip install demucs for that)")
+    try:
+        spec = importlib.util.find_spec("demucs")
+    except ValueError:                                   # a module object without a spec
+        spec = None
+    model = None
+    if spec is not None and spec.origin is not None:     # a real installation (not a placeholder module)
+        try:
+            from demucs.pretrained import get_model
+            model = get_model("htdemucs")
+        except Exception as e:  # noqa: BLE001  (weights not downloadable offline, a broken install, ...)
+            reason = f"demucs could not load htdemucs ({type(e).__name__}: {e})"
+    else:
+        reason = "demucs is not installed"
+    if model is None:
+        if reason not in _warned:
+            _warned.append(reason)
+            log.warning("%s: the melody chroma is computed on the full mix (audiocraft removes drums and bass with "
+                        "htdemucs first; pip install demucs for that)", reason)
         return np.asarray(wav, np.float32)
     import torch  # function-level: optional heavy dependency (demucs runs on torch)
     from demucs.apply import apply_model
     from demucs.audio import convert_audio
-    from demucs.pretrained import get_model
-    model = get_model("htdemucs")
     x = convert_audio(torch.from_numpy(np.asarray(wav, np.float32))[:, None], sample_rate, model.samplerate,
                       model.audio_channels)
     with torch.no_grad():

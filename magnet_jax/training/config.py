@@ -21,6 +21,9 @@ def model_config_class(objective: str):
     if objective == "hybrid":
         from magnet_jax.model.hybrid import HybridMagnetConfig  # function-level: model.hybrid imports musicgen
         return HybridMagnetConfig
+    if objective == "musicgen":
+        from magnet_jax.model.config import MusicGenConfig
+        return MusicGenConfig
     return MagnetConfig
 
 
@@ -54,6 +57,7 @@ class StepConfig:
     per_sample_cfg: bool = False
     # magnet: MAGNeT's span masking. hybrid: Hybrid-MAGNeT (training/hybrid_objective.py: AR prefix + span-masked
     # suffix, a per-sample stage and prompt step); config.model is then a HybridMagnetConfig (model.delays).
+    # musicgen: MusicGen's delay-pattern CE on every codebook (musicgen/objective.py; config.model a MusicGenConfig).
     objective: str = "magnet"
 
 
@@ -205,8 +209,8 @@ class TrainConfig:
                          lr_min_ratio=o.lr_min_ratio).items():
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"config.{k}={v} must be in [0, 1]")
-        if s.objective not in ("magnet", "hybrid"):
-            raise ConfigError(f"config.objective={s.objective!r}: use magnet or hybrid")
+        if s.objective not in ("magnet", "hybrid", "musicgen"):
+            raise ConfigError(f"config.objective={s.objective!r}: use magnet, hybrid or musicgen")
         if o.schedule not in ("cosine", "inverse_sqrt", "constant"):
             raise ConfigError(f"config.schedule={o.schedule!r}: use cosine, inverse_sqrt or constant")
         if dc.batch_size % s.grad_accum_steps:

@@ -49,7 +49,10 @@ def maybe_initialize_distributed(d: DistributedConfig) -> None:
 
 def lm_class(mcfg: MagnetConfig):
     """MagnetLM, or HybridMagnetLM for a HybridMagnetConfig (``config.objective=hybrid``)."""
+    from magnet_jax.model import MusicGenConfig, MusicGenLM
     from magnet_jax.model.hybrid import HybridMagnetConfig, HybridMagnetLM
+    if isinstance(mcfg, MusicGenConfig):          # config.objective=musicgen
+        return MusicGenLM
     return HybridMagnetLM if isinstance(mcfg, HybridMagnetConfig) else MagnetLM
 
 

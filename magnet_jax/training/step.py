@@ -16,9 +16,10 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from magnet_jax import masking
-from magnet_jax.training import hybrid_objective
 from magnet_jax.model import MagnetConfig
+from magnet_jax.musicgen import objective as musicgen_objective
 from magnet_jax.sharding import batch_shardings
+from magnet_jax.training import hybrid_objective
 from magnet_jax.training.config import StepConfig
 from magnet_jax.training.state import TrainState, to_shardings
 
@@ -32,7 +33,7 @@ def _text_hidden(t5_graphdef, t5_params, batch):
 
 # config.objective -> its module (prepare_batch, loss_from_batch): MAGNeT's span masking, or Hybrid-MAGNeT's
 # AR prefix + span-masked suffix (training/hybrid_objective.py; a HybridMagnetLM, per-sample stage)
-OBJECTIVES = {"magnet": masking, "hybrid": hybrid_objective}
+OBJECTIVES = {"magnet": masking, "hybrid": hybrid_objective, "musicgen": musicgen_objective}
 
 
 def _loss_sum(graphdef, params, prepared, hidden, objective: str = "magnet"):
@@ -42,6 +43,11 @@ def _loss_sum(graphdef, params, prepared, hidden, objective: str = "magnet"):
 
 
 def _prepare(s: StepConfig, mcfg, batch, key, stage=None):
+    if s.objective == "musicgen":   # MusicGenLM: delay pattern, CE on every codebook (stage: eval per codebook)
+        return musicgen_objective.prepare_batch(batch["codes"], batch["padding_mask"], batch["text_mask"], key,
+                                                delays=mcfg.delays, special=mcfg.mask_id, stage=stage,
+                                                cfg_dropout_p=float(s.cfg_dropout) if stage is None else 0.0,
+                                                per_sample_cfg=bool(s.per_sample_cfg))
     kw = dict(num_codebooks=mcfg.n_q, mask_id=mcfg.mask_id, span_len=mcfg.span_len, stage=stage)
     if s.objective == "hybrid":
         return hybrid_objective.prepare_batch(batch["codes"], batch["padding_mask"], batch["text_mask"], key,
