@@ -34,7 +34,7 @@ _CACHE_FORMAT = 2          # cache entries written before the checkpoint facts w
 _SOLVER_KINDS = {"magnet": "music", "audio_magnet": "audio"}   # audiocraft solvers/builders.py
 HYBRID_LM_MODEL = "hybrid_magnet"   # LoadedCheckpoint.lm_model of a Hybrid-MAGNeT (convert/hybrid.py)
 _READ_SECTIONS = ("lm_model", "solver", "sample_rate", "transformer_lm", "dataset", "masking", "fuser",
-                  "conditioners", "codebooks_pattern")
+                  "conditioners", "codebooks_pattern", "interleave_stereo_codebooks")
 
 
 class CheckpointError(ValueError):
