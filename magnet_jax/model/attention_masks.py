@@ -3,7 +3,8 @@
 * Restricted context (MAGNeT paper §3.2, audiocraft ``MagnetLMModel._stage_attn_mask``): when predicting
   codebook stage > 0, self-attention is limited to a symmetric band ``|t_q - t_k| <= subcodes_context``
   (±5 frames ≈ 220 ms at 50 Hz); stage 0 attends everywhere. Unlike the reference (a fixed
-  ``[S_al, S_al]`` bias, padded to a multiple of 8), the band is computed for any length ``T``.
+  ``[S_al, S_al]`` bias, padded to a multiple of 8), the band is computed for any length ``T``, and kept
+  structured (:class:`BandMask`) so attention kernels can run it as a local window.
 * Causal (MusicGen): key position <= query position, also for a chunk starting at a cache offset.
 * Text keys: see :func:`text_key_mask`.
 """

@@ -90,3 +90,20 @@ def test_bf16_compute_keeps_residual_and_logits_float32(pair, impl):
     assert err < 3e-2, err
     assert lm.embed_codes(codes).dtype == jnp.float32
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(nnx.state(lm, nnx.Param)))   # fp32 master weights
+
+
+def test_splash_under_a_mesh_runs_per_shard_and_equals_xla(monkeypatch):
+    """Under ``jax.set_mesh`` the kernel (Pallas interpret mode on CPU) runs in a shard_map over batch (data)
+    and heads (tensor): a Pallas kernel has no GSPMD partitioning rule."""
+    from magnet_jax import sharding
+    from magnet_jax.model import attention as A
+    from magnet_jax.model.attention_masks import stage_self_attention_mask
+    calls, real = [], jax.shard_map
+    monkeypatch.setattr(jax, "shard_map", lambda *a, **k: calls.append(k["in_specs"]) or real(*a, **k))
+    mesh = sharding.make_mesh(data=2, fsdp=1, tensor=2, devices=jax.devices()[:4])
+    q, k, v = (jax.random.normal(jax.random.key(i), (2, 40, 2, 16)) for i in range(3))
+    m = stage_self_attention_mask(40, jnp.asarray(2), 5)
+    with sharding.use_mesh(mesh):
+        out = jax.jit(lambda q, k, v: A.attention_splash(q, k, v, m, interpret=True))(q, k, v)
+    assert len(calls) == 1
+    np.testing.assert_allclose(out, A.attention(q, k, v, m, "xla"), atol=1e-5, rtol=0)

@@ -157,3 +157,4 @@ def test_splash_interpret_gradients_equal_xla():
                    argnums=(0, 1, 2))(q, k, v)
     for a, b in zip(ref, out):
         np.testing.assert_allclose(b, a, atol=1e-4, rtol=0)
+
