@@ -78,18 +78,18 @@ def test_config_selects_the_musicgen_objective():
 
 
 def test_train_step_memorises_toy_tokens_and_eval_is_per_codebook(tmp_path):
-    c = _cfg(total_steps=40)
+    c = _cfg(total_steps=30)
     mesh = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
     graphdef, state, step, ev, t5p, t5 = _setup(c, mesh)
     batch = jax.device_put(_toy_batch(c), batch_shardings(KEYS, mesh))
     with sharding.use_mesh(mesh):
         per_k0 = np.asarray(ev(state.params, batch, t5p, jax.random.PRNGKey(0)))
         losses = []
-        for _ in range(40):
+        for _ in range(30):
             state, m = step(state, batch, t5p, jax.random.PRNGKey(1))
             losses.append(float(m["loss"]))
     assert np.isfinite(losses).all()
-    assert losses[-1] < 0.3 * losses[0], losses
+    assert losses[-1] < 0.5 * losses[0], losses
     # the step's loss is the objective's (first step: the initial params)
     lm0 = nnx.merge(graphdef, S.split_model(MusicGenLM(c.model, rngs=nnx.Rngs(0)))[1])
     hidden = t5(batch["text_ids"], batch["text_mask"])
