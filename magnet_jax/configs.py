@@ -85,7 +85,7 @@ def hybrid_variant(name: str) -> ml_collections.ConfigDict:
     gets the delay pattern ``0..K-1``). Everything else, including the window, is NAME's."""
     base = name[len(HYBRID_PREFIX):]
     if base == "bundled":
-        from magnet_jax.bundled.config import lm_config   # function-level: bundled.config imports this module
+        from magnet_jax.bundled.config import lm_config  # function-level: bundled.config imports this module
         c = lm_config()
     else:
         c = get_config(base)

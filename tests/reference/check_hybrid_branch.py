@@ -1,7 +1,7 @@
 """Manual check (not collected by pytest: it needs the fetched audiocraft snapshot, absent on CI): our
 semi-AR mask and training inputs against the ``hybrid_magnet`` branch's *own* functions (c44e943).
 
-    python -O -m tests.reference.check_hybrid_branch [GIT_DIR]   # default /work/.mirror/facebookresearch+audiocraft/repo
+    python -O -m tests.reference.check_hybrid_branch [GIT_DIR]   # default: the fetched audiocraft mirror
 
 The branch's files are read with ``git show`` into modules of the installed audiocraft 1.3.0 package. Its bugs are
 worked around, not fixed: ``_stage_attn_mask`` is called with every argument (its ``__init__`` omits
