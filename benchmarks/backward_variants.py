@@ -1,0 +1,81 @@
+"""Forward + backward of the MAGNeT training loss: audiocraft vs magnet-jax run-time variants (default, layers
+unrolled instead of scanned, per-layer remat), same weights, same process, interleaved rounds (min reported).
+``--threads=1`` pins both sides to one thread (XLA: no Eigen pool), which keeps ratios meaningful on a loaded
+machine. Writes benchmarks/results/backward_variants.json.
+
+  python -m benchmarks.backward_variants [--dim 256 --layers 4 --heads 4 --frames 500 --batch 2 --threads 1]
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+if "--threads=1" in sys.argv or ("--threads" in sys.argv and sys.argv[sys.argv.index("--threads") + 1] == "1"):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+
+from absl import app, flags  # noqa: E402
+
+from benchmarks.common import (  # noqa: E402
+    define_lm_flags,
+    machine,
+    reference_and_ours,
+    reference_stage1_loss,
+    stage1_batch,
+    write_json,
+)
+
+define_lm_flags(batch=2)
+FLAGS = flags.FLAGS
+
+
+def main(_):
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from magnet_jax import masking
+    from magnet_jax.model import MagnetLM
+
+    ref, lm = reference_and_ours(FLAGS)
+    ref.train()
+    B, T, S = FLAGS.batch, FLAGS.frames, FLAGS.text_len
+    b = stage1_batch(B, T, S)
+    jh, jm = jnp.asarray(b["hidden"].numpy()), jnp.asarray(b["tmask"].numpy())
+    batch = {"inputs": jnp.asarray(b["inputs"].numpy()), "stage": jnp.asarray(1),
+             "targets": jnp.asarray(b["codes"][:, 1].numpy()), "weights": jnp.asarray(b["mask"].numpy()),
+             "text_mask": jm}
+    _, state = nnx.split(lm)
+
+    def ref_step():
+        ref.zero_grad(set_to_none=True)
+        reference_stage1_loss(ref, b).backward()
+
+    def variant(**over):
+        gd = nnx.split(nnx.eval_shape(lambda: MagnetLM(lm.config.replace(**over), rngs=nnx.Rngs(0))))[0]
+        f = jax.jit(jax.value_and_grad(lambda s: masking.loss_from_batch(nnx.merge(gd, s), batch, jh)[0]))
+        f(state)
+        return lambda: jax.block_until_ready(f(state))
+
+    L = lm.config.num_layers
+    fns = {"audiocraft": ref_step, "default (scan)": variant(), f"scan_unroll={L}": variant(scan_unroll=L),
+           "remat": variant(remat=True), f"remat + scan_unroll={L}": variant(remat=True, scan_unroll=L)}
+    best = {k: float("inf") for k in fns}
+    for f in fns.values():
+        f()
+    for _ in range(FLAGS.reps):                     # interleaved rounds: load drifts hit every variant alike
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    res = {k: {"s": v, "speedup_vs_audiocraft": best["audiocraft"] / v} for k, v in best.items()}
+    cfg = {"dim": FLAGS.dim, "heads": FLAGS.heads, "layers": L, "frames": T, "batch": B, "threads": FLAGS.threads}
+    print(f"config {cfg}")
+    for k, v in res.items():
+        print(f"{k:28s} {v['s'] * 1e3:9.0f} ms   x{v['speedup_vs_audiocraft']:.2f} vs audiocraft")
+    write_json("backward_variants", {"config": cfg, "machine": machine(), "results": res}, FLAGS.out)
+
+
+if __name__ == "__main__":
+    app.run(main)
