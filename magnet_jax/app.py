@@ -18,7 +18,7 @@ import numpy as np
 
 from magnet_jax.configs import RELEASED
 
-DEFAULT_MODEL = "config:tiny"   # the offline default (the bundled model once it ships)
+DEFAULT_MODEL = "bundled"   # the offline default: the model this project trained (magnet_jax/bundled)
 RELEASED_IDS = tuple(r["hub"] for r in RELEASED.values())
 MAX_TEXTS = 8
 
@@ -205,9 +205,9 @@ def save_waveform(path, wav: np.ndarray, sample_rate: int, title: str = "") -> P
 
 
 EXAMPLES = [
-    ["80s electronic track with melodic synthesizers", 5.0],
-    ["a calm solo piano piece in C major", 5.0],
-    ["upbeat folk tune on fiddle", 5.0],
+    ["a slow baroque chorale on church organ in A minor, 60 bpm", 8.0],   # the bundled model's corpus phrasing
+    ["a lively folk fiddle tune in D major, 140 bpm", 8.0],
+    ["a calm piano piece in C major, 80 bpm", 8.0],
 ]
 
 

@@ -17,9 +17,9 @@ from urllib.parse import urlparse
 from magnet_jax import hub
 from magnet_jax.pipeline import MagnetPipeline
 
-# The model tools/run.sh falls back to when the hub is unreachable (one place to switch it to a bundled model:
-# "bundled" once magnet_jax/bundled/weights/ holds the weights tools/make_bundled.sh builds).
-OFFLINE_FALLBACK = "config:tiny"
+# The model tools/run.sh falls back to when the hub is unreachable: the small model this project trained offline
+# (magnet_jax/bundled/weights/, built by tools/make_bundled.sh).
+OFFLINE_FALLBACK = "bundled"
 # A duration beyond this many windows warns first: time grows with the windows, and the codec decodes the
 # whole clip at once (600 s of config:tiny peaks at about 5 GB).
 LONG_WARN_WINDOWS = 4
@@ -205,7 +205,7 @@ def load_pipeline(model: str, offline_fallback: str | None = None, log=print, **
         return MagnetPipeline.load(model, **kw)
     except hub.HubError as e:
         if not (offline and offline_fallback):
-            raise RequestError(f"{e} (or run offline with --model={OFFLINE_FALLBACK}, a random-init model)") from None
+            raise RequestError(f"{e} (or run offline with --model={OFFLINE_FALLBACK}, the model trained here)") from None
         what = ("a RANDOM-INIT model, so the audio is noise-like, not music" if offline_fallback.startswith("config:")
                 else "the small model this project trained offline (music, far from the released models' quality)")
         log(f"NOTE: the Hugging Face hub is not reachable and {model!r} is not in the local cache:\n"

@@ -43,7 +43,7 @@ def _wait_http(url: str, proc, timeout: float = 240):
 def app_url(tmp_path):
     port = _free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", XLA_FLAGS="")
-    proc = subprocess.Popen([sys.executable, "tools/app.py", "--model=config:tiny", f"--port={port}"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "tools/app.py", "--model=bundled", f"--port={port}"], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -80,14 +80,14 @@ def test_generate_in_the_browser(app_url, tmp_path):
         driver.get(app_url)
         wait = WebDriverWait(driver, 240)
         box = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#text textarea")))
-        box.send_keys("a calm solo piano piece")
+        box.send_keys("a calm piano piece in C major, 80 bpm")
         dur = driver.find_element(By.CSS_SELECTOR, "#duration_s input")
         dur.clear()
-        dur.send_keys("1.5")   # inside the tiny model's 2 s window (75 frames = 25 spans)
+        dur.send_keys("3")
         driver.find_element(By.CSS_SELECTOR, "#generate").click()
         wait.until(lambda d: "clip(s)" in d.find_element(By.CSS_SELECTOR, "#status").text)
         status = driver.find_element(By.CSS_SELECTOR, "#status").text
-        assert "1 clip(s) of 1.50 s" in status, status
+        assert "1 clip(s) of 3.00 s" in status, status
         # Gradio's player: an <audio> element driven by a waveform view, fed from the clip's file URL.
         assert driver.find_elements(By.CSS_SELECTOR, "#audio_out audio")
         src = wait.until(lambda d: d.execute_script(
@@ -97,7 +97,7 @@ def test_generate_in_the_browser(app_url, tmp_path):
         seconds = driver.execute_async_script(
             "const done = arguments[arguments.length - 1]; const a = new Audio(arguments[0]);"
             "a.onloadedmetadata = () => done(a.duration); a.onerror = () => done(-1);", src)
-        assert abs(seconds - 1.5) < 0.05, seconds      # the browser decodes it: a playable 1.5 s WAV
+        assert abs(seconds - 3.0) < 0.05, seconds      # the browser decodes it: a playable 3 s WAV
         img = driver.find_element(By.CSS_SELECTOR, "#spectrogram_img img")
         assert img.is_displayed()
         assert driver.execute_script("return arguments[0].naturalWidth", img) > 100

@@ -123,5 +123,6 @@ def test_run_sh_falls_back_quickly_when_offline(tmp_path):
                 tmp_path, HF_HUB_OFFLINE="1")
     assert p.returncode == 0, p.stderr[-2000:]
     note = p.stdout[p.stdout.index("NOTE"):]
-    assert "RANDOM-INIT" in note and "hf download facebook/magnet-small-10secs" in note and "config:tiny" in note
+    assert "hf download facebook/magnet-small-10secs" in note and "'bundled'" in note, note
+    assert "trained offline" in note and "RANDOM-INIT" not in note
     assert len(list((tmp_path / "out").glob("*.wav"))) == 1

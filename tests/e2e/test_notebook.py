@@ -1,4 +1,4 @@
-"""colab/magnet_demo.ipynb: executed top to bottom (tiny model), and its install cell from a clone."""
+"""colab/magnet_demo.ipynb: executed top to bottom (the bundled model), and its install cell from a clone."""
 import subprocess
 import sys
 
@@ -12,9 +12,9 @@ NOTEBOOK = ROOT / "colab" / "magnet_demo.ipynb"
 def test_colab_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     import nbclient
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    monkeypatch.setenv("MAGNET_DEMO_MODEL", "config:tiny")
-    monkeypatch.setenv("MAGNET_DEMO_DURATION", "1")
-    monkeypatch.setenv("MAGNET_DEMO_LONG", "3")
+    monkeypatch.setenv("MAGNET_DEMO_MODEL", "bundled")
+    monkeypatch.setenv("MAGNET_DEMO_DURATION", "3")
+    monkeypatch.setenv("MAGNET_DEMO_LONG", "12")   # past the 10 s window: two windows
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
