@@ -205,7 +205,7 @@ def load_pipeline(model: str, offline_fallback: str | None = None, log=print, **
         return MagnetPipeline.load(model, **kw)
     except hub.HubError as e:
         if not (offline and offline_fallback):
-            raise RequestError(f"{e} (or run offline with --model={OFFLINE_FALLBACK}, the model trained here)") from None
+            raise RequestError(f"{e} (or run offline with --model={OFFLINE_FALLBACK}, trained here)") from None
         what = ("a RANDOM-INIT model, so the audio is noise-like, not music" if offline_fallback.startswith("config:")
                 else "the small model this project trained offline (music, far from the released models' quality)")
         log(f"NOTE: the Hugging Face hub is not reachable and {model!r} is not in the local cache:\n"
