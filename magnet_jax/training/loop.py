@@ -203,6 +203,9 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict:
                         ev["eval_loss"] = float(per_stage.mean())
                         writer.write(step, ev)
                         last.update(ev)
+                    else:
+                        log.warning("eval split %r has no full batch of %d examples: no held-out loss (lower "
+                                    "batch_size or add data)", d.eval_split, d.batch_size)
                 if step % lp.checkpoint_every == 0 or step == total or preempted:
                     ckpt.save(step, state, data_iter, force=True)
                 if preempted:

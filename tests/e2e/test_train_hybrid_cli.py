@@ -9,7 +9,7 @@ from tests.helpers import read_metrics, run_tool, tiny_50hz_codec, write_corpus
 
 def test_hybrid_config_trains_evaluates_and_exports(tmp_path):
     codec = tiny_50hz_codec(tmp_path / "codec")
-    manifest = write_corpus(tmp_path / "corpus", n=6)
+    manifest = write_corpus(tmp_path / "corpus", n=12)   # >= batch_size clips: the eval split has a full batch
     run_tool(["tools/tokenize_dataset.py", f"--manifest={manifest}", f"--codec={codec}",
               f"--data_dir={tmp_path / 'tfds'}", "--segment_seconds=3", "--min_seconds=1", "--progress=false"])
     work = tmp_path / "work"
