@@ -19,7 +19,7 @@ EXTRAS = {
     "corpus": ["music21>=9", "soundfile>=0.12"],
     # tools/evaluate.py / magnet_jax.eval (MIR features, family classifier, Frechet distance, plots).
     "eval": ["librosa>=0.10", "scikit-learn>=1.3", "scipy>=1.10", "soundfile>=0.12", "soxr>=0.3", "matplotlib"],
-    "dev": ["pytest>=8", "pytest-timeout", "nbclient", "nbformat", "ipykernel", "ruff>=0.6", "selenium>=4.20"],
+    "dev": ["pytest>=8", "pytest-timeout", "pytest-xdist", "nbclient", "nbformat", "ipykernel", "ruff>=0.6", "selenium>=4.20"],
 }
 
 setup(

@@ -185,7 +185,13 @@ class MagnetPipeline:
         return np.asarray(self.codec.decode(jnp.asarray(codes)))
 
     def _config(self, overrides: dict) -> GenerationConfig:
-        return self.generation.replace(**overrides) if overrides else self.generation
+        if not overrides:
+            return self.generation
+        known = {f.name for f in dataclasses.fields(self.generation)}
+        bad = sorted(set(overrides) - known)
+        if bad:
+            raise ValueError(f"unknown generation parameter(s) {bad} for {type(self).__name__}; known: {sorted(known)}")
+        return self.generation.replace(**overrides)
 
     # ------------------------------------------------------------------ generation
     def lm_frames(self, config: GenerationConfig | None = None) -> int:

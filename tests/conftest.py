@@ -1,9 +1,14 @@
 """Runs before any test module imports jax: 8 fake CPU devices for the sharding tests, and no hub."""
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ["HF_HUB_OFFLINE"] = "1"
+# one persistent XLA cache for the run, shared by the pytest workers and the CLIs the e2e tests start (a resumed
+# training run compiles what the first run compiled): only programs that took over a second to compile
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "magnet_jax_tests_xla_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -36,3 +41,14 @@ def tiny_magnet_pipeline():
 def tiny_musicgen_pipeline():
     from magnet_jax.musicgen.pipeline import MusicGenPipeline
     return MusicGenPipeline.from_config("tiny", seed=0)
+
+
+# ---- each module's compiled XLA programs are dropped when it ends: one pytest process compiles hundreds of
+# programs, and keeping them all resident grew the process until XLA's compiler crashed (SIGSEGV) mid-suite.
+@pytest.fixture(autouse=True, scope="module")
+def _drop_compiled_programs():
+    yield
+    if "jax" in sys.modules:
+        sys.modules["jax"].clear_caches()
+    import gc
+    gc.collect()

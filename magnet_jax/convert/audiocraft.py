@@ -350,23 +350,31 @@ def load_audiocraft_checkpoint(path_or_repo_id: str | os.PathLike, *, cache: boo
         if json.loads((cached / CONFIG_NAME).read_text()).get("format") == _CACHE_FORMAT:
             return _from_export(cached, overrides, src, codec_source)
     pkg = read_state_dict_bin(bin_path)
+    kw = dict(source=src, codec_source=codec_source, cached=cached, overrides=overrides)
     if _read_xp_cfg(pkg["xp.cfg"]).get("lm_model") == "transformer_lm":   # MusicGen / AudioGen
         from magnet_jax.convert import musicgen  # function-level: convert.musicgen imports this module
-        return musicgen.checkpoint_from_package(pkg, source=src, codec_source=codec_source, cached=cached,
-                                                overrides=overrides, cache_format=_CACHE_FORMAT)
+        return musicgen.checkpoint_from_package(pkg, **kw)
     from magnet_jax.convert import hybrid  # function-level: convert.hybrid imports this module
     if hybrid.is_hybrid(_read_xp_cfg(pkg["xp.cfg"])):   # Hybrid-MAGNeT (the audiocraft hybrid_magnet branch)
-        return hybrid.checkpoint_from_package(pkg, source=src, codec_source=codec_source, cached=cached,
-                                              overrides=overrides, cache_format=_CACHE_FORMAT)
-    cfg = config_from_xp_cfg(pkg["xp.cfg"])
-    t5_name, kind = t5_name_from_xp_cfg(pkg["xp.cfg"]), kind_from_xp_cfg(pkg["xp.cfg"], src)
+        return hybrid.checkpoint_from_package(pkg, **kw)
+    return checkpoint_from_package(pkg, config_from_xp_cfg(pkg["xp.cfg"]), kind=kind_from_xp_cfg(pkg["xp.cfg"], src),
+                                   lm_model="transformer_lm_magnet", **kw)
+
+
+def checkpoint_from_package(pkg: Mapping[str, Any], cfg: MagnetConfig, *, kind: str, lm_model: str, source: str,
+                            codec_source: str, cached: Path | None, overrides: Mapping[str, Any],
+                            params_fn=params_from_state_dict, channels: int = 1) -> LoadedCheckpoint:
+    """A read ``state_dict.bin`` package and its parsed config -> LoadedCheckpoint, for every LM family
+    (MAGNeT here; MusicGen / Hybrid-MAGNeT pass their config, kind, ``lm_model`` and key mapping): checks the T5
+    width, maps the keys (``params_fn``), writes the safetensors cache entry (if ``cached``) and builds the LM."""
+    t5_name = _t5_name(_read_xp_cfg(pkg["xp.cfg"]))
     _check_text_width(pkg["best_state"], t5_name)
-    flat = params_from_state_dict(pkg["best_state"], cfg)
+    flat = params_fn(pkg["best_state"], cfg)
     if cached is not None:   # cached with the checkpoint's own config; run-time overrides are not stored
-        _write_safetensors(cached, flat, cfg, extra={"format": _CACHE_FORMAT, "source": src, "t5": t5_name,
-                                                      "kind": kind, "lm_model": "transformer_lm_magnet"})
+        _write_safetensors(cached, flat, cfg, extra={"format": _CACHE_FORMAT, "source": source, "t5": t5_name,
+                                                      "kind": kind, "lm_model": lm_model, "channels": channels})
     lm = lm_from_flat_params(cfg.replace(**overrides), flat)
-    return LoadedCheckpoint(lm, t5_name, kind, cfg.segment_duration, src, codec_source)
+    return LoadedCheckpoint(lm, t5_name, kind, cfg.segment_duration, source, codec_source, lm_model, channels)
 
 
 def load_audiocraft_lm(path_or_repo_id: str | os.PathLike, *, cache: bool = True, **overrides) -> MagnetLM:

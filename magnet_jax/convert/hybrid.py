@@ -16,17 +16,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from magnet_jax.convert import audiocraft
 from magnet_jax.convert.audiocraft import (
     HYBRID_LM_MODEL,
     CheckpointError,
     LoadedCheckpoint,
-    _check_text_width,
     _read_xp_cfg,
-    _t5_name,
     _validate,
-    _write_safetensors,
-    lm_from_flat_params,
-    params_from_state_dict,
 )
 from magnet_jax.convert.audiocraft import config_from_xp_cfg as magnet_config_from_xp_cfg
 from magnet_jax.model.hybrid import HybridMagnetConfig
@@ -84,16 +80,9 @@ def kind_from_xp_cfg(cfg: Mapping[str, Any]) -> str:
     return "audio" if int(cfg.get("sample_rate", 32000)) == 16000 else "music"
 
 
-def checkpoint_from_package(pkg: Mapping[str, Any], *, source: str, codec_source: str, cached, overrides,
-                            cache_format: int) -> LoadedCheckpoint:
-    """A read ``state_dict.bin`` package -> LoadedCheckpoint (``lm_model='hybrid_magnet'``) and the cache entry."""
-    cfg = config_from_xp_cfg(pkg["xp.cfg"])
-    raw = _read_xp_cfg(pkg["xp.cfg"])
-    t5_name, kind = _t5_name(raw), kind_from_xp_cfg(raw)
-    _check_text_width(pkg["best_state"], t5_name)
-    flat = params_from_state_dict(pkg["best_state"], cfg)
-    if cached is not None:   # cached with the checkpoint's own config; run-time overrides are not stored
-        _write_safetensors(cached, flat, cfg, extra={"format": cache_format, "source": source, "t5": t5_name,
-                                                      "kind": kind, "lm_model": HYBRID_LM_MODEL})
-    lm = lm_from_flat_params(cfg.replace(**overrides), flat)
-    return LoadedCheckpoint(lm, t5_name, kind, cfg.segment_duration, source, codec_source, HYBRID_LM_MODEL)
+def checkpoint_from_package(pkg: Mapping[str, Any], **kw) -> LoadedCheckpoint:
+    """A read ``state_dict.bin`` package -> LoadedCheckpoint with ``lm_model='hybrid_magnet'`` (``kw``: as
+    :func:`magnet_jax.convert.audiocraft.checkpoint_from_package`)."""
+    return audiocraft.checkpoint_from_package(pkg, config_from_xp_cfg(pkg["xp.cfg"]),
+                                              kind=kind_from_xp_cfg(_read_xp_cfg(pkg["xp.cfg"])),
+                                              lm_model=HYBRID_LM_MODEL, **kw)

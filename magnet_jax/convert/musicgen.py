@@ -13,14 +13,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from magnet_jax.convert import audiocraft
 from magnet_jax.convert.audiocraft import (
     CheckpointError,
     LoadedCheckpoint,
-    _check_text_width,
     _read_xp_cfg,
     _t5_name,
-    _write_safetensors,
-    lm_from_flat_params,
     params_from_state_dict,
 )
 from magnet_jax.model import MusicGenConfig
@@ -125,20 +123,13 @@ def kind_from_xp_cfg(cfg: dict) -> str:
     return "audio" if int(cfg.get("sample_rate", 32000)) == 16000 else "music"
 
 
-def checkpoint_from_package(pkg: Mapping[str, Any], *, source: str, codec_source: str, cached, overrides,
-                            cache_format: int) -> LoadedCheckpoint:
-    """A read ``state_dict.bin`` package -> LoadedCheckpoint (and the safetensors cache entry, if ``cached``)."""
-    cfg = config_from_xp_cfg(pkg["xp.cfg"])
+def checkpoint_from_package(pkg: Mapping[str, Any], **kw) -> LoadedCheckpoint:
+    """A read ``state_dict.bin`` package -> LoadedCheckpoint (``kw``: as
+    :func:`magnet_jax.convert.audiocraft.checkpoint_from_package`)."""
     raw = _read_xp_cfg(pkg["xp.cfg"])
-    t5_name, kind = _t5_name(raw), kind_from_xp_cfg(raw)
-    _check_text_width(pkg["best_state"], t5_name)
-    flat = params_from_melody_state_dict(pkg["best_state"], cfg)
-    channels = channels_from_xp_cfg(raw)
-    if cached is not None:   # cached with the checkpoint's own config; run-time overrides are not stored
-        _write_safetensors(cached, flat, cfg, extra={"format": cache_format, "source": source, "t5": t5_name,
-                                                      "kind": kind, "lm_model": LM_MODEL, "channels": channels})
-    lm = lm_from_flat_params(cfg.replace(**overrides), flat)
-    return LoadedCheckpoint(lm, t5_name, kind, cfg.segment_duration, source, codec_source, LM_MODEL, channels)
+    return audiocraft.checkpoint_from_package(pkg, config_from_xp_cfg(pkg["xp.cfg"]), kind=kind_from_xp_cfg(raw),
+                                              lm_model=LM_MODEL, params_fn=params_from_melody_state_dict,
+                                              channels=channels_from_xp_cfg(raw), **kw)
 
 
 def params_from_melody_state_dict(sd: Mapping[str, Any], cfg: MusicGenConfig) -> dict:

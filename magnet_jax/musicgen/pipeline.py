@@ -50,9 +50,6 @@ class MusicGenPipeline(MagnetPipeline):
     def lm_frames(self, config=None) -> int:
         return self.lm.config.segment_frames
 
-    def _config(self, overrides: dict) -> MusicGenGenerationConfig:
-        return self.generation.replace(**overrides) if overrides else self.generation
-
     def generate_codes(self, texts: Sequence[str | None] | str | None, *, duration: float | None = None,
                        seed: int = 0, num_samples: int | None = None, prompt=None, extend_stride: float | None = None,
                        long_form: bool = True, progress=None, init_codes=None, infill_mask=None, melody=None,
@@ -63,6 +60,10 @@ class MusicGenPipeline(MagnetPipeline):
         (default: the model's), or a list of those / None, one per text."""
         if init_codes is not None or infill_mask is not None:
             raise ValueError("infill needs a masked (MAGNeT) model; MusicGen only continues a prompt")
+        if overrides.get("hybrid_prefix_seconds") is not None:
+            raise ValueError("hybrid_prefix_seconds applies to a MAGNeT pipeline with rescorer=MUSICGEN; "
+                             "a MusicGen writes the whole clip itself")
+        overrides.pop("hybrid_prefix_seconds", None)
         cfg = self._config({**overrides, **({"extend_stride": extend_stride} if extend_stride else {})})
         texts = _as_texts(texts)
         total = self.check_duration(self.window_seconds if duration is None else duration)

@@ -57,13 +57,16 @@ def lm_class(mcfg: MagnetConfig):
 
 
 def initial_model(init_from: str, seed: int, mcfg: MagnetConfig, mesh):
-    """(graphdef, params, param_specs): from ``init_from`` (fine-tuning) or a seeded random init,
-    created directly with its shardings (no full copy on one device)."""
+    """(graphdef, params, param_specs): from ``init_from`` (fine-tuning; a MAGNeT checkpoint also starts a
+    Hybrid-MAGNeT of its architecture, which has the same parameters) or a seeded random init, created directly
+    with its shardings (no full copy on one device)."""
     cls = lm_class(mcfg)
     if init_from:
         from magnet_jax.convert import load_audiocraft_lm
         lm = load_audiocraft_lm(init_from)
         arch, mine = lm.config.architecture(), mcfg.architecture()
+        if "delays" in mine and "delays" not in arch:   # MAGNeT -> Hybrid-MAGNeT: the same parameters
+            mine = {k: v for k, v in mine.items() if k != "delays"}
         if arch != mine:
             diff = {k: (mine.get(k), arch.get(k)) for k in arch if arch.get(k) != mine.get(k)}
             raise ValueError(f"init_from={init_from!r} does not match config.model: (config, checkpoint) = {diff}")

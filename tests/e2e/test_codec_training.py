@@ -78,6 +78,7 @@ def test_tiny_codec_learns_gan_free(corpus, tmp_path):
     assert (wd / "tensorboard").is_dir() and (wd / "checkpoints" / "300").is_dir()
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_identical_losses(corpus, tmp_path):
     # GAN-free: the GAN step's XLA:CPU compile takes minutes on 2 cores, three runs here compile it
     common = ["--config=configs/codec.py:tiny_gan_free", f"--config.manifest={corpus / 'train.jsonl'}",

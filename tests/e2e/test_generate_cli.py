@@ -84,6 +84,7 @@ def test_generate_cli_errors(tmp_path, args, message):
     assert not list(tmp_path.glob("out/*.wav"))
 
 
+@pytest.mark.slow
 def test_long_duration_warns_first(tmp_path):
     p = gen(["--model=config:tiny", "--text=x", "--duration=9", f"--out_dir={tmp_path / 'out'}", *FAST], tmp_path)
     assert "WARNING" in p.stdout and "window" in p.stdout

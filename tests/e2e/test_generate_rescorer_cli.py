@@ -1,4 +1,5 @@
 """tools/generate.py with a companion MusicGen (--rescorer): rescoring and hybrid in one run, one-line errors."""
+import pytest
 import soundfile as sf
 
 from tests.helpers import run_tool
@@ -19,6 +20,7 @@ def test_rescored_hybrid_generation_cli(tmp_path):
     assert sr == 32000 and len(data) == 32000
 
 
+@pytest.mark.slow
 def test_rescorer_errors_exit_2(tmp_path):
     p = gen(["--text=x", "--rescorer_weight=0.5", f"--out_dir={tmp_path / 'a'}"], tmp_path, check=False)
     assert p.returncode == 2 and "needs a rescorer" in p.stderr and "Traceback" not in p.stderr

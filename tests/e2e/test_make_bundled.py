@@ -52,6 +52,7 @@ def _run(work, corpus):
     return p.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_make_bundled_reproduces_a_loadable_model_and_resumes(tmp_path):
     corpus, work = tmp_path / "corpus", tmp_path / "work"

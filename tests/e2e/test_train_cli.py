@@ -131,6 +131,7 @@ def test_two_process_multi_host(dataset, tmp_path):
     assert (ck / "data" / "process_0-of-2.json").exists() and (ck / "data" / "process_1-of-2.json").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_saves_then_resumes_on_another_mesh(dataset, tmp_path):
     data_dir, codec = dataset
     work = tmp_path / "pre"
@@ -199,7 +200,7 @@ def _flip_bytes(step_dir):
     victim.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage", ["flip", "zero"])
+@pytest.mark.parametrize("damage", [pytest.param("flip", marks=pytest.mark.slow), "zero"])
 def test_damaged_latest_checkpoint_resumes_from_the_previous_one(dataset, full_run, tmp_path, damage):
     """Before: flipped bytes were resumed silently (NaN later, exit 0); a zero-byte file crashed with a traceback."""
     data_dir, codec = dataset

@@ -183,3 +183,26 @@ def test_pipeline_from_config():
         pipe.generate_codes(["x"], duration=0.3, prefix_seconds=0.5)
     with pytest.raises(ValueError, match="audio prompts"):
         pipe.generate_codes(["x"], duration=0.6, prompt=codes[..., :5])
+
+
+def test_a_magnet_checkpoint_initialises_a_hybrid_of_its_architecture(tmp_path):
+    """``init_from`` a MAGNeT export into a Hybrid-MAGNeT config: the same parameters, value for value; a
+    different architecture is still refused."""
+    from magnet_jax import sharding
+    from magnet_jax.convert.audiocraft import flat_params, save_lm_safetensors
+    from magnet_jax.model import MagnetConfig, MagnetLM
+    from magnet_jax.training.loop import initial_model
+
+    base = MagnetConfig(**{k: v for k, v in CFG.to_dict().items() if k != "delays"})
+    magnet = MagnetLM(base, rngs=nnx.Rngs(3))
+    save_lm_safetensors(magnet, tmp_path / "magnet")
+    mesh = sharding.make_mesh(data=-1)
+    _, params, _ = initial_model(str(tmp_path / "magnet"), 0, CFG, mesh)
+    want = flat_params(magnet)
+    got = {".".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
+           for path, v in jax.tree_util.tree_leaves_with_path(params)}
+    assert got.keys() == want.keys()
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+    with pytest.raises(ValueError, match="does not match config.model"):
+        initial_model(str(tmp_path / "magnet"), 0, CFG.replace(num_layers=3), mesh)

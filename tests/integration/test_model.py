@@ -175,7 +175,8 @@ def test_bad_inputs_raise_clear_errors(lm):
 
 
 def test_runtime_fields_are_marked_on_the_config():
-    assert set(MagnetConfig.runtime_fields()) == {"dtype", "remat", "scan_unroll", "mask_text_padding"}
+    assert set(MagnetConfig.runtime_fields()) == {"dtype", "remat", "scan_unroll", "mask_text_padding",
+                                                  "attention_impl"}
     arch = CFG.replace(dtype="bfloat16", remat=True).architecture()
     assert arch == CFG.architecture() and "dtype" not in arch and arch["subcodes_context"] == 5
 

@@ -109,7 +109,7 @@ def test_compile_size_independent_of_steps(lm):
     from magnet_jax.musicgen.generate import _generate
     g, s = nnx.split(lm)
     sizes = [_generate.lower(g, s, h, m, jnp.zeros((2, CFG.n_q, 0), jnp.int32), jax.random.PRNGKey(0),
-                             config=GREEDY, frames=T).as_text().count("\n") for T in (8, 40)]
+                             None, config=GREEDY, frames=T).as_text().count("\n") for T in (8, 40)]
     assert abs(sizes[0] - sizes[1]) <= 4, sizes
 
 

@@ -24,6 +24,14 @@ def test_generate_continuation_and_determinism(tiny):
         tiny.infill(wav[0], tiny.sample_rate, ["x"], start=0.0, end=0.1)
 
 
+def test_bad_generation_parameters_are_one_line_errors(tiny, tiny_magnet_pipeline):
+    with pytest.raises(ValueError, match="hybrid_prefix_seconds applies to a MAGNeT pipeline"):
+        tiny.generate_codes(["x"], duration=0.3, hybrid_prefix_seconds=0.1)
+    for p in (tiny, tiny_magnet_pipeline):
+        with pytest.raises(ValueError, match=r"unknown generation parameter\(s\) \['top_z'\]"):
+            p.generate_codes(["x"], duration=0.3, top_z=3)
+
+
 def test_long_form_follows_audiocraft_generate_tokens(tiny, monkeypatch):
     """Beyond the window: windows of <= window frames, each prompted with the last window - stride frames."""
     calls = []
