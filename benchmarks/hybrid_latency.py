@@ -1,12 +1,14 @@
-"""Benchmark: latency at batch 1 of MAGNeT, MAGNeT + rescoring, hybrid (MusicGen prefix of P s + MAGNeT) and
-MusicGen, all of the same size, in magnet-jax (the paper's rescoring / Hybrid-MAGNeT latency rows).
+"""Benchmark: latency at batch 1 of MAGNeT, MAGNeT + rescoring, hybrid from two models (MusicGen prefix of P s +
+MAGNeT), Hybrid-MAGNeT as one model (its own AR prefix of P s, then MAGNeT decoding) and MusicGen, all of the
+same size, in magnet-jax (the paper's rescoring / Hybrid-MAGNeT latency rows).
 
 Same transformer for both LMs (dim / heads / layers, 4 x 2048 codes, T5-base width), random weights,
 ``--seconds`` of audio. MAGNeT: music defaults for that window (``GenerationConfig.music``: steps
 ``[first_stage_steps, 10, 10, 10]``, nonoverlap, top-p 0.9, CFG 10 -> 1); rescoring adds one teacher-forced CFG
 forward of the MusicGen per decoding step (``--rescorer-weight``, Eq. 5); hybrid: MusicGen generates the first
 ``P`` seconds (KV cache, audiocraft defaults), MAGNeT continues from them (the same program as
-``pipe.generate(..., hybrid_prefix_seconds=P)`` without T5 and the codec); MusicGen: the whole clip. Each is
+``pipe.generate(..., hybrid_prefix_seconds=P)`` without T5 and the codec); Hybrid-MAGNeT: one ``HybridMagnetLM``
+(``decoding.hybrid_generate``: KV-cached AR prefix, then the rest as MAGNeT); MusicGen: the whole clip. Each is
 jitted once (the first call, compile included, is reported apart); the latency is the minimum of ``--reps``
 calls. No reference exists to run side by side: neither method was released by audiocraft.
 
@@ -47,13 +49,16 @@ def main():
     from flax import nnx
 
     from magnet_jax import decoding
+    from magnet_jax.decoding.hybrid_generate import generate as hybrid_magnet_generate
     from magnet_jax.model import MagnetConfig, MagnetLM, MusicGenConfig, MusicGenLM, num_params
+    from magnet_jax.model.hybrid import HybridMagnetConfig, HybridMagnetLM
     from magnet_jax.musicgen import MusicGenGenerationConfig
     from magnet_jax.musicgen import generate as musicgen_generate
 
     arch = dict(dim=a.dim, num_heads=a.heads, num_layers=a.layers, segment_duration=a.seconds)
     magnet = MagnetLM(MagnetConfig(**arch), rngs=nnx.Rngs(0))
     musicgen = MusicGenLM(MusicGenConfig(**arch), rngs=nnx.Rngs(1))
+    hybrid = HybridMagnetLM(HybridMagnetConfig(**arch), rngs=nnx.Rngs(2))
     T = magnet.config.segment_frames
     mcfg = decoding.GenerationConfig.music(a.seconds, **({"decoding_steps": tuple(a.steps)} if a.steps else {}))
     rcfg = mcfg.replace(rescorer_weight=a.rescorer_weight)
@@ -77,6 +82,10 @@ def main():
         if not 0 < n < T:
             ap.error(f"--prefix {p} s must be inside the {a.seconds:g} s clip")
         variants[f"hybrid_{p:g}s"] = hybrid_fn(n)
+    for p in a.prefix:
+        n = int(round(p * magnet.config.frame_rate))
+        variants[f"hybrid_magnet_{p:g}s"] = (lambda n: lambda k: hybrid_magnet_generate(
+            hybrid, h, m, config=mcfg, ar_config=gcfg, prefix_frames=n, rng=k, num_frames=T))(n)
     variants["musicgen"] = lambda k: musicgen_generate(musicgen, h, m, config=gcfg, rng=k, num_frames=T)
 
     results = {"config": {"arch": arch, "frames": T, "params_each": num_params(magnet), "batch": 1,

@@ -56,7 +56,7 @@ def main():
         mask = np.ones((B, a.text_len), np.int32)
         graphdef, state = nnx.split(lm)
         t0 = time.perf_counter()
-        _generate.lower(graphdef, state, hidden, mask, np.zeros((B, 4, 0), np.int32), jax.random.key(0),
+        _generate.lower(graphdef, state, hidden, mask, np.zeros((B, 4, 0), np.int32), jax.random.key(0), None,
                         config=cfg, frames=T).compile()
         compile_s = time.perf_counter() - t0
         generate(lm, hidden, mask, config=cfg, rng=jax.random.key(0), num_frames=T).block_until_ready()
