@@ -11,18 +11,10 @@ Each pipeline is called once first (compile included, reported apart); the laten
 from __future__ import annotations
 
 import argparse
-import time
 
-from benchmarks.common import ROOT, machine, write_json
+from benchmarks.common import ROOT, machine, timed, write_json
 
 TEXT = "a calm piano piece in C major, 80 bpm"
-
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    getattr(out, "block_until_ready", lambda: None)()
-    return time.perf_counter() - t0
 
 
 def main():
@@ -48,8 +40,8 @@ def main():
     for name, (pipe, kw) in variants.items():
         row = {}
         for what, call in (("codes", pipe.generate_codes), ("audio", pipe.generate)):
-            first = _timed(lambda: call([TEXT], duration=seconds, seed=0, **kw))
-            steady = min(_timed(lambda: call([TEXT], duration=seconds, seed=1 + r, **kw)) for r in range(a.reps))
+            first = timed(lambda: call([TEXT], duration=seconds, seed=0, **kw))
+            steady = min(timed(lambda: call([TEXT], duration=seconds, seed=1 + r, **kw)) for r in range(a.reps))
             row[f"{what}_latency_s"], row[f"{what}_first_call_s"] = round(steady, 3), round(first, 2)
         results["runs"][name] = row
         print(f"{name:>20}: codes {row['codes_latency_s']:.2f} s, audio {row['audio_latency_s']:.2f} s "

@@ -25,12 +25,25 @@ def timeit(fn, reps: int = 3, warmup: int = 1) -> float:
     return best
 
 
+def timed(fn) -> float:
+    """Wall time of one ``fn()`` in seconds, until its (JAX) result is ready."""
+    t0 = time.perf_counter()
+    out = fn()
+    getattr(out, "block_until_ready", lambda: None)()
+    return time.perf_counter() - t0
+
+
 def machine() -> dict:
+    """This machine and the library versions; the torch fields only where torch is installed (the
+    magnet-jax-only benchmarks run without it)."""
     import jax
-    import torch
-    return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "jax": jax.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "jax_backend": jax.default_backend()}
+    info = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "jax": jax.__version__, "jax_backend": jax.default_backend()}
+    try:
+        import torch
+    except ImportError:
+        return info
+    return {**info, "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
 def write_json(name: str, payload: dict, out: str | None = None) -> Path:

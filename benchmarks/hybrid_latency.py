@@ -18,16 +18,8 @@ calls. No reference exists to run side by side: neither method was released by a
 from __future__ import annotations
 
 import argparse
-import time
 
-from benchmarks.common import ROOT, write_json
-
-
-def _call(fn):
-    t0 = time.perf_counter()
-    jax_out = fn()
-    jax_out.block_until_ready()
-    return time.perf_counter() - t0
+from benchmarks.common import ROOT, timed, write_json
 
 
 def main():
@@ -76,16 +68,17 @@ def main():
             return magnet_fn(k, prompt=prefix)
         return run
 
+    def hybrid_magnet_fn(n):
+        return lambda k: hybrid_magnet_generate(hybrid, h, m, config=mcfg, ar_config=gcfg, prefix_frames=n, rng=k,
+                                                num_frames=T)
+
     variants = {"magnet": magnet_fn, "magnet_rescoring": lambda k: magnet_fn(k, rcfg)}
     for p in a.prefix:
         n = int(round(p * magnet.config.frame_rate))
         if not 0 < n < T:
             ap.error(f"--prefix {p} s must be inside the {a.seconds:g} s clip")
         variants[f"hybrid_{p:g}s"] = hybrid_fn(n)
-    for p in a.prefix:
-        n = int(round(p * magnet.config.frame_rate))
-        variants[f"hybrid_magnet_{p:g}s"] = (lambda n: lambda k: hybrid_magnet_generate(
-            hybrid, h, m, config=mcfg, ar_config=gcfg, prefix_frames=n, rng=k, num_frames=T))(n)
+        variants[f"hybrid_magnet_{p:g}s"] = hybrid_magnet_fn(n)
     variants["musicgen"] = lambda k: musicgen_generate(musicgen, h, m, config=gcfg, rng=k, num_frames=T)
 
     results = {"config": {"arch": arch, "frames": T, "params_each": num_params(magnet), "batch": 1,
@@ -93,8 +86,8 @@ def main():
                           "prefix_seconds": a.prefix, "reps": a.reps, "backend": jax.default_backend(),
                           "device": str(jax.devices()[0])}, "runs": {}}
     for name, fn in variants.items():
-        first = _call(lambda: fn(jax.random.key(0)))                           # compile + one run
-        steady = min(_call(lambda: fn(jax.random.key(1 + r))) for r in range(a.reps))
+        first = timed(lambda: fn(jax.random.key(0)))                           # compile + one run
+        steady = min(timed(lambda: fn(jax.random.key(1 + r))) for r in range(a.reps))
         results["runs"][name] = {"latency_s": round(steady, 4), "first_call_s": round(first, 3)}
         print(f"{name:>18}: {steady:.3f} s  (first call {first:.1f} s)", flush=True)
         write_json("hybrid_latency", results, a.out)                  # after every variant: partial runs count

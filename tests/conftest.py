@@ -1,4 +1,5 @@
 """Runs before any test module imports jax: 8 fake CPU devices for the sharding tests, and no hub."""
+import gc
 import os
 import sys
 import tempfile
@@ -50,5 +51,4 @@ def _drop_compiled_programs():
     yield
     if "jax" in sys.modules:
         sys.modules["jax"].clear_caches()
-    import gc
     gc.collect()

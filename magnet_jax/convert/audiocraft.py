@@ -351,11 +351,12 @@ def load_audiocraft_checkpoint(path_or_repo_id: str | os.PathLike, *, cache: boo
             return _from_export(cached, overrides, src, codec_source)
     pkg = read_state_dict_bin(bin_path)
     kw = dict(source=src, codec_source=codec_source, cached=cached, overrides=overrides)
-    if _read_xp_cfg(pkg["xp.cfg"]).get("lm_model") == "transformer_lm":   # MusicGen / AudioGen
+    raw = _read_xp_cfg(pkg["xp.cfg"])
+    if raw.get("lm_model") == "transformer_lm":   # MusicGen / AudioGen
         from magnet_jax.convert import musicgen  # function-level: convert.musicgen imports this module
         return musicgen.checkpoint_from_package(pkg, **kw)
     from magnet_jax.convert import hybrid  # function-level: convert.hybrid imports this module
-    if hybrid.is_hybrid(_read_xp_cfg(pkg["xp.cfg"])):   # Hybrid-MAGNeT (the audiocraft hybrid_magnet branch)
+    if hybrid.is_hybrid(raw):   # Hybrid-MAGNeT (the audiocraft hybrid_magnet branch)
         return hybrid.checkpoint_from_package(pkg, **kw)
     return checkpoint_from_package(pkg, config_from_xp_cfg(pkg["xp.cfg"]), kind=kind_from_xp_cfg(pkg["xp.cfg"], src),
                                    lm_model="transformer_lm_magnet", **kw)

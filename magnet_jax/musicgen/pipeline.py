@@ -60,10 +60,9 @@ class MusicGenPipeline(MagnetPipeline):
         (default: the model's), or a list of those / None, one per text."""
         if init_codes is not None or infill_mask is not None:
             raise ValueError("infill needs a masked (MAGNeT) model; MusicGen only continues a prompt")
-        if overrides.get("hybrid_prefix_seconds") is not None:
+        if overrides.pop("hybrid_prefix_seconds", None) is not None:
             raise ValueError("hybrid_prefix_seconds applies to a MAGNeT pipeline with rescorer=MUSICGEN; "
                              "a MusicGen writes the whole clip itself")
-        overrides.pop("hybrid_prefix_seconds", None)
         cfg = self._config({**overrides, **({"extend_stride": extend_stride} if extend_stride else {})})
         texts = _as_texts(texts)
         total = self.check_duration(self.window_seconds if duration is None else duration)
