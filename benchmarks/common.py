@@ -12,6 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from magnet_jax.util.allocator import tcmalloc_loaded, use_tcmalloc  # noqa: E402
+
+use_tcmalloc()    # both sides of every benchmark on tcmalloc where it is installed (XLA:CPU's page faults)
+
 
 def timeit(fn, reps: int = 3, warmup: int = 1) -> float:
     """Minimum wall time of ``fn()`` over ``reps`` runs (after ``warmup`` runs), in seconds."""
@@ -38,7 +42,8 @@ def machine() -> dict:
     magnet-jax-only benchmarks run without it)."""
     import jax
     info = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "jax": jax.__version__, "jax_backend": jax.default_backend()}
+            "jax": jax.__version__, "jax_backend": jax.default_backend(),
+            "allocator": "tcmalloc" if tcmalloc_loaded() else "system malloc"}
     try:
         import torch
     except ImportError:

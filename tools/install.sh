@@ -3,7 +3,7 @@
 # (progress goes to stderr).
 #   bash tools/install.sh          magnet-jax with the audio + data extras: everything the main job needs, no torch
 #                                  (audiocraft .bin checkpoints are read by magnet_jax.convert's own unpickler)
-#   bash tools/install.sh --tests  + test tools, the web demo, headless Chromium (apt) and the reference PyTorch
+#   bash tools/install.sh --tests  + test tools, the web demo, headless Chromium and tcmalloc (apt) and the reference PyTorch
 #                                  packages the parity tests compare against (audiocraft 1.3.0, transformers, encodec)
 # PyTorch for the tests is `torch==2.13.0`; where pip would fetch a CUDA build, point it at a CPU wheel index
 # first: MAGNET_TORCH_INDEX=URL bash tools/install.sh --tests.
@@ -17,9 +17,11 @@ if [[ ! -x $VENV/bin/python ]]; then say "creating the virtual environment $VENV
 PIP="$VENV/bin/python -m pip -q --disable-pip-version-check"
 if [[ ! -f $STAMP || setup.py -nt $STAMP || tools/install.sh -nt $STAMP ]]; then
   if [[ $WANT == tests ]]; then
-    if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-      say "installing headless Chromium + ChromeDriver (apt) for the web-demo browser test"
-      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >&2
+    if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null \
+        || ! ls /usr/lib/*/libtcmalloc_minimal.so.4 >/dev/null 2>&1; then
+      say "installing headless Chromium + ChromeDriver (web-demo browser test) and tcmalloc (apt)"
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+        libtcmalloc-minimal4) >&2
     fi
     say "installing CPU PyTorch 2.13.0 (reference side of the parity tests only)"
     $PIP install torch==2.13.0 ${MAGNET_TORCH_INDEX:+--index-url "$MAGNET_TORCH_INDEX"} >&2

@@ -60,4 +60,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run(main, default_config=DEFAULT_CONFIG, help_extra=_fields_help, fields_hint="--help lists the config fields")
+    run(main, tcmalloc=True, default_config=DEFAULT_CONFIG, help_extra=_fields_help,
+        fields_hint="--help lists the config fields")

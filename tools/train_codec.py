@@ -47,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run(main, default_config=DEFAULT_CONFIG, fields_hint="see configs/codec.py")
+    run(main, tcmalloc=True, default_config=DEFAULT_CONFIG, fields_hint="see configs/codec.py")

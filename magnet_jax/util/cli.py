@@ -47,7 +47,13 @@ def flags_parser(*, default_config: str | None = None, help_extra: Callable[[], 
     return parse
 
 
-def run(main: Callable, **parser_options) -> None:
-    """``absl.app.run(main)`` with :func:`flags_parser`; ``main`` calls :func:`usage_error` for user errors."""
+def run(main: Callable, *, tcmalloc: bool = False, **parser_options) -> None:
+    """``absl.app.run(main)`` with :func:`flags_parser`; ``main`` calls :func:`usage_error` for user errors.
+    ``tcmalloc``: first re-execute the process with tcmalloc where it is installed (the trainers: see
+    :mod:`magnet_jax.util.allocator`, XLA:CPU's per-step page faults)."""
     from absl import app
+
+    if tcmalloc:
+        from magnet_jax.util.allocator import use_tcmalloc
+        use_tcmalloc()
     app.run(main, flags_parser=flags_parser(**parser_options))

@@ -64,14 +64,15 @@ def test_unknown_impl_refused_by_config_and_dispatch():
 def test_each_impl_routes_to_its_kernel(monkeypatch):
     """The dispatch calls the implementation it names (a wrong route would still give equal numbers)."""
     called = []
-    for name in ("attention_xla", "attention_dpa", "attention_splash"):
+    for name in ("attention_xla", "attention_band", "attention_dpa", "attention_splash"):
         monkeypatch.setattr(A, name, lambda *a, _n=name, **k: called.append(_n))
     q, k, v = _qkv()
-    A.attention(q, k, v, BandMask(None, T, 5), "xla")
+    A.attention(q, k, v, BandMask(None, T, 5), "xla")          # the band on the band only
+    A.attention(q, k, v, stage_self_attention_mask(T, jnp.asarray([0, 3]), 5), "xla")   # per sample: dense
     A.attention(q, k, v, BandMask(None, T, 5), "dot_product_attention")
     A.attention(q, k, v, BandMask(None, T, 5), "splash")
     A.attention(q, k, v, causal_mask(T, T), "splash")          # a general mask: the dense path
-    assert called == ["attention_xla", "attention_dpa", "attention_splash", "attention_xla"]
+    assert called == ["attention_band", "attention_xla", "attention_dpa", "attention_splash", "attention_xla"]
 
 
 # --------------------------------------------------------------------------- masks
@@ -100,6 +101,35 @@ def test_splash_local_mask_equals_the_dense_band(length, context):
         np.testing.assert_array_equal(head[0:length, 0:length], np.asarray(band_mask(length, context)))
     full = A.splash_mask(length, 1, None).masks[0]
     assert full[0:length, 0:length].all()
+
+
+# --------------------------------------------------------------------------- the band on the band only
+@pytest.mark.parametrize("length,context,block", [(40, 5, 32), (500, 5, 32), (7, 2, 32), (33, 5, 8), (64, 40, 16),
+                                                  (100, 0, 32)])
+def test_band_attention_equals_the_dense_masked_softmax(length, context, block):
+    """Values and gradients of :func:`attention_band` equal the dense masked softmax (the reference's
+    form): lengths that are not a multiple of the block, a context wider than the block, context 0."""
+    q, k, v = _qkv(T=length, seed=length)
+    dense = band_mask(length, context)
+    g = jax.random.normal(jax.random.key(1), q.shape)
+    ref = A.attention_xla(q, k, v, dense)
+    out = A.attention_band(q, k, v, context, block)
+    np.testing.assert_allclose(out, ref, atol=1e-5, rtol=0)
+    grads = [jax.grad(lambda q, k, v, f=f: (f(q, k, v) * g).sum(), argnums=(0, 1, 2))(q, k, v)
+             for f in (lambda q, k, v: A.attention_xla(q, k, v, dense),
+                       lambda q, k, v: A.attention_band(q, k, v, context, block))]
+    for a, b in zip(*grads):
+        assert bool(jnp.isfinite(b).all())
+        np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("stage", [0, 2])
+def test_traced_stage_picks_full_attention_or_the_band(stage):
+    """A traced stage runs one program: stage 0 full attention, stage > 0 the band (lax.cond)."""
+    q, k, v = _qkv()
+    f = jax.jit(lambda q, k, v, s: A.attention(q, k, v, stage_self_attention_mask(T, s, 5), "xla"))
+    ref = A.attention_xla(q, k, v, None if stage == 0 else band_mask(T, 5))
+    np.testing.assert_allclose(f(q, k, v, jnp.asarray(stage)), ref, atol=1e-5, rtol=0)
 
 
 # --------------------------------------------------------------------------- numerics vs the xla path
