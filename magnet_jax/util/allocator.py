@@ -58,6 +58,7 @@ def reexec_command(env: dict | None = None, lib: str | None = None) -> tuple[lis
     env["LD_PRELOAD"] = ":".join(p for p in (lib, env.get("LD_PRELOAD", "")) if p)
     env[_TRIED] = "1"
     env.setdefault("TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD", str(1 << 40))   # no "large alloc" lines on stderr
+    env.setdefault("TCMALLOC_RELEASE_RATE", "0")     # keep freed pages: releasing them brings the faults back
     argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
     argv[0] = sys.executable
     return argv, env
