@@ -1,13 +1,15 @@
 """Forward + backward of the MAGNeT training loss: audiocraft vs magnet-jax run-time variants (default, layers
 unrolled instead of scanned, per-layer remat), same weights, same process, interleaved rounds (min reported).
 ``--threads=1`` pins both sides to one thread (XLA: no Eigen pool), which keeps ratios meaningful on a loaded
-machine. Writes benchmarks/results/backward_variants.json.
+machine. Also the minor page faults per call (the allocator's share: see magnet_jax.util.allocator).
+Writes benchmarks/results/backward_variants.json.
 
   python -m benchmarks.backward_variants [--dim 256 --layers 4 --heads 4 --frames 500 --batch 2 --threads 1]
 """
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import time
 
@@ -62,18 +64,22 @@ def main(_):
     fns = {"audiocraft": ref_step, "default (scan)": variant(), f"scan_unroll={L}": variant(scan_unroll=L),
            "remat": variant(remat=True), f"remat + scan_unroll={L}": variant(remat=True, scan_unroll=L)}
     best = {k: float("inf") for k in fns}
+    faults = {k: float("inf") for k in fns}          # minor page faults per call (fresh pages the kernel zeroes)
     for f in fns.values():
         f()
     for _ in range(FLAGS.reps):                     # interleaved rounds: load drifts hit every variant alike
         for k, f in fns.items():
-            t0 = time.perf_counter()
+            m0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
             f()
             best[k] = min(best[k], time.perf_counter() - t0)
-    res = {k: {"s": v, "speedup_vs_audiocraft": best["audiocraft"] / v} for k, v in best.items()}
+            faults[k] = min(faults[k], resource.getrusage(resource.RUSAGE_SELF).ru_minflt - m0)
+    res = {k: {"s": v, "speedup_vs_audiocraft": best["audiocraft"] / v, "minor_page_faults": int(faults[k])}
+           for k, v in best.items()}
     cfg = {"dim": FLAGS.dim, "heads": FLAGS.heads, "layers": L, "frames": T, "batch": B, "threads": FLAGS.threads}
     print(f"config {cfg}")
     for k, v in res.items():
-        print(f"{k:28s} {v['s'] * 1e3:9.0f} ms   x{v['speedup_vs_audiocraft']:.2f} vs audiocraft")
+        print(f"{k:28s} {v['s'] * 1e3:9.0f} ms   x{v['speedup_vs_audiocraft']:.2f} vs audiocraft   "
+              f"{v['minor_page_faults']:7d} minor page faults")
     write_json("backward_variants", {"config": cfg, "machine": machine(), "results": res}, FLAGS.out)
 
 
