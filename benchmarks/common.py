@@ -29,6 +29,18 @@ def timeit(fn, reps: int = 3, warmup: int = 1) -> float:
     return best
 
 
+def timeit_mean(fn, reps: int = 8, warmup: int = 1) -> tuple[float, float]:
+    """(mean, min) wall time of ``fn()`` over ``reps`` consecutive runs after ``warmup``, in seconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return sum(times) / len(times), min(times)
+
+
 def timed(fn) -> float:
     """Wall time of one ``fn()`` in seconds, until its (JAX) result is ready."""
     t0 = time.perf_counter()
@@ -60,7 +72,7 @@ def write_json(name: str, payload: dict, out: str | None = None) -> Path:
 
 
 # --------------------------------------------------------------------------- LM benchmarks
-def define_lm_flags(batch: int) -> None:
+def define_lm_flags(batch: int, reps: int = 3) -> None:
     """The model-shape flags shared by the LM benchmarks (lm_forward, train_step)."""
     from absl import flags
     flags.DEFINE_integer("dim", 512, "model dim")
@@ -69,7 +81,7 @@ def define_lm_flags(batch: int) -> None:
     flags.DEFINE_integer("frames", 500, "sequence length T (50 Hz frames)")
     flags.DEFINE_integer("batch", batch, "batch size")
     flags.DEFINE_integer("text_len", 12, "text tokens")
-    flags.DEFINE_integer("reps", 3, "timed repetitions (min is reported)")
+    flags.DEFINE_integer("reps", reps, "timed repetitions")
     flags.DEFINE_integer("threads", 0, "torch intra-op threads (0 = number of cores)")
     flags.DEFINE_string("out", None, "JSON output path")
 

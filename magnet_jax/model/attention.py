@@ -60,8 +60,7 @@ def attention(q, k, v, mask=None, impl: str = "xla", *, interpret: bool = False)
         if isinstance(mask, BandMask) and not mask.per_sample and 2 * mask.context + 1 < q.shape[1]:
             if mask.full is None:
                 return attention_band(q, k, v, mask.context)
-            return jax.lax.cond(mask.full, lambda: attention_xla(q, k, v),
-                                lambda: attention_band(q, k, v, mask.context))
+            return band_or_full(q, k, v, mask.full, mask.context)
         # the band always keeps the diagonal: no empty rows to guard
         return attention_xla(q, k, v, dense_mask(mask), empty_rows=not isinstance(mask, BandMask))
     if impl == "dot_product_attention":
@@ -122,6 +121,34 @@ def attention_band(q, k, v, context: int, block: int = BAND_BLOCK):
     w = jax.nn.softmax(jnp.where(allowed, s, -jnp.inf), axis=-1)
     o = jnp.einsum("bhnqk,bhnkd->bhnqd", w.astype(v.dtype), windows(vh)).reshape(B, H, Tp, D)[:, :, :T]
     return jnp.swapaxes(o, 1, 2)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def band_or_full(q, k, v, full, context: int):
+    """Full attention where ``full`` (a traced bool scalar: stage 0) else the band, with ``lax.cond``.
+
+    Its gradient recomputes the taken branch instead of storing it. Differentiating a ``lax.cond`` directly
+    makes the residuals of *both* branches outputs of the forward (the untaken branch's as zeros): under the
+    scan over layers, every training step would zero-fill and stack the full branch's [B, H, T, T]
+    probabilities even on band steps. Here the residuals are q, k, v, and the backward runs the taken
+    branch's own forward + VJP (band: ~3 ms a layer at T = 500, batch 2)."""
+    return jax.lax.cond(full, lambda: attention_xla(q, k, v), lambda: attention_band(q, k, v, context))
+
+
+def _band_or_full_fwd(q, k, v, full, context):
+    return band_or_full(q, k, v, full, context), (q, k, v, full)
+
+
+def _band_or_full_bwd(context, res, g):
+    q, k, v, full = res
+
+    def vjp_of(fn):
+        return lambda: jax.vjp(fn, q, k, v)[1](g)
+    dq, dk, dv = jax.lax.cond(full, vjp_of(attention_xla), vjp_of(lambda q, k, v: attention_band(q, k, v, context)))
+    return dq, dk, dv, None
+
+
+band_or_full.defvjp(_band_or_full_fwd, _band_or_full_bwd)
 
 
 # --------------------------------------------------------------------------- jax.nn.dot_product_attention

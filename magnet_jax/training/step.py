@@ -119,9 +119,10 @@ def make_train_step(graphdef, t5_graphdef, s: StepConfig, tx: optax.GradientTran
         params, opt_state = keep(new_params, state.params), keep(new_opt, state.opt_state)
         next_step = state.step + 1
         do_ema = finite & (next_step % int(s.ema_every) == 0)
-        upd_ema, upd_count = ema_update(state.ema, state.ema_count, params, float(s.ema_decay))
-        ema = jax.tree.map(lambda a, b: jnp.where(do_ema, a, b), upd_ema, state.ema)
-        ema_count = jnp.where(do_ema, upd_count, state.ema_count)
+        # lax.cond, not a select: the EMA pass over every parameter runs only on its steps (1 in ema_every)
+        ema, ema_count = jax.lax.cond(
+            do_ema, lambda e, c, p: ema_update(e, c, p, float(s.ema_decay)), lambda e, c, p: (e, c),
+            state.ema, state.ema_count, params)
         skip = (~finite).astype(jnp.int32)
         new_state = TrainState(step=next_step, params=params, opt_state=opt_state, ema=ema, ema_count=ema_count,
                                skipped=state.skipped + skip, consecutive_skips=(state.consecutive_skips + 1) * skip)
