@@ -19,14 +19,7 @@ use_tcmalloc()    # both sides of every benchmark on tcmalloc where it is instal
 
 def timeit(fn, reps: int = 3, warmup: int = 1) -> float:
     """Minimum wall time of ``fn()`` over ``reps`` runs (after ``warmup`` runs), in seconds."""
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return timeit_mean(fn, reps, warmup)[1]
 
 
 def timeit_mean(fn, reps: int = 8, warmup: int = 1) -> tuple[float, float]:

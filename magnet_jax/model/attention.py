@@ -132,19 +132,22 @@ def band_or_full(q, k, v, full, context: int):
     scan over layers, every training step would zero-fill and stack the full branch's [B, H, T, T]
     probabilities even on band steps. Here the residuals are q, k, v, and the backward runs the taken
     branch's own forward + VJP (band: ~3 ms a layer at T = 500, batch 2)."""
-    return jax.lax.cond(full, lambda: attention_xla(q, k, v), lambda: attention_band(q, k, v, context))
+    return jax.lax.cond(full, *_full_and_band(context), q, k, v)
+
+
+def _full_and_band(context: int):
+    """The two branches of :func:`band_or_full` (true: full attention, false: the band), each ``(q, k, v) -> o``."""
+    return attention_xla, lambda q, k, v: attention_band(q, k, v, context)
 
 
 def _band_or_full_fwd(q, k, v, full, context):
-    return band_or_full(q, k, v, full, context), (q, k, v, full)
+    return jax.lax.cond(full, *_full_and_band(context), q, k, v), (q, k, v, full)
 
 
 def _band_or_full_bwd(context, res, g):
     q, k, v, full = res
-
-    def vjp_of(fn):
-        return lambda: jax.vjp(fn, q, k, v)[1](g)
-    dq, dk, dv = jax.lax.cond(full, vjp_of(attention_xla), vjp_of(lambda q, k, v: attention_band(q, k, v, context)))
+    vjps = [lambda fn=fn: jax.vjp(fn, q, k, v)[1](g) for fn in _full_and_band(context)]
+    dq, dk, dv = jax.lax.cond(full, *vjps)
     return dq, dk, dv, None
 
 

@@ -15,7 +15,6 @@ A library cannot swap its host's allocator: ``MagnetPipeline`` in a notebook kee
 """
 from __future__ import annotations
 
-import glob
 import os
 import sys
 
@@ -29,9 +28,8 @@ def find_tcmalloc(dirs=SEARCH_DIRS) -> str | None:
     """Path of an installed tcmalloc shared library, or None."""
     for d in dirs:
         for name in LIBRARIES:
-            hits = sorted(glob.glob(os.path.join(d, name)))
-            if hits:
-                return hits[0]
+            if os.path.exists(os.path.join(d, name)):
+                return os.path.join(d, name)
     return None
 
 
