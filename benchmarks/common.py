@@ -118,7 +118,7 @@ def reference_stage1_loss(ref, b: dict):
     import torch
 
     from tests.reference import magnet_ref as R
-    ct = R.condition_tensors(ref, b["hidden"], b["tmask"])
+    ct = R.condition_tensors(ref, b["hidden"], b["tmask"], grad=True)   # the text projection trains
     out = ref(b["inputs"], [], ct, stage=1)
     return torch.nn.functional.cross_entropy(out[:, 1].reshape(-1, 2048), b["targets"].reshape(-1), ignore_index=-1)
 

@@ -138,11 +138,12 @@ def load_reference(folder):
     return loaders.load_lm_model_magnet(str(folder), compression_model_frame_rate=50, device="cpu").eval()
 
 
-def condition_tensors(lm, text_hidden: torch.Tensor, text_mask: torch.Tensor):
-    """audiocraft's real ``T5Conditioner.forward`` on given T5 hidden states -> condition_tensors."""
+def condition_tensors(lm, text_hidden: torch.Tensor, text_mask: torch.Tensor, grad: bool = False):
+    """audiocraft's real ``T5Conditioner.forward`` on given T5 hidden states -> condition_tensors
+    (``grad=True``: differentiable, as in training, where the text projection is trained)."""
     cond = lm.condition_provider.conditioners["description"]
     cond.__dict__["t5"].hidden = text_hidden
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         emb, mask = cond({"input_ids": torch.zeros(text_mask.shape, dtype=torch.long), "attention_mask": text_mask})
     return {"description": (emb, mask)}
 
