@@ -106,9 +106,10 @@ def test_training_gradients_match_reference(arch, stage):
     """d(masked CE)/d(every parameter) vs audiocraft's ``loss.backward()`` (its MagnetSolver loss on one stage:
     CE of that codebook's logits where it is masked), the torch gradients mapped with the checkpoint
     converter. Stage 0 attends fully, stage 1 on the band (the training step's traced stage, custom VJPs)."""
+    from flax import nnx, traverse_util
+
     from magnet_jax import masking
     from magnet_jax.convert.audiocraft import params_from_state_dict
-    from flax import nnx, traverse_util
     xp, shapes, ref, ours = arch
     tl = xp["transformer_lm"]
     K, card = tl["n_q"], tl["card"]
