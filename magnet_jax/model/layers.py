@@ -13,7 +13,6 @@ float32, only the matmul inputs are cast to the compute dtype (:func:`dense`), L
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -71,35 +70,9 @@ def dense(x, kernel, dtype, out_dtype=None):
     for the FFN's forward + backward)."""
     k = kernel.astype(dtype)
     out = k.shape[1:]
-    a, b = x.reshape(-1, x.shape[-1]).astype(dtype), k.reshape(k.shape[0], -1)
-    y = gemm_cpu(a, b, out_dtype) if jax.default_backend() == "cpu" else jnp.dot(a, b, preferred_element_type=out_dtype)
+    y = jnp.dot(x.reshape(-1, x.shape[-1]).astype(dtype), k.reshape(k.shape[0], -1),
+                preferred_element_type=out_dtype)
     return y.reshape(x.shape[:-1] + out)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def gemm_cpu(a, b, out_dtype=None):
-    """``a [M, K] @ b [K, N]`` (result in ``out_dtype`` when given) whose kernel gradient ``a^T g`` runs as a
-    plain row-major GEMM. Autodiff's ``dot(a, g)`` contracting both operands' first dim is a transposed-LHS
-    GEMM that XLA:CPU leaves to Eigen (~90 GFLOP/s here); with ``a^T`` materialised first (``optimization_barrier``
-    keeps XLA from folding the transpose back into the dot) it runs on XNNPACK / YNNPACK (~120 GFLOP/s),
-    the transpose costing ~1 % of the GEMM. Same values as ``jnp.dot``; the gradient too, up to summation order.
-    CPU only (:func:`dense` picks it): TPU / GPU compilers take the transposed operand for free."""
-    return jnp.dot(a, b, preferred_element_type=out_dtype)
-
-
-def _gemm_cpu_fwd(a, b, out_dtype):
-    return gemm_cpu(a, b, out_dtype), (a, b)
-
-
-def _gemm_cpu_bwd(out_dtype, res, g):
-    a, b = res
-    da = jnp.dot(g, b.T.astype(g.dtype) if g.dtype != b.dtype else b.T, preferred_element_type=a.dtype)
-    at = jax.lax.optimization_barrier(a.T)
-    db = jnp.dot(at, g.astype(a.dtype), preferred_element_type=b.dtype)
-    return da.astype(a.dtype), db.astype(b.dtype)
-
-
-gemm_cpu.defvjp(_gemm_cpu_fwd, _gemm_cpu_bwd)
 
 
 class SelfAttention(nnx.Module):

@@ -2,9 +2,8 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
-from magnet_jax.model.layers import dense, gelu_erf, gemm_cpu
+from magnet_jax.model.layers import dense, gelu_erf
 
 
 def test_gelu_erf_values_and_gradient_equal_autodiff():
@@ -17,18 +16,6 @@ def test_gelu_erf_values_and_gradient_equal_autodiff():
     second = lambda f: jax.grad(lambda x: jnp.sum(jax.grad(lambda x: jnp.sum(f(x)))(x)))(x)  # noqa: E731
     np.testing.assert_allclose(np.asarray(second(gelu_erf)),
                                np.asarray(second(lambda x: jax.nn.gelu(x, approximate=False))), rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize("out_dtype", [None, jnp.float32])
-def test_gemm_cpu_values_and_gradients_equal_jnp_dot(out_dtype):
-    ka, kb, kg = jax.random.split(jax.random.PRNGKey(2), 3)
-    a, b = jax.random.normal(ka, (70, 48)), jax.random.normal(kb, (48, 36))
-    g = jax.random.normal(kg, (70, 36))
-    want_y, want_vjp = jax.vjp(lambda a, b: jnp.dot(a, b, preferred_element_type=out_dtype), a, b)
-    got_y, got_vjp = jax.vjp(lambda a, b: gemm_cpu(a, b, out_dtype), a, b)
-    np.testing.assert_allclose(np.asarray(got_y), np.asarray(want_y), rtol=1e-6, atol=1e-5)
-    for got, want in zip(got_vjp(g), want_vjp(g)):
-        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-4)
 
 
 def test_dense_bf16_gradients_keep_the_input_dtypes():
