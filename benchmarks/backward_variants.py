@@ -1,5 +1,5 @@
 """Forward + backward of the MAGNeT training loss: audiocraft vs magnet-jax run-time variants (default, layers
-unrolled instead of scanned, per-layer remat), same weights, same process, interleaved rounds (min reported).
+unrolled instead of scanned, per-layer remat), same weights, same process, alternating blocks of runs (min reported).
 ``--threads=1`` pins both sides to one thread (XLA: no Eigen pool), which keeps ratios meaningful on a loaded
 machine. Also the minor page faults per call (the allocator's share: see magnet_jax.util.allocator).
 Writes benchmarks/results/backward_variants.json.
@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import resource
 import sys
-import time
 
 if "--threads=1" in sys.argv or ("--threads" in sys.argv and sys.argv[sys.argv.index("--threads") + 1] == "1"):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -25,6 +24,7 @@ from benchmarks.common import (  # noqa: E402
     reference_and_ours,
     reference_stage1_loss,
     stage1_batch,
+    timeit_interleaved,
     write_json,
 )
 
@@ -63,16 +63,15 @@ def main(_):
     L = lm.config.num_layers
     fns = {"audiocraft": ref_step, "default (scan)": variant(), f"scan_unroll={L}": variant(scan_unroll=L),
            "remat": variant(remat=True), f"remat + scan_unroll={L}": variant(remat=True, scan_unroll=L)}
-    best = {k: float("inf") for k in fns}
-    faults = {k: float("inf") for k in fns}          # minor page faults per call (fresh pages the kernel zeroes)
-    for f in fns.values():
+    # Alternating blocks of runs per variant (the first run of each block not counted: it pays the switch,
+    # e.g. torch's OpenMP workers still spinning after its last op, which slows the next side by ~10 %).
+    best = {k: v[1] for k, v in timeit_interleaved(fns, FLAGS.reps, block=3).items()}
+    faults = {}                                      # minor page faults per call (fresh pages the kernel zeroes)
+    for k, f in fns.items():
         f()
-    for _ in range(FLAGS.reps):                     # interleaved rounds: load drifts hit every variant alike
-        for k, f in fns.items():
-            m0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
-            f()
-            best[k] = min(best[k], time.perf_counter() - t0)
-            faults[k] = min(faults[k], resource.getrusage(resource.RUSAGE_SELF).ru_minflt - m0)
+        m0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        f()
+        faults[k] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - m0
     res = {k: {"s": v, "speedup_vs_audiocraft": best["audiocraft"] / v, "minor_page_faults": int(faults[k])}
            for k, v in best.items()}
     cfg = {"dim": FLAGS.dim, "heads": FLAGS.heads, "layers": L, "frames": T, "batch": B, "threads": FLAGS.threads}

@@ -34,6 +34,22 @@ def timeit_mean(fn, reps: int = 8, warmup: int = 1) -> tuple[float, float]:
     return sum(times) / len(times), min(times)
 
 
+def timeit_interleaved(fns: dict, reps: int = 8, block: int = 4) -> dict:
+    """``{name: (mean, min)}`` wall times of each ``fns[name]()`` over ``reps`` runs, taken in alternating blocks
+    of ``block`` consecutive runs per function, so that drifts of a shared machine's speed hit all sides alike.
+    The first run of every block is not counted: it pays the switch (the other side's threads still spinning,
+    caches and allocator pools cold)."""
+    times = {k: [] for k in fns}
+    while min(len(v) for v in times.values()) < reps:
+        for k, fn in fns.items():
+            for i in range(block):
+                t0 = time.perf_counter()
+                fn()
+                if i:
+                    times[k].append(time.perf_counter() - t0)
+    return {k: (sum(v[:reps]) / reps, min(v[:reps])) for k, v in times.items()}
+
+
 def timed(fn) -> float:
     """Wall time of one ``fn()`` in seconds, until its (JAX) result is ready."""
     t0 = time.perf_counter()

@@ -1,7 +1,8 @@
 """Train step throughput: magnet-jax's sharded step vs audiocraft's (forward + backward + clip +
 AdamW, same shapes, same weights), same machine, one run. Prints the mean step time over ``--reps``
-consecutive steps (ours samples a stage per step, as training does; audiocraft's step costs the same at any
-stage), tokens/s, model FLOP utilisation and the ratio; writes benchmarks/results/train_step.json.
+steps, the two sides alternating in blocks of steps (ours samples a stage per step, as training does;
+audiocraft's step costs the same at any stage), tokens/s, model FLOP utilisation and the ratio; writes
+benchmarks/results/train_step.json.
 
   python -m benchmarks.train_step [--dim 512 --heads 8 --layers 8 --frames 500 --batch 4]
 
@@ -24,7 +25,7 @@ from benchmarks.common import (
     reference_stage1_loss,
     stage1_batch,
     tensor_bytes,
-    timeit_mean,
+    timeit_interleaved,
     torch_peak_extra_bytes,
     write_json,
     xla_memory,
@@ -90,9 +91,10 @@ def main(_):
 
     # Mean over consecutive steps: ours samples a stage per step like training (stage 0 attends fully, the
     # others on the band only, so a step's cost depends on its stage); audiocraft's costs the same at any stage.
-    t_ref, t_ref_min = timeit_mean(ref_step, FLAGS.reps)
-    t_ours, t_ours_min = timeit_mean(our_step, FLAGS.reps)
-    stages = holder["stages"][1:]           # after the warm-up step
+    # The two sides alternate in blocks of steps, so a drift of the machine's speed hits both alike.
+    t = timeit_interleaved({"audiocraft": ref_step, "magnet_jax": our_step}, FLAGS.reps)
+    (t_ref, t_ref_min), (t_ours, t_ours_min) = t["audiocraft"], t["magnet_jax"]
+    stages = holder["stages"]               # every step run, the first of each block (not timed) included
 
     # ---------------- peak memory (after the timed steps: AdamW state exists on both sides)
     ref_persistent = tensor_bytes(list(ref.parameters())) + tensor_bytes(list(opt.state.values()))
@@ -127,7 +129,7 @@ def main(_):
                                 "magnet_jax": largest_batch(lambda bb: ours_memory(bb)["peak_bytes"], budget),
                                 "audiocraft_estimate": largest_batch(ref_at, budget)}
     cfgd = {"dim": FLAGS.dim, "heads": FLAGS.heads, "layers": FLAGS.layers, "frames": T, "batch": B}
-    print(f"config {cfgd}  host fp32 matmul peak {peak / 1e9:.0f} GFLOP/s  (mean of {FLAGS.reps} steps; ours at "
+    print(f"config {cfgd}  host fp32 matmul peak {peak / 1e9:.0f} GFLOP/s  (mean of {FLAGS.reps} steps; ours sampled "
           f"stages {stages})")
     for k in ("audiocraft", "magnet_jax"):
         print(f"{k:11s} {res[k]['step_s'] * 1e3:8.1f} ms/step  {res[k]['tokens_per_s']:9.0f} tokens/s  "
