@@ -115,7 +115,7 @@ def make_train_step(graphdef, t5_graphdef, s: StepConfig, tx: optax.GradientTran
         # Non-finite guard: a NaN / inf loss or gradient leaves params and optimizer untouched (optax's count
         # included, so the schedule does not advance) and is counted. A finite grad norm means every g**2 is
         # finite, so AdamW's moments and its normalised step stay finite (by induction from a finite state),
-        # and OptimConfig bounds the learning rate, so the update cannot overflow the params either. No check
+        # and TrainConfig.validate bounds the learning rate, so the update cannot overflow the params. No check
         # of the updates themselves: any reduction over them must finish before the select that writes the
         # params, which costs a pass over every parameter (about 3 % of the CPU train step at the benchmark
         # shape; optax's fused AdamW alone is ~5 %).
