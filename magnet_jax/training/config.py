@@ -31,9 +31,6 @@ class ConfigError(ValueError):
     """A user error in a config (the train CLI reports it in one line, exit 2)."""
 
 
-MAX_LEARNING_RATE = 10.0     # AdamW; above it TrainConfig.validate refuses the config
-
-
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
     """AdamW + global-norm clipping + the learning-rate schedule (see training/optim.py)."""
@@ -205,11 +202,6 @@ class TrainConfig:
         for k, v in nonneg.items():
             if v < 0:
                 raise ConfigError(f"config.{k}={v} must not be negative")
-        if o.learning_rate > MAX_LEARNING_RATE:
-            # The train step's non-finite guard relies on this bound (training/step.py): AdamW's normalised step
-            # is O(1) per coordinate, so with a bounded learning rate an update cannot overflow float32 params.
-            raise ConfigError(f"config.learning_rate={o.learning_rate:g} is above {MAX_LEARNING_RATE:g}; AdamW "
-                              "learning rates are around 1e-4")
         for k, v in dict(b1=o.b1, b2=o.b2, ema_decay=s.ema_decay).items():
             if not 0.0 <= v < 1.0:
                 raise ConfigError(f"config.{k}={v} must be in [0, 1)")

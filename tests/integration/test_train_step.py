@@ -168,26 +168,20 @@ def test_consecutive_skips_are_counted_and_reset():
     assert seen == [1, 2, 3, 0, 1]
 
 
-def test_learning_rate_that_could_overflow_the_params_is_refused():
-    """The step checks the loss and the grad norm, not the updates (a pass over every parameter): a finite
-    gradient gives a finite AdamW step, and the config bounds the learning rate so that the update cannot
-    overflow the params. A learning rate past the bound is a one-line config error; at the bound itself,
-    without clipping and on large gradients, the params stay finite."""
-    from magnet_jax.training.config import MAX_LEARNING_RATE, ConfigError
-    with pytest.raises(ConfigError, match="learning_rate=3e[+]?38 is above"):
-        _cfg(learning_rate=3e38, warmup_steps=0, schedule="constant", max_grad_norm=0.0)
-    c = _cfg(learning_rate=MAX_LEARNING_RATE, warmup_steps=0, schedule="constant", max_grad_norm=0.0)
+def test_update_that_overflows_the_params_is_skipped():
+    """A finite loss whose update is not finite (lr 1e38 overflows float32) must not reach the params."""
+    c = _cfg(learning_rate=3e38, warmup_steps=0, schedule="constant", max_grad_norm=0.0)
     mesh = sharding.make_mesh(data=-1)
     state, step, t5p, _ = _setup(c, mesh)
     before = jax.tree.map(np.asarray, state.params)
     with sharding.use_mesh(mesh):
-        for _ in range(3):
+        for _ in range(2):
             state, m = step(state, _put(_batch(c), mesh), t5p, jax.random.PRNGKey(0))
-    assert int(state.skipped) == 0 and bool(m["finite"])
-    assert S.all_finite(state.params) and S.all_finite(state.opt_state) and S.all_finite(state.ema)
-    moved = max(float(np.max(np.abs(np.asarray(b) - a))) for a, b in zip(jax.tree.leaves(before),
-                                                                        jax.tree.leaves(state.params)))
-    assert moved > 1.0          # the steps were applied (lr 10), and bounded: finite
+    assert S.all_finite(state.params) and S.all_finite(state.ema)
+    assert int(state.skipped) >= 1
+    if int(state.skipped) == 2:
+        for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state.params)):
+            np.testing.assert_array_equal(a, np.asarray(b))
 
 
 @pytest.mark.parametrize("name", ["cosine", "inverse_sqrt"])
