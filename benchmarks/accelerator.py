@@ -96,7 +96,7 @@ def main(_):
     from magnet_jax.training import TrainConfig
     from magnet_jax.training import state as S
     from magnet_jax.training.metrics import train_flops_per_step
-    from magnet_jax.training.optim import make_optimizer, make_schedule
+    from magnet_jax.training.optim import finite_update_bound, make_optimizer, make_schedule
     from magnet_jax.training.step import make_train_step
 
     backend = jax.default_backend()
@@ -169,7 +169,8 @@ def main(_):
         tx = make_optimizer(tcfg.optim)
         specs = S.state_specs(tx, params, pspecs)
         state = S.init_state(tx, params, specs, mesh)
-        step = make_train_step(gd, None, tcfg.step, tx, make_schedule(tcfg.optim), mcfg, specs, mesh, keys)
+        step = make_train_step(gd, None, tcfg.step, tx, make_schedule(tcfg.optim), mcfg, specs, mesh, keys,
+                               update_bound=finite_update_bound(tcfg.optim))
         batch = jax.device_put({"codes": full_codes, "padding_mask": jnp.ones((B, T), bool), "text_hidden": hidden,
                                 "text_mask": tmask}, batch_shardings(keys, mesh))
         with sharding.use_mesh(mesh):

@@ -47,7 +47,7 @@ def main(_):
     from magnet_jax.training import TrainConfig
     from magnet_jax.training import state as S
     from magnet_jax.training.metrics import peak_flops_per_device, train_flops_per_step
-    from magnet_jax.training.optim import make_optimizer, make_schedule
+    from magnet_jax.training.optim import finite_update_bound, make_optimizer, make_schedule
     from magnet_jax.training.step import make_train_step
 
     ref, lm = reference_and_ours(FLAGS)
@@ -78,7 +78,8 @@ def main(_):
     specs = S.state_specs(tx, params, pspecs)
     st = S.init_state(tx, params, specs, mesh)
     keys = ("codes", "padding_mask", "text_hidden", "text_mask")
-    step = make_train_step(graphdef, None, cfg.step, tx, make_schedule(cfg.optim), mcfg, specs, mesh, keys)
+    step = make_train_step(graphdef, None, cfg.step, tx, make_schedule(cfg.optim), mcfg, specs, mesh, keys,
+                           update_bound=finite_update_bound(cfg.optim))
     batch = jax.device_put({"codes": jnp.asarray(codes.numpy()), "padding_mask": jnp.ones((B, T), bool),
                             "text_hidden": jnp.asarray(hidden.numpy()), "text_mask": jnp.asarray(tmask.numpy())},
                            batch_shardings(keys, mesh))

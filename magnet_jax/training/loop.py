@@ -26,7 +26,7 @@ from magnet_jax.training import state as S
 from magnet_jax.training.checkpoint import Checkpointer, PreemptionFlag
 from magnet_jax.training.config import DataConfig, DistributedConfig, TrainConfig
 from magnet_jax.training.metrics import MetricsWriter, peak_flops_per_device, train_flops_per_step
-from magnet_jax.training.optim import make_optimizer, make_schedule
+from magnet_jax.training.optim import finite_update_bound, make_optimizer, make_schedule
 from magnet_jax.training.step import make_eval_step, make_train_step
 
 log = logging.getLogger("magnet_jax.train")
@@ -160,7 +160,8 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict:
         log.info("resumed from step %d", int(state.step))
     del params
     b_sh = sharding.batch_shardings(BATCH_KEYS, mesh)
-    step_fn = make_train_step(graphdef, t5_graphdef, cfg.step, tx, schedule, mcfg, specs, mesh, BATCH_KEYS)
+    step_fn = make_train_step(graphdef, t5_graphdef, cfg.step, tx, schedule, mcfg, specs, mesh, BATCH_KEYS,
+                              update_bound=finite_update_bound(cfg.optim))
     eval_fn = make_eval_step(graphdef, t5_graphdef, mcfg, param_specs, mesh, BATCH_KEYS,
                              cfg.step) if d.eval_split else None
     eval_set = None

@@ -13,7 +13,7 @@ from magnet_jax.model import MagnetLM
 from magnet_jax.sharding import batch_shardings
 from magnet_jax.training import TrainConfig
 from magnet_jax.training import state as S
-from magnet_jax.training.optim import make_optimizer, make_schedule
+from magnet_jax.training.optim import finite_update_bound, make_optimizer, make_schedule
 from magnet_jax.training.step import make_train_step
 
 KEYS = ("codes", "padding_mask", "text_ids", "text_mask")
@@ -41,7 +41,8 @@ def _put(b, mesh):
     return jax.device_put(b, batch_shardings(KEYS, mesh))
 
 
-def _setup(c: TrainConfig, mesh):
+def _setup(c: TrainConfig, mesh, exact_guard=False):
+    """The trainer's step; ``exact_guard``: the non-finite guard checks the updates' norm instead of the bound."""
     mcfg = c.model
     _, t5 = load_text_stack("tiny", mcfg.text_dim)
     t5g, t5s = nnx.split(t5.module)
@@ -49,7 +50,8 @@ def _setup(c: TrainConfig, mesh):
     tx = make_optimizer(c.optim)
     specs = S.state_specs(tx, params, pspecs)
     state = S.init_state(tx, params, specs, mesh)
-    step = make_train_step(graphdef, t5g, c.step, tx, make_schedule(c.optim), mcfg, specs, mesh, KEYS)
+    step = make_train_step(graphdef, t5g, c.step, tx, make_schedule(c.optim), mcfg, specs, mesh, KEYS,
+                           update_bound=None if exact_guard else finite_update_bound(c.optim))
     t5p = jax.device_put(nnx.to_pure_dict(t5s), jax.sharding.NamedSharding(mesh, P()))
     return state, step, t5p, specs
 
@@ -168,9 +170,11 @@ def test_consecutive_skips_are_counted_and_reset():
     assert seen == [1, 2, 3, 0, 1]
 
 
-def test_update_that_overflows_the_params_is_skipped():
-    """A finite loss whose update is not finite (lr 1e38 overflows float32) must not reach the params."""
-    c = _cfg(learning_rate=3e38, warmup_steps=0, schedule="constant", max_grad_norm=0.0)
+@pytest.mark.parametrize("max_grad_norm", [0.0, 1.0])
+def test_update_that_overflows_the_params_is_skipped(max_grad_norm):
+    """A finite loss whose update is not finite (lr 3e38 overflows float32) must not reach the params: without
+    clipping the step checks the updates' norm, with it the bound of optim.finite_update_bound refuses it."""
+    c = _cfg(learning_rate=3e38, warmup_steps=0, schedule="constant", max_grad_norm=max_grad_norm)
     mesh = sharding.make_mesh(data=-1)
     state, step, t5p, _ = _setup(c, mesh)
     before = jax.tree.map(np.asarray, state.params)
@@ -182,6 +186,24 @@ def test_update_that_overflows_the_params_is_skipped():
     if int(state.skipped) == 2:
         for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state.params)):
             np.testing.assert_array_equal(a, np.asarray(b))
+
+
+def test_bounded_guard_trains_like_the_exact_one():
+    """The cheap guard (a bound known before the optimizer runs) changes no value: four steps, one of them
+    non-finite, leave the same params, moments and counters as the guard that checks the updates' norm."""
+    c = _cfg()
+    mesh = sharding.make_mesh(data=-1)
+    out = []
+    for exact in (False, True):
+        state, step, t5p, _ = _setup(c, mesh, exact_guard=exact)
+        t5_nan = jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), t5p)
+        with sharding.use_mesh(mesh):
+            for i, t in enumerate((t5p, t5_nan, t5p, t5p)):
+                state, m = step(state, _put(_batch(c, seed=i), mesh), t, jax.random.PRNGKey(3))
+        out.append(jax.tree.map(np.asarray, (state.params, state.opt_state, state.skipped, state.step)))
+    assert int(out[0][2]) == 1 and int(out[0][3]) == 4
+    for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1])):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("name", ["cosine", "inverse_sqrt"])
