@@ -3,6 +3,7 @@
 No sort (slow on XLA:CPU): the nucleus / k-th largest thresholds are found by a bisection over the
 float32 bit patterns (monotone for non-negative floats, 32 masked reductions); sampling is a
 two-level inverse CDF with one uniform per position (the distribution of ``torch.multinomial``).
+``nucleus``, ``kth_largest`` and ``inverse_cdf`` also serve MusicGen's sampler (musicgen/sampling.py).
 """
 from __future__ import annotations
 
@@ -28,32 +29,32 @@ def sample_tokens(key, logits, probs, config: GenerationConfig):
     if not config.use_sampling:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32), probs
     if config.top_p > 0.0:
-        weights = jnp.where(_nucleus(probs, config.top_p), probs, 0.0)
+        weights = jnp.where(nucleus(probs, config.top_p), probs, 0.0)
         conf = probs
     elif config.top_k > 0:
-        kth = _kth_largest(probs, min(config.top_k, probs.shape[-1]))
+        kth = kth_largest(probs, min(config.top_k, probs.shape[-1]))
         weights = probs * (probs >= kth).astype(probs.dtype)
         weights = weights / jnp.sum(weights, axis=-1, keepdims=True)
         conf = weights
     else:
         weights = conf = probs
-    return _inverse_cdf(key, weights), conf
+    return inverse_cdf(key, weights), conf
 
 
 def _bits(p):
     return jax.lax.bitcast_convert_type(p, jnp.int32)
 
 
-def _nucleus(probs, top_p: float):
+def nucleus(probs, top_p: float):
     """The reference's nucleus, bool [..., V]: token ``i`` is kept iff the mass sorted before it is ``<= top_p``,
     exact ties sorted by index (``torch.sort`` leaves their order unspecified; index order is the stable one).
 
-    With ``x* = _nucleus_threshold``, every token above ``x*`` is kept (the mass before it is below the mass
+    With ``x* = nucleus_threshold``, every token above ``x*`` is kept (the mass before it is below the mass
     above ``x*``, which is ``<= top_p``). Of the tokens equal to ``x*``, the ``r``-th by index (from 0) comes
     after all of those above and ``r`` tied ones: it is kept iff ``mass(> x*) + r * x* <= top_p``. Keeping
     the whole tie group instead would grow the nucleus beyond the reference's (bf16 logits tie often).
     """
-    x = _nucleus_threshold(probs, top_p)
+    x = nucleus_threshold(probs, top_p)
     above = probs > x
     tied = probs == x
     mass_above = jnp.sum(jnp.where(above, probs, 0.0), axis=-1, keepdims=True)
@@ -61,7 +62,7 @@ def _nucleus(probs, top_p: float):
     return above | (tied & (mass_above + rank * x <= top_p))
 
 
-def _nucleus_threshold(probs, top_p: float):
+def nucleus_threshold(probs, top_p: float):
     """Smallest float ``x`` (as a float32 [..., 1]) with ``sum(probs[probs > x]) <= top_p``."""
     bits = _bits(probs)
     lo = jnp.zeros(probs.shape[:-1] + (1,), jnp.int32)
@@ -77,7 +78,7 @@ def _nucleus_threshold(probs, top_p: float):
     return jax.lax.bitcast_convert_type(hi, jnp.float32)
 
 
-def _kth_largest(probs, k: int):
+def kth_largest(probs, k: int):
     """The k-th largest value of the last axis (ties counted), float32 [..., 1]."""
     bits = _bits(probs)
     lo = jnp.zeros(probs.shape[:-1] + (1,), jnp.int32)             # count(bits >= 0) = V >= k
@@ -93,7 +94,7 @@ def _kth_largest(probs, k: int):
     return jax.lax.bitcast_convert_type(lo, jnp.float32)
 
 
-def _inverse_cdf(key, weights, block: int = 64):
+def inverse_cdf(key, weights, block: int = 64):
     """One categorical draw per row of non-negative ``weights`` [..., V] (need not be normalised).
 
     Two levels (block sums, then within the chosen block) keep the work O(V). A zero-weight token is

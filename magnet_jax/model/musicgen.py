@@ -71,11 +71,12 @@ class MusicGenLM(TransformerLM):
         kv = jnp.moveaxis(self.layers.cross_attn.kv[...], 0, 1)               # [D, L, 2, H, Dh]
         return jnp.moveaxis(dense(cond, kv, self.compute_dtype), 2, 0)
 
-    def decode(self, chunk, pos, cache, cross_kv, key_mask, prefix=None):
+    def decode(self, chunk, pos, cache, cross_kv, key_mask, prefix=None, heads_dkc=None):
         """Logits float32 [B, K, Tq, card] for the sequence steps ``pos .. pos+Tq-1`` given in ``chunk``,
         attending to the cached steps before ``pos``; returns ``(logits, cache)`` with the chunk stored.
         Equal to the matching columns of a full recompute (``__call__``). ``pos`` counts cache positions: a
-        ``prefix`` [B, P, dim] (given with the first chunk) occupies the first P, the chunk follows it."""
+        ``prefix`` [B, P, dim] (given with the first chunk) occupies the first P, the chunk follows it.
+        ``heads_dkc``: :meth:`heads_dkc`, computed once outside a decoding loop."""
         chunk = self.check_codes(chunk)
         dt = self.compute_dtype
         x, P = self.embed_with_prefix(chunk, prefix, pos)
@@ -89,4 +90,4 @@ class MusicGenLM(TransformerLM):
         x, (k, v) = scan(x, self.layers, cache["k"], cache["v"], cross_kv)
         cache = {"k": jax.lax.dynamic_update_slice(cache["k"], k.astype(dt), (0, 0, pos, 0, 0)),
                  "v": jax.lax.dynamic_update_slice(cache["v"], v.astype(dt), (0, 0, pos, 0, 0))}
-        return self.all_logits(self.out_norm(x[:, P:])), cache
+        return self.all_logits(self.out_norm(x[:, P:]), heads_dkc), cache

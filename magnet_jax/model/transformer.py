@@ -112,9 +112,14 @@ class TransformerLM(nnx.Module):
                         transform_metadata={nnx.PARTITION_NAME: "layers"})
         return self.out_norm(scan(x, self.layers))
 
-    def all_logits(self, h):
-        """float32 [B, K, T, card] from the final hidden [B, T, dim]."""
-        heads = jnp.transpose(self.heads[...], (1, 0, 2))                    # [D, K, card]
+    def heads_dkc(self):
+        """The output heads as [D, K, card] (one GEMM for every codebook). A decoding loop computes it once
+        and hands it to :meth:`all_logits`: inside the loop XLA would redo the transpose on every step."""
+        return jnp.transpose(self.heads[...], (1, 0, 2))
+
+    def all_logits(self, h, heads_dkc=None):
+        """float32 [B, K, T, card] from the final hidden [B, T, dim] (``heads_dkc``: :meth:`heads_dkc`)."""
+        heads = self.heads_dkc() if heads_dkc is None else heads_dkc          # [D, K, card]
         logits = jnp.transpose(dense(h, heads, self.compute_dtype, jnp.float32), (0, 2, 1, 3))
         return constrain(logits, ("batch", "codebooks", "length", "vocab"))
 

@@ -28,13 +28,13 @@ from magnet_jax.musicgen.sampling import sample_next
 UNKNOWN = -1   # not generated yet (audiocraft's ``unknown_token``)
 
 
-def _guided(lm, config, chunk, pos, caches, conds, mode, first=False):
+def _guided(lm, config, chunk, pos, caches, conds, mode, first=False, heads_dkc=None):
     """CFG logits [B, K, Tq, card] and the updated caches. ``conds``: list of (cross_kv, key_mask, prefix);
     the prefix (prepended conditions) goes in with the first chunk only."""
     B = chunk.shape[0]
 
     def dec(x, cache, cond):
-        return lm.decode(x, pos, cache, cond[0], cond[1], prefix=cond[2] if first else None)
+        return lm.decode(x, pos, cache, cond[0], cond[1], prefix=cond[2] if first else None, heads_dkc=heads_dkc)
     if mode == "none":
         logits, c = dec(chunk, caches[0], conds[0])
         return logits, [c]
@@ -95,11 +95,13 @@ def _generate(graphdef, state, text_hidden, text_mask, prompt, rng, chroma, *, c
     logits, caches = _guided(lm, config, seq[:, :, :start], 0, caches, conds, mode, first=True)
     seq = write(seq, start, logits[:, :, -1], jax.random.fold_in(rng, start))
 
+    heads_dkc = lm.heads_dkc()                       # once: in the loop XLA would transpose the heads every step
+
     def body(step, carry):
         seq, caches, st = carry
         m = nnx.merge(graphdef, st)
         chunk = jax.lax.dynamic_slice_in_dim(seq, step - 1, 1, axis=2)
-        logits, caches = _guided(m, config, chunk, npre + step - 1, caches, conds, mode)
+        logits, caches = _guided(m, config, chunk, npre + step - 1, caches, conds, mode, heads_dkc=heads_dkc)
         return write(seq, step, logits[:, :, -1], jax.random.fold_in(rng, step)), caches, st
 
     seq, _, _ = jax.lax.fori_loop(start + 1, S, body, (seq, caches, state))

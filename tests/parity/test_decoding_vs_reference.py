@@ -177,7 +177,7 @@ def test_top_p_with_tied_logits_is_the_reference_nucleus():
     """Quantised logits (bf16-like: many exact ties): the kept set is ``sample_top_p``'s with a stable sort
     (issue 11 item 9; keeping whole tie groups differed on ~90 % of these rows). Float summation order
     may still flip a token exactly at the boundary: at most 2 rows of 128."""
-    from magnet_jax.decoding.sampling import _nucleus as nucleus
+    from magnet_jax.decoding.sampling import nucleus
     rs = np.random.RandomState(5)
     for temp, p in [(3.0, 0.9), (0.3, 0.8)]:
         logits = np.round(rs.randn(128, 2048).astype(np.float32) * 12) / 4
