@@ -72,10 +72,75 @@ def attention(q, k, v, mask=None, impl: str = "xla", *, interpret: bool = False)
     raise ValueError(f"attention impl {impl!r} is not resolved; pass it through resolve_impl first")
 
 
+# XLA:CPU: score tensors above 4x this many elements are computed in batch chunks of at most this many
+# (see attention_xla; at 8-32 MB chunking measured even or slower, at 64 MB and up faster)
+CPU_SCORE_CHUNK = 1 << 21
+
+
 def attention_xla(q, k, v, mask=None, empty_rows: bool = True):
     """The reference path. A query row with no allowed key returns zeros (``empty_rows=False``: the caller
     guarantees every row has a key, and the two guarding selects are skipped; same values). Computed in the
-    [B, H, T, D] layout (leading batch dims: plain batched GEMMs, ~1.6x faster on CPU)."""
+    [B, H, T, D] layout (leading batch dims: plain batched GEMMs, ~1.6x faster on CPU).
+
+    On CPU a [B, H, Tq, Tk] score tensor larger than ``4 * CPU_SCORE_CHUNK`` elements (32 MB) is computed in
+    batch chunks of at most ``CPU_SCORE_CHUNK`` (``lax.map``): the scores, their softmax and the value product
+    then stay in cache instead of streaming 64-128 MB through memory per pass (full attention of 16 rows x 4
+    heads x 500 frames, the decoding's CFG batch at batch 8: ~110 -> ~65 ms). Its gradient recomputes each chunk's forward with its VJP (autodiff of the ``lax.map``
+    stacked the chunks' residuals and ran ~2x slower than the unchunked gradient). Each row's arithmetic is
+    unchanged. Accelerators get the whole batch at once."""
+    if _chunk_rows(q.shape[0], q.shape[2] * q.shape[1] * k.shape[1]) == q.shape[0]:
+        return _attention_dense(q, k, v, mask, empty_rows)
+    return _attention_chunked(q, k, v, None if mask is None else jnp.asarray(mask), empty_rows)
+
+
+def _batch_chunks(fn, q, k, v, mask, *rest):
+    """``fn(q, k, v, mask, *rest)`` over chunks of the batch (``lax.map``); a mask without the batch dim is
+    shared. ``fn`` returns a pytree of [chunk, ...] arrays; the result is re-joined along the batch."""
+    B = q.shape[0]
+    bb = _chunk_rows(B, q.shape[2] * q.shape[1] * k.shape[1])
+    split = lambda x: x.reshape((B // bb, bb) + x.shape[1:])                  # noqa: E731
+    per_row = mask is not None and mask.ndim == 4 and mask.shape[0] == B
+    xs = (split(q), split(k), split(v), split(mask) if per_row else None, tuple(split(r) for r in rest))
+    out = jax.lax.map(lambda a: fn(a[0], a[1], a[2], a[3] if per_row else mask, *a[4]), xs)
+    return jax.tree.map(lambda o: o.reshape((B,) + o.shape[2:]), out)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _attention_chunked(q, k, v, mask, empty_rows):
+    return _batch_chunks(lambda q, k, v, m: _attention_dense(q, k, v, m, empty_rows), q, k, v, mask)
+
+
+def _attention_chunked_fwd(q, k, v, mask, empty_rows):
+    return _attention_chunked(q, k, v, mask, empty_rows), (q, k, v, mask)
+
+
+def _dense_vjp(q, k, v, mask, empty_rows, g):
+    """(dq, dk, dv) of the dense attention at cotangent ``g``: its forward recomputed, a batch chunk at a time
+    where the scores are large on CPU."""
+    def one(q, k, v, m, g):
+        return jax.vjp(lambda q, k, v: _attention_dense(q, k, v, m, empty_rows), q, k, v)[1](g)
+    if _chunk_rows(q.shape[0], q.shape[2] * q.shape[1] * k.shape[1]) == q.shape[0]:
+        return one(q, k, v, mask, g)
+    return _batch_chunks(one, q, k, v, mask, g)
+
+
+def _attention_chunked_bwd(empty_rows, res, g):
+    q, k, v, mask = res
+    return (*_dense_vjp(q, k, v, mask, empty_rows, g), None)
+
+
+_attention_chunked.defvjp(_attention_chunked_fwd, _attention_chunked_bwd)
+
+
+def _chunk_rows(B: int, per_row: int) -> int:
+    """Rows per chunk: B up to 4 * CPU_SCORE_CHUNK score elements (and off the CPU), else the largest divisor
+    of B whose scores fit CPU_SCORE_CHUNK (at least 1)."""
+    if B == 1 or B * per_row <= 4 * CPU_SCORE_CHUNK or jax.default_backend() != "cpu":
+        return B
+    return max(d for d in range(1, B + 1) if B % d == 0 and (d == 1 or d * per_row <= CPU_SCORE_CHUNK))
+
+
+def _attention_dense(q, k, v, mask, empty_rows):
     scale = 1.0 / math.sqrt(q.shape[-1])
     qh, kh, vh = (jnp.swapaxes(x, 1, 2) for x in (q, k, v))
     s = jnp.einsum("bhqd,bhkd->bhqk", qh * jnp.asarray(scale, q.dtype), kh, preferred_element_type=jnp.float32)
@@ -146,8 +211,9 @@ def _band_or_full_fwd(q, k, v, full, context):
 
 def _band_or_full_bwd(context, res, g):
     q, k, v, full = res
-    vjps = [lambda fn=fn: jax.vjp(fn, q, k, v)[1](g) for fn in _full_and_band(context)]
-    dq, dk, dv = jax.lax.cond(full, *vjps)
+    band = _full_and_band(context)[1]
+    dq, dk, dv = jax.lax.cond(full, lambda: _dense_vjp(q, k, v, None, True, g),
+                              lambda: jax.vjp(band, q, k, v)[1](g))
     return dq, dk, dv, None
 
 
