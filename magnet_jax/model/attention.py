@@ -85,9 +85,9 @@ def attention_xla(q, k, v, mask=None, empty_rows: bool = True):
     On CPU a [B, H, Tq, Tk] score tensor larger than ``4 * CPU_SCORE_CHUNK`` elements (32 MB) is computed in
     batch chunks of at most ``CPU_SCORE_CHUNK`` (``lax.map``): the scores, their softmax and the value product
     then stay in cache instead of streaming 64-128 MB through memory per pass (full attention of 16 rows x 4
-    heads x 500 frames, the decoding's CFG batch at batch 8: ~110 -> ~65 ms). Its gradient recomputes each chunk's forward with its VJP (autodiff of the ``lax.map``
-    stacked the chunks' residuals and ran ~2x slower than the unchunked gradient). Each row's arithmetic is
-    unchanged. Accelerators get the whole batch at once."""
+    heads x 500 frames, the decoding's CFG batch at batch 8: ~110 -> ~65 ms). Its gradient recomputes each
+    chunk's forward with its VJP (autodiff of the ``lax.map`` stacked the chunks' residuals and ran ~2x slower
+    than the unchunked gradient). Each row's arithmetic is unchanged. Accelerators get the whole batch at once."""
     if _chunk_rows(q.shape[0], q.shape[2] * q.shape[1] * k.shape[1]) == q.shape[0]:
         return _attention_dense(q, k, v, mask, empty_rows)
     return _attention_chunked(q, k, v, None if mask is None else jnp.asarray(mask), empty_rows)
