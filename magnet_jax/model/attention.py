@@ -88,7 +88,7 @@ def attention_xla(q, k, v, mask=None, empty_rows: bool = True):
     heads x 500 frames, the decoding's CFG batch at batch 8: ~110 -> ~65 ms). Its gradient recomputes each
     chunk's forward with its VJP (autodiff of the ``lax.map`` stacked the chunks' residuals and ran ~2x slower
     than the unchunked gradient). Each row's arithmetic is unchanged. Accelerators get the whole batch at once."""
-    if _chunk_rows(q.shape[0], q.shape[2] * q.shape[1] * k.shape[1]) == q.shape[0]:
+    if _chunk_rows(q, k) == q.shape[0]:
         return _attention_dense(q, k, v, mask, empty_rows)
     return _attention_chunked(q, k, v, None if mask is None else jnp.asarray(mask), empty_rows)
 
@@ -97,7 +97,7 @@ def _batch_chunks(fn, q, k, v, mask, *rest):
     """``fn(q, k, v, mask, *rest)`` over chunks of the batch (``lax.map``); a mask without the batch dim is
     shared. ``fn`` returns a pytree of [chunk, ...] arrays; the result is re-joined along the batch."""
     B = q.shape[0]
-    bb = _chunk_rows(B, q.shape[2] * q.shape[1] * k.shape[1])
+    bb = _chunk_rows(q, k)
     split = lambda x: x.reshape((B // bb, bb) + x.shape[1:])                  # noqa: E731
     per_row = mask is not None and mask.ndim == 4 and mask.shape[0] == B
     xs = (split(q), split(k), split(v), split(mask) if per_row else None, tuple(split(r) for r in rest))
@@ -119,7 +119,7 @@ def _dense_vjp(q, k, v, mask, empty_rows, g):
     where the scores are large on CPU."""
     def one(q, k, v, m, g):
         return jax.vjp(lambda q, k, v: _attention_dense(q, k, v, m, empty_rows), q, k, v)[1](g)
-    if _chunk_rows(q.shape[0], q.shape[2] * q.shape[1] * k.shape[1]) == q.shape[0]:
+    if _chunk_rows(q, k) == q.shape[0]:
         return one(q, k, v, mask, g)
     return _batch_chunks(one, q, k, v, mask, g)
 
@@ -132,9 +132,10 @@ def _attention_chunked_bwd(empty_rows, res, g):
 _attention_chunked.defvjp(_attention_chunked_fwd, _attention_chunked_bwd)
 
 
-def _chunk_rows(B: int, per_row: int) -> int:
-    """Rows per chunk: B up to 4 * CPU_SCORE_CHUNK score elements (and off the CPU), else the largest divisor
-    of B whose scores fit CPU_SCORE_CHUNK (at least 1)."""
+def _chunk_rows(q, k) -> int:
+    """Rows per chunk of q [B, Tq, H, D] against k [B, Tk, H, D]: B up to 4 * CPU_SCORE_CHUNK score elements (and
+    off the CPU), else the largest divisor of B whose scores fit CPU_SCORE_CHUNK (at least 1)."""
+    B, per_row = q.shape[0], q.shape[2] * q.shape[1] * k.shape[1]
     if B == 1 or B * per_row <= 4 * CPU_SCORE_CHUNK or jax.default_backend() != "cpu":
         return B
     return max(d for d in range(1, B + 1) if B % d == 0 and (d == 1 or d * per_row <= CPU_SCORE_CHUNK))

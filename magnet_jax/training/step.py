@@ -114,6 +114,7 @@ def make_train_step(graphdef, t5_graphdef, s: StepConfig, tx: optax.GradientTran
         grads = jax.tree.map(lambda g: g / denom, grads)
         grad_norm = optax.global_norm(grads)
         applied = state.step - state.skipped                 # optax's update count before this step
+        lr = schedule(applied)                               # the rate this step applies
         updates, new_opt = tx.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
         # Non-finite guard: a NaN / inf loss, gradient or update leaves params and optimizer untouched
@@ -122,7 +123,7 @@ def make_train_step(graphdef, t5_graphdef, s: StepConfig, tx: optax.GradientTran
         # of the updates would need every update computed (a second pass: ~4 % of a step at 42 M params).
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         if update_bound is not None:
-            finite = finite & update_bound(schedule(applied), state.params)
+            finite = finite & update_bound(lr, state.params)
         else:
             finite = finite & jnp.isfinite(optax.global_norm(updates))
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
@@ -136,7 +137,7 @@ def make_train_step(graphdef, t5_graphdef, s: StepConfig, tx: optax.GradientTran
         skip = (~finite).astype(jnp.int32)
         new_state = TrainState(step=next_step, params=params, opt_state=opt_state, ema=ema, ema_count=ema_count,
                                skipped=state.skipped + skip, consecutive_skips=(state.consecutive_skips + 1) * skip)
-        metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": schedule(applied),
+        metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": lr,
                    "num_tokens": n, "mask_rate": prepared["mask_rate"], "finite": finite,
                    "stage": jnp.mean(jnp.asarray(prepared["stage"], jnp.float32)), "skipped": new_state.skipped,
                    "consecutive_skips": new_state.consecutive_skips}

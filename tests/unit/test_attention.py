@@ -209,7 +209,7 @@ def test_cpu_batch_chunked_attention_equals_the_whole_batch(monkeypatch, mask_ki
             "empty_row": keys.at[1, 0, 5].set(False)}[mask_kind]
     per_row = H * T * T
     monkeypatch.setattr(A, "CPU_SCORE_CHUNK", per_row // 2 + 1)  # 4 rows > 4 x the chunk: chunks of 1 row
-    assert A._chunk_rows(Bc, per_row) == 1
+    assert A._chunk_rows(q, k) == 1
 
     def loss(fn):
         return lambda q, k, v: jnp.sum(jnp.sin(fn(q, k, v)))
