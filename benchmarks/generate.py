@@ -34,6 +34,8 @@ def main():
     ap.add_argument("--text-len", type=int, default=12)
     ap.add_argument("--arrangement", default="nonoverlap", choices=["nonoverlap", "stride1"])
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--scan-layers", choices=["true", "false"], default=None,
+                    help="ours: scan the layers or loop over them (model config scan_layers; default: the config's)")
     ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "generate.json"))
     ap.add_argument("--memory", default="true", choices=["true", "false"], help="measure peak memory too")
     a = ap.parse_args()
@@ -52,12 +54,13 @@ def main():
     from tests.reference.magnet_generate_ref import reference_generate
 
     torch.set_num_threads(a.threads)
+    over = {} if a.scan_layers is None else {"scan_layers": a.scan_layers == "true"}
     folder = tempfile.mkdtemp(prefix="magnet_bench_")
     seconds = int(a.seconds) if float(a.seconds).is_integer() else a.seconds
     xp = R.magnet_xp_cfg(dim=a.dim, num_heads=a.heads, num_layers=a.layers, segment_duration=seconds)
     R.make_checkpoint(folder, xp, seed=0)
     ref = R.load_reference(folder)
-    lm = load_audiocraft_lm(folder, cache=False)
+    lm = load_audiocraft_lm(folder, cache=False, **over)
     T = lm.config.segment_frames
     cfg = D.GenerationConfig.music(a.seconds, span_arrangement=a.arrangement)
     ref_kw = dict(use_sampling=cfg.use_sampling, temp=cfg.temp, top_k=cfg.top_k, top_p=cfg.top_p,
@@ -65,7 +68,7 @@ def main():
                   decoding_steps=cfg.decoding_steps, span_arrangement=cfg.span_arrangement,
                   span_scoring=cfg.span_scoring, anneal_temp=cfg.anneal_temp)
     results = {"config": {"model": {"dim": a.dim, "heads": a.heads, "layers": a.layers, "card": 2048, "n_q": 4,
-                                    "frames": T, "text_len": a.text_len},
+                                    "frames": T, "text_len": a.text_len, "scan_layers": lm.config.scan_layers},
                           "generation": cfg.to_dict(), "threads": a.threads, "torch_threads": torch.get_num_threads(),
                           "jax": jax.__version__, "torch": torch.__version__, "machine": platform.processor() or
                           platform.machine(), "cpu_count": os.cpu_count()},

@@ -26,6 +26,8 @@ def main():
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--text-len", type=int, default=12)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--scan-layers", choices=["true", "false"], default=None,
+                    help="ours: scan the layers or loop over them (model config scan_layers; default: the config's)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "musicgen_generate.json"))
     a = ap.parse_args()
 
@@ -40,15 +42,16 @@ def main():
     from tests.reference import musicgen_ref as R
 
     torch.set_num_threads(a.threads)
+    over = {} if a.scan_layers is None else {"scan_layers": a.scan_layers == "true"}
     folder = tempfile.mkdtemp(prefix="musicgen_bench_")
     xp = R.musicgen_xp_cfg(dim=a.dim, num_heads=a.heads, num_layers=a.layers, segment_duration=a.seconds)
     R.make_checkpoint(folder, xp, seed=0)
     ref = R.load_reference(folder)
-    lm = load_audiocraft_checkpoint(folder, cache=False).lm
+    lm = load_audiocraft_checkpoint(folder, cache=False, **over).lm
     T = int(round(50 * a.seconds))
     cfg = MusicGenGenerationConfig()
     results = {"config": {"model": {"dim": a.dim, "heads": a.heads, "layers": a.layers, "card": 2048, "n_q": 4,
-                                    "frames": T, "text_len": a.text_len},
+                                    "frames": T, "text_len": a.text_len, "scan_layers": lm.config.scan_layers},
                           "generation": cfg.to_dict(), "threads": a.threads, **machine()}, "runs": []}
     rs = np.random.RandomState(0)
     for B in a.batch:

@@ -1,8 +1,9 @@
 """Train step throughput: magnet-jax's sharded step vs audiocraft's (forward + backward + clip +
-AdamW, same shapes, same weights), same machine, one run. Prints the mean step time over ``--reps``
-steps, the two sides alternating in blocks of steps (ours samples a stage per step, as training does;
-audiocraft's step costs the same at any stage), tokens/s, model FLOP utilisation and the ratio; writes
-benchmarks/results/train_step.json.
+AdamW, same shapes, same weights), same machine, one run. Ours runs twice: with the layers scanned (the
+config's default, ``magnet_jax``) and looped (``scan_layers=False``, ``magnet_jax_layer_loop``). Prints the mean
+step time over ``--reps`` steps, the sides alternating in blocks of steps (ours samples a stage per step, as
+training does; audiocraft's step costs the same at any stage), tokens/s, model FLOP utilisation, compile time and
+the ratios; writes benchmarks/results/train_step.json.
 
   python -m benchmarks.train_step [--dim 512 --heads 8 --layers 8 --frames 500 --batch 4]
 
@@ -37,12 +38,16 @@ FLAGS = flags.FLAGS
 
 
 def main(_):
+    import time
+
     import jax
     import jax.numpy as jnp
     import torch
+    from flax import nnx
 
     from magnet_jax import sharding
     from magnet_jax.configs import get_config
+    from magnet_jax.model import MagnetLM
     from magnet_jax.sharding import batch_shardings
     from magnet_jax.training import TrainConfig
     from magnet_jax.training import state as S
@@ -53,7 +58,6 @@ def main(_):
     ref, lm = reference_and_ours(FLAGS)
     ref.train()
     B, T, St = FLAGS.batch, FLAGS.frames, FLAGS.text_len
-    mcfg = lm.config
     c = get_config("tiny")
     c.update({"batch_size": B, "learning_rate": 1e-4, "warmup_steps": 10, "cfg_dropout": 0.0})
     cfg = TrainConfig.from_config(c)
@@ -71,51 +75,67 @@ def main(_):
         opt.step()
         return loss
 
-    # ---------------- magnet-jax: the real train step (masking sampled inside, like training)
+    # ---------------- magnet-jax: the real train step (masking sampled inside, like training), with the layers
+    # scanned (the config's default) and looped (scan_layers=False: transformer.over_layers)
     mesh = sharding.make_mesh(data=-1)
-    graphdef, params, pspecs = S.split_model(lm)
-    tx = make_optimizer(cfg.optim)
-    specs = S.state_specs(tx, params, pspecs)
-    st = S.init_state(tx, params, specs, mesh)
     keys = ("codes", "padding_mask", "text_hidden", "text_mask")
-    step = make_train_step(graphdef, None, cfg.step, tx, make_schedule(cfg.optim), mcfg, specs, mesh, keys,
-                           update_bound=finite_update_bound(cfg.optim))
     batch = jax.device_put({"codes": jnp.asarray(codes.numpy()), "padding_mask": jnp.ones((B, T), bool),
                             "text_hidden": jnp.asarray(hidden.numpy()), "text_mask": jnp.asarray(tmask.numpy())},
                            batch_shardings(keys, mesh))
-    holder = {"state": st, "stages": []}
-
-    def our_step():
+    tx = make_optimizer(cfg.optim)
+    ours = {"magnet_jax": dict(scan_layers=True), "magnet_jax_layer_loop": dict(scan_layers=False)}
+    steps, holders, compile_s = {}, {}, {}
+    params = S.split_model(lm)[1]                                         # the same weights for both
+    for name, over in ours.items():
+        mcfg = lm.config.replace(**over)
+        graphdef, _, pspecs = S.split_model(nnx.eval_shape(lambda mcfg=mcfg: MagnetLM(mcfg, rngs=nnx.Rngs(0))))
+        specs = S.state_specs(tx, params, pspecs)
+        steps[name] = make_train_step(graphdef, None, cfg.step, tx, make_schedule(cfg.optim), mcfg, specs, mesh,
+                                      keys, update_bound=finite_update_bound(cfg.optim))
+        holders[name] = {"state": S.init_state(tx, params, specs, mesh), "stages": []}
+        t0 = time.perf_counter()
         with sharding.use_mesh(mesh):
-            holder["state"], m = step(holder["state"], batch, None, jax.random.PRNGKey(0))
-        holder["stages"].append(int(jax.block_until_ready(m)["stage"]))
+            steps[name].lower(holders[name]["state"], batch, None, jax.random.PRNGKey(0)).compile()
+        compile_s[name] = time.perf_counter() - t0
+
+    def our_step(name):
+        def run():
+            h = holders[name]
+            with sharding.use_mesh(mesh):
+                h["state"], m = steps[name](h["state"], batch, None, jax.random.PRNGKey(0))
+            h["stages"].append(int(jax.block_until_ready(m)["stage"]))
+        return run
 
     # Mean over consecutive steps: ours samples a stage per step like training (stage 0 attends fully, the
-    # others on the band only, so a step's cost depends on its stage); audiocraft's costs the same at any stage.
-    # The two sides alternate in blocks of steps, so a drift of the machine's speed hits both alike.
-    t = timeit_interleaved({"audiocraft": ref_step, "magnet_jax": our_step}, FLAGS.reps)
-    (t_ref, t_ref_min), (t_ours, t_ours_min) = t["audiocraft"], t["magnet_jax"]
-    stages = holder["stages"]               # every step run, the first of each block (not timed) included
+    # others on the band only, so a step's cost depends on its stage; both layer modes see the same stages);
+    # audiocraft's costs the same at any stage. The sides alternate in blocks of steps, so a drift of the
+    # machine's speed hits all alike.
+    t = timeit_interleaved({"audiocraft": ref_step, **{k: our_step(k) for k in ours}}, FLAGS.reps)
+    stages = holders["magnet_jax"]["stages"]  # every step run, the first of each block (not timed) included
 
     # ---------------- peak memory (after the timed steps: AdamW state exists on both sides)
     ref_persistent = tensor_bytes(list(ref.parameters())) + tensor_bytes(list(opt.state.values()))
     ref_extra = torch_peak_extra_bytes(ref_step)
 
-    def ours_memory(batch_size):
+    def ours_memory(batch_size, name="magnet_jax"):
         shapes = {k: jax.ShapeDtypeStruct((batch_size,) + v.shape[1:], v.dtype, sharding=v.sharding)
                   for k, v in batch.items()}
         with sharding.use_mesh(mesh):
-            return xla_memory(step.lower(holder["state"], shapes, None, jax.random.PRNGKey(0)).compile())
-    mem = {"magnet_jax": ours_memory(B),
+            return xla_memory(steps[name].lower(holders[name]["state"], shapes, None, jax.random.PRNGKey(0)).compile())
+    mem = {**{k: ours_memory(B, k) for k in ours},
            "audiocraft": {"params_and_adamw_bytes": ref_persistent, "step_extra_bytes": ref_extra,
                           "peak_bytes": ref_persistent + ref_extra}}
+    mcfg = lm.config
     flops = train_flops_per_step(mcfg, B, T, St)
     peak = peak_flops_per_device() * jax.local_device_count()
-    res = {"audiocraft": {"step_s": t_ref, "min_step_s": t_ref_min, "tokens_per_s": B * T / t_ref,
+    t_ref = t["audiocraft"][0]
+    res = {"audiocraft": {"step_s": t_ref, "min_step_s": t["audiocraft"][1], "tokens_per_s": B * T / t_ref,
                           "mfu": flops / t_ref / peak},
-           "magnet_jax": {"step_s": t_ours, "min_step_s": t_ours_min, "tokens_per_s": B * T / t_ours,
-                          "mfu": flops / t_ours / peak, "stages": stages},
-           "speedup": t_ref / t_ours, "model_flops_per_step": flops, "host_peak_flops": peak, "memory": mem}
+           **{k: {"step_s": t[k][0], "min_step_s": t[k][1], "tokens_per_s": B * T / t[k][0],
+                  "mfu": flops / t[k][0] / peak, "speedup": t_ref / t[k][0], "compile_s": compile_s[k],
+                  "model": ours[k]} for k in ours},
+           "stages": stages, "speedup": t_ref / t["magnet_jax"][0], "model_flops_per_step": flops,
+           "host_peak_flops": peak, "memory": mem}
     if FLAGS.max_batch_gb > 0:
         budget = FLAGS.max_batch_gb * 2 ** 30
         extra_at = {}
@@ -127,18 +147,21 @@ def main(_):
         slope = extra_at[2] - extra_at[1]
         ref_at = lambda bb: ref_persistent + extra_at[1] + slope * (bb - 1)
         res["largest_batch"] = {"budget_gb": FLAGS.max_batch_gb,
-                                "magnet_jax": largest_batch(lambda bb: ours_memory(bb)["peak_bytes"], budget),
+                                **{k: largest_batch(lambda bb, k=k: ours_memory(bb, k)["peak_bytes"], budget)
+                                   for k in ours},
                                 "audiocraft_estimate": largest_batch(ref_at, budget)}
     cfgd = {"dim": FLAGS.dim, "heads": FLAGS.heads, "layers": FLAGS.layers, "frames": T, "batch": B}
     print(f"config {cfgd}  host fp32 matmul peak {peak / 1e9:.0f} GFLOP/s  (mean of {FLAGS.reps} steps; ours sampled "
           f"stages {stages})")
-    for k in ("audiocraft", "magnet_jax"):
-        print(f"{k:11s} {res[k]['step_s'] * 1e3:8.1f} ms/step  {res[k]['tokens_per_s']:9.0f} tokens/s  "
-              f"MFU {100 * res[k]['mfu']:.1f}%")
-    print(f"speedup x{res['speedup']:.2f}")
-    print(f"peak memory: magnet-jax {mem['magnet_jax'].get('peak_bytes', 0) / 2**20:.0f} MiB (step temporaries "
-          f"{mem['magnet_jax'].get('temp_size_in_bytes', 0) / 2**20:.0f} MiB) | audiocraft "
-          f"{mem['audiocraft']['peak_bytes'] / 2**20:.0f} MiB (step extra {ref_extra / 2**20:.0f} MiB)")
+    for k in ("audiocraft", *ours):
+        extra = f"  x{res[k]['speedup']:.2f}  compile {res[k]['compile_s']:.1f} s" if k in ours else ""
+        print(f"{k:21s} {res[k]['step_s'] * 1e3:8.1f} ms/step  {res[k]['tokens_per_s']:9.0f} tokens/s  "
+              f"MFU {100 * res[k]['mfu']:.1f}%{extra}")
+    for k in ours:
+        print(f"peak memory: {k} {mem[k].get('peak_bytes', 0) / 2**20:.0f} MiB (step temporaries "
+              f"{mem[k].get('temp_size_in_bytes', 0) / 2**20:.0f} MiB)")
+    print(f"peak memory: audiocraft {mem['audiocraft']['peak_bytes'] / 2**20:.0f} MiB (step extra "
+          f"{ref_extra / 2**20:.0f} MiB)")
     if "largest_batch" in res:
         print(f"largest batch in {FLAGS.max_batch_gb} GB: {res['largest_batch']}")
     write_json("train_step", {"config": cfgd, "machine": machine(), "results": res}, FLAGS.out)

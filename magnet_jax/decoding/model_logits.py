@@ -18,6 +18,7 @@ from flax import nnx
 from magnet_jax.decoding.loop import LogitsFn
 from magnet_jax.model.attention_masks import stage_self_attention_mask
 from magnet_jax.model.layers import dense
+from magnet_jax.model.transformer import over_layers
 from magnet_jax.sharding import constrain
 
 
@@ -44,9 +45,7 @@ def _stage_hidden(lm, codes, stage: int, cross_kv, key_mask, n_cond: int):
         x = x + layer.ffn(layer.norm2(x), dt)
         return constrain(x, ("batch", "length", "act_embed"))
 
-    scan = nnx.scan(body, in_axes=(nnx.Carry, 0, 0), out_axes=nnx.Carry, unroll=c.scan_unroll,
-                    transform_metadata={nnx.PARTITION_NAME: "layers"})
-    return lm.out_norm(scan(x, lm.layers, cross_kv))
+    return lm.out_norm(over_layers(body, x, lm.layers, cross_kv, config=c))
 
 
 def _head(lm, h, stage: int):

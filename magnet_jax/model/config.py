@@ -40,6 +40,9 @@ class LMConfig:
     dtype: str = _runtime("float32")   # compute dtype: "float32", "bfloat16" or "float16"
     remat: bool = _runtime(False)      # rematerialise each layer in the backward pass
     scan_unroll: int = _runtime(1)     # nnx.scan unroll factor over layers
+    # True: one nnx.scan over the stacked layers (compile time independent of depth); False: a Python loop over
+    # per-layer slices (compiles each layer; no per-layer dynamic-slices / stacked residuals): transformer.over_layers
+    scan_layers: bool = _runtime(True)
     # "xla" (default, the parity reference), "dot_product_attention" (jax.nn; cuDNN flash attention on GPU),
     # "splash" / "pallas" (TPU Pallas kernel), "auto" (the best this backend runs): magnet_jax/model/attention.py
     attention_impl: str = _runtime("xla")

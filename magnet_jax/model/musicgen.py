@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from magnet_jax.model.attention_masks import causal_mask
 from magnet_jax.model.config import MusicGenConfig
 from magnet_jax.model.layers import dense, sinusoidal_positions
-from magnet_jax.model.transformer import TransformerLM
+from magnet_jax.model.transformer import TransformerLM, over_layers
 
 __all__ = ["MusicGenLM"]
 
@@ -85,9 +84,8 @@ class MusicGenLM(TransformerLM):
             x, k, v = layer.cached(x, ckv, key_mask, ck, cv, pos, dt)
             return x, (k, v)
 
-        scan = nnx.scan(body, in_axes=(nnx.Carry, 0, 0, 0, 0), out_axes=(nnx.Carry, 0),
-                        transform_metadata={nnx.PARTITION_NAME: "layers"})
-        x, (k, v) = scan(x, self.layers, cache["k"], cache["v"], cross_kv)
+        x, (k, v) = over_layers(body, x, self.layers, cache["k"], cache["v"], cross_kv, config=self.config,
+                                stacked_out=True)
         cache = {"k": jax.lax.dynamic_update_slice(cache["k"], k.astype(dt), (0, 0, pos, 0, 0)),
                  "v": jax.lax.dynamic_update_slice(cache["v"], v.astype(dt), (0, 0, pos, 0, 0))}
         return self.all_logits(self.out_norm(x[:, P:]), heads_dkc), cache

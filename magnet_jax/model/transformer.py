@@ -4,7 +4,7 @@ Forward::
 
     x     = sum_k emb_k[codes[:, k]] + sinusoid(positions)        # float32 residual stream
     cond  = (text_hidden @ W_text + b_text) * text_mask[..., None]
-    x     = layers(x, cond, self_mask, text key mask)              # scanned over layers
+    x     = layers(x, cond, self_mask, text key mask)              # scanned (or looped) over layers
     logits_k = LN_out(x) @ W_k                                     # K bias-free heads, float32
 
 Subclasses only choose the self-attention mask (MAGNeT: none / restricted band per stage; MusicGen:
@@ -98,7 +98,8 @@ class TransformerLM(nnx.Module):
             raise ValueError(f"text_mask shape {text_mask.shape} does not match text_hidden {text_hidden.shape[:2]}")
 
     def run_layers(self, x, cond, self_mask, key_mask):
-        """The scanned stack on a float32 residual stream ``x [B, T, dim]``; returns the final-normed hidden."""
+        """The layer stack (:func:`over_layers`) on a float32 residual stream ``x [B, T, dim]``; returns the
+        final-normed hidden."""
         c = self.config
         dt = self.compute_dtype
         x = constrain(x, ("batch", "length", "act_embed"))
@@ -108,9 +109,7 @@ class TransformerLM(nnx.Module):
 
         if c.remat:
             body = nnx.remat(body, policy=jax.checkpoint_policies.nothing_saveable)
-        scan = nnx.scan(body, in_axes=(nnx.Carry, 0), out_axes=nnx.Carry, unroll=c.scan_unroll,
-                        transform_metadata={nnx.PARTITION_NAME: "layers"})
-        return self.out_norm(scan(x, self.layers))
+        return self.out_norm(over_layers(body, x, self.layers, config=c))
 
     def heads_dkc(self):
         """The output heads as [D, K, card] (one GEMM for every codebook). A decoding loop computes it once
@@ -122,6 +121,38 @@ class TransformerLM(nnx.Module):
         heads = self.heads_dkc() if heads_dkc is None else heads_dkc          # [D, K, card]
         logits = jnp.transpose(dense(h, heads, self.compute_dtype, jnp.float32), (0, 2, 1, 3))
         return constrain(logits, ("batch", "codebooks", "length", "vocab"))
+
+
+def over_layers(body, x, layers, *xs, config: LMConfig, stacked_out: bool = False):
+    """``x = body(x, layer_i, *xs_i)`` for each layer of the stacked ``layers`` (leading ``layers`` axis on every
+    parameter and on each of ``xs``); with ``stacked_out`` ``body`` returns ``(x, y)`` and the ``y`` come back
+    stacked. ``config.scan_layers``: one ``nnx.scan`` (compiled once, whatever the depth; ``scan_unroll``), or a
+    Python loop over static per-layer slices, which XLA compiles per layer but runs without the scan's per-step
+    dynamic-slices of the weights, stacked residuals and, inside a decoding loop, with the weight slices
+    hoisted out of it (README, benchmarks)."""
+    if config.scan_layers:
+        scan = nnx.scan(body, in_axes=(nnx.Carry,) + (0,) * (1 + len(xs)),
+                        out_axes=(nnx.Carry, 0) if stacked_out else nnx.Carry, unroll=config.scan_unroll,
+                        transform_metadata={nnx.PARTITION_NAME: "layers"})
+        return scan(x, layers, *xs)
+    n = config.num_layers
+    # jnp.split, not p[i]: its transpose is one concatenate of the per-layer gradients (p[i]'s is n pads + adds)
+    unstack = lambda a: [q[0] for q in jnp.split(a, n, axis=0)]                        # noqa: E731
+    gdef, state = nnx.split(layers)
+    per_param = jax.tree.map(unstack, state)
+    per_xs = [jax.tree.map(unstack, t) for t in xs]
+    pick = lambda tree, i: jax.tree.map(lambda ps: ps[i], tree, is_leaf=lambda v: isinstance(v, list))  # noqa: E731
+    ys = []
+    for i in range(n):
+        out = body(x, nnx.merge(gdef, pick(per_param, i)), *(pick(t, i) for t in per_xs))
+        if stacked_out:
+            x, y = out
+            ys.append(y)
+        else:
+            x = out
+    if not stacked_out:
+        return x
+    return x, jax.tree.map(lambda *a: jnp.stack(a), *ys)
 
 
 def num_params(model: nnx.Module) -> int:

@@ -66,6 +66,18 @@ def test_tiny_config_trains_and_logs(full_run):
     assert load_lm_safetensors(work / "export").config.dim == 64
 
 
+def test_layer_loop_trains_like_the_scan(dataset, full_run, tmp_path):
+    """``--config.model.scan_layers=false`` (a run-time field: the layers looped instead of scanned) trains the
+    same model: the same losses as the scanned run, up to float32 reassociation."""
+    data_dir, codec = dataset
+    want = read_metrics(full_run)
+    run_tool(_train_args(data_dir, codec, tmp_path, STEPS, EVERY, [*FULL_EXTRA, "--config.model.scan_layers=false"]))
+    got = read_metrics(tmp_path)
+    assert sorted(got) == list(range(1, STEPS + 1))
+    np.testing.assert_allclose([got[s]["loss"] for s in got], [want[s]["loss"] for s in got], rtol=1e-4)
+    assert len({got[s]["loss"] for s in got}) == STEPS
+
+
 def test_codec_mismatch_is_refused(dataset, tmp_path):
     data_dir, codec = dataset
     p = run_tool(_train_args(data_dir, codec, tmp_path / "w", 2, 2, ["--config.codec.sample_rate=32000"]),

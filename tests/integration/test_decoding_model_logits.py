@@ -23,15 +23,17 @@ def _plain_cfg(lm, codes, hidden, mask, stage, coef):
     return both[n:] + (both[:n] - both[n:]) * coef
 
 
-@pytest.mark.parametrize("mask_text_padding", [False, True])
-def test_guided_logits_equal_the_full_batch_forward(mask_text_padding):
+@pytest.mark.parametrize("mask_text_padding,scan_layers", [(False, True), (True, True), (False, False)])
+def test_guided_logits_equal_the_full_batch_forward(mask_text_padding, scan_layers):
+    """Also with the layer loop (``scan_layers=False``) in the logits_fn, against the scanned forward."""
     cfg = MagnetConfig(card=64, dim=32, num_heads=2, num_layers=3, mask_text_padding=mask_text_padding)
     lm = MagnetLM(cfg, rngs=nnx.Rngs(1))
+    looped = MagnetLM(cfg.replace(scan_layers=scan_layers), rngs=nnx.Rngs(1))
     rs = np.random.RandomState(0)
     hidden = jnp.asarray(rs.randn(B, S, E).astype(np.float32))
     mask = jnp.asarray(np.array([[1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0]], np.int32))
     codes = jnp.asarray(np.where(rs.rand(B, K, T) < 0.4, 64, rs.randint(0, 64, (B, K, T))), jnp.int32)
-    graphdef, state = nnx.split(lm)
+    graphdef, state = nnx.split(looped)
     fn = cfg_logits_fn(graphdef, state, hidden, mask)
     for stage, coef in [(0, 7.5), (1, 3.0), (3, 1.0)]:
         got = np.asarray(fn(codes, stage, jnp.float32(coef)))
@@ -46,9 +48,11 @@ def test_guided_logits_equal_the_full_batch_forward(mask_text_padding):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_jitted_inside_a_loop():
+@pytest.mark.parametrize("scan_layers", [True, False])
+def test_jitted_inside_a_loop(scan_layers):
     """The loop body is its own trace level: the logits_fn must work under jit + fori_loop."""
-    lm = MagnetLM(MagnetConfig(card=64, dim=32, num_heads=2, num_layers=2), rngs=nnx.Rngs(2))
+    lm = MagnetLM(MagnetConfig(card=64, dim=32, num_heads=2, num_layers=2, scan_layers=scan_layers),
+                  rngs=nnx.Rngs(2))
     hidden = jnp.ones((1, S, E), jnp.float32)
     mask = jnp.ones((1, S), jnp.int32)
     codes = jnp.zeros((1, K, 9), jnp.int32)

@@ -140,10 +140,39 @@ def test_scan_compile_size_independent_of_depth():
     assert abs(sizes[0] - sizes[1]) <= 2, sizes
 
 
-def test_sharded_forward_equals_single_device(lm):
+@pytest.mark.parametrize("remat", [False, True])
+def test_layer_loop_equals_the_scan(lm, remat):
+    """``scan_layers=False`` (a Python loop over per-layer slices) computes the scan's logits and gradients, and
+    its HLO grows with depth (the scan's does not: test above)."""
+    codes, h, m = _inputs()
+    loop = MagnetLM(CFG.replace(scan_layers=False, remat=remat), rngs=nnx.Rngs(0))
+    nnx.update(loop, nnx.state(lm))
+    for stage in (0, 2):
+        np.testing.assert_allclose(np.asarray(loop.stage_logits(codes, h, m, stage)),
+                                   np.asarray(lm.stage_logits(codes, h, m, stage)), atol=2e-6)
+
+    def loss(model):
+        return jnp.mean(jnp.sin(model(codes, h, m, stage=2)))
+    g1, g2 = nnx.grad(loss)(lm), nnx.grad(loss)(loop)
+    (l1, t1), (l2, t2) = jax.tree.flatten(nnx.state(g1)), jax.tree.flatten(nnx.state(g2))
+    assert t1 == t2
+    for a, b in zip(l1, l2):
+        scale = float(np.abs(np.asarray(a)).max())
+        assert scale > 0
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5 * scale)
+    g, s = nnx.split(loop)
+    lines = [jax.jit(lambda s, c: nnx.merge(g, s)(c, h, m, stage=1)).lower(s, codes).as_text().count("\n")]
+    deep = MagnetLM(CFG.replace(scan_layers=False, num_layers=2 * CFG.num_layers), rngs=nnx.Rngs(0))
+    g, s = nnx.split(deep)
+    lines.append(jax.jit(lambda s, c: nnx.merge(g, s)(c, h, m, stage=1)).lower(s, codes).as_text().count("\n"))
+    assert lines[1] > 1.5 * lines[0], lines
+
+
+@pytest.mark.parametrize("scan_layers", [True, False])
+def test_sharded_forward_equals_single_device(lm, scan_layers):
     assert jax.device_count() == 8
     mesh = sharding.make_mesh(data=2, fsdp=2, tensor=2)
-    model = MagnetLM(CFG, rngs=nnx.Rngs(0))
+    model = MagnetLM(CFG.replace(scan_layers=scan_layers), rngs=nnx.Rngs(0))
     nnx.update(model, nnx.state(lm))
     sharding.shard_model(model, mesh)
     specs = sharding.state_partition_specs(nnx.state(model))
@@ -175,8 +204,8 @@ def test_bad_inputs_raise_clear_errors(lm):
 
 
 def test_runtime_fields_are_marked_on_the_config():
-    assert set(MagnetConfig.runtime_fields()) == {"dtype", "remat", "scan_unroll", "mask_text_padding",
-                                                  "attention_impl"}
+    assert set(MagnetConfig.runtime_fields()) == {"dtype", "remat", "scan_unroll", "scan_layers",
+                                                  "mask_text_padding", "attention_impl"}
     arch = CFG.replace(dtype="bfloat16", remat=True).architecture()
     assert arch == CFG.architecture() and "dtype" not in arch and arch["subcodes_context"] == 5
 

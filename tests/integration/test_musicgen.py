@@ -39,10 +39,16 @@ def test_delay_pattern_layout():
                                   np.asarray(codes))
 
 
-def test_kv_cached_decode_equals_full_recompute(lm):
+@pytest.mark.parametrize("scan_layers", [True, False])
+def test_kv_cached_decode_equals_full_recompute(lm, scan_layers):
+    """Also with the layer loop (``scan_layers=False``) in the decode, against the scanned full recompute."""
+    full_lm = lm
+    if not scan_layers:
+        lm = MusicGenLM(CFG.replace(scan_layers=False), rngs=nnx.Rngs(0))
+        nnx.update(lm, nnx.state(full_lm))
     h, m = _text()
     seq = jax.random.randint(jax.random.PRNGKey(0), (2, CFG.n_q, 17), 0, CFG.card + 1)
-    full = lm(seq, h, m)
+    full = full_lm(seq, h, m)
     cond = lm.project_text(h, m)
     ckv, km = lm.cross_keys_values(cond), lm.text_key_mask(m)
     cache = lm.init_cache(2, 17)
@@ -54,7 +60,7 @@ def test_kv_cached_decode_equals_full_recompute(lm):
         outs.append(out)
     np.testing.assert_allclose(np.asarray(jnp.concatenate(outs, 2)), np.asarray(full), atol=2e-5)
     # causal: changing step 10 changes nothing before it
-    other = lm(seq.at[:, :, 10].set(3), h, m)
+    other = full_lm(seq.at[:, :, 10].set(3), h, m)
     assert np.abs(np.asarray(other - full))[:, :, :10].max() == 0
     assert np.abs(np.asarray(other - full))[:, :, 10].max() > 0
 
