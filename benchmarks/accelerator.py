@@ -70,7 +70,7 @@ def peak_flops() -> tuple[float, str]:
     for name, f in {**PEAK_FLOPS, **GPU_PEAK_BF16}.items():
         if name in kind:
             return f, f"bf16 dense peak of {name}"
-    return peak_flops_per_device(), "measured fp32 1024^3 matmul (CPU)"
+    return peak_flops_per_device(), "measured fp32 matmul peak (CPU, best GEMM run)"
 
 
 def device_peak_bytes() -> int | None:

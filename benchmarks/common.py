@@ -139,6 +139,27 @@ def reference_stage1_loss(ref, b: dict):
     return torch.nn.functional.cross_entropy(out[:, 1].reshape(-1, 2048), b["targets"].reshape(-1), ignore_index=-1)
 
 
+# --------------------------------------------------------------------------- the host's matmul peak
+def host_matmul_peak(reps: int = 5) -> dict:
+    """This host's fp32 GEMM throughput, FLOP/s: the best single run of each of the LM's GEMM shapes
+    (``MATMUL_PEAK_SHAPES``) through XLA and through torch (MKL / oneDNN), and ``peak`` = the larger, the
+    denominator of both sides' MFU."""
+    import torch
+
+    from magnet_jax.training.metrics import MATMUL_PEAK_SHAPES, measured_matmul_flops
+    xla = measured_matmul_flops(reps=reps)
+    best = 0.0
+    with torch.no_grad():
+        for m, k, n in MATMUL_PEAK_SHAPES:
+            a, b = torch.ones(m, k), torch.ones(k, n)
+            torch.mm(a, b)
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                torch.mm(a, b)
+                best = max(best, 2 * m * k * n / (time.perf_counter() - t0))
+    return {"xla": xla, "torch": best, "peak": max(xla, best), "shapes_mkn": [list(s) for s in MATMUL_PEAK_SHAPES]}
+
+
 # --------------------------------------------------------------------------- peak memory
 def xla_memory(compiled) -> dict:
     """Peak memory of a compiled jax program from XLA's buffer assignment: arguments + outputs + temporaries

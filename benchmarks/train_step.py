@@ -8,7 +8,8 @@ the ratios; writes benchmarks/results/train_step.json.
   python -m benchmarks.train_step [--dim 512 --heads 8 --layers 8 --frames 500 --batch 4]
 
 Both sides get the same precomputed text hidden states (the frozen T5 is not part of the step).
-MFU uses the model-FLOPs count of magnet_jax.training.metrics and this host's measured fp32 matmul peak.
+MFU uses the model-FLOPs count of magnet_jax.training.metrics and this host's fp32 matmul peak: the best
+single GEMM run at the LM's shapes, through XLA or torch, whichever is faster (``common.host_matmul_peak``).
 Peak memory: ours from XLA's buffer assignment of the compiled step (``temp`` = activations, grads,
 scratch; ``peak`` = + state and batch), audiocraft's from torch.profiler's allocation events during a step
 (``step_extra``) plus its parameters and AdamW state. ``--max_batch_gb=24`` also searches the largest batch
@@ -20,6 +21,7 @@ from absl import app, flags
 
 from benchmarks.common import (
     define_lm_flags,
+    host_matmul_peak,
     largest_batch,
     machine,
     reference_and_ours,
@@ -51,7 +53,7 @@ def main(_):
     from magnet_jax.sharding import batch_shardings
     from magnet_jax.training import TrainConfig
     from magnet_jax.training import state as S
-    from magnet_jax.training.metrics import peak_flops_per_device, train_flops_per_step
+    from magnet_jax.training.metrics import train_flops_per_step
     from magnet_jax.training.optim import finite_update_bound, make_optimizer, make_schedule
     from magnet_jax.training.step import make_train_step
 
@@ -127,7 +129,8 @@ def main(_):
                           "peak_bytes": ref_persistent + ref_extra}}
     mcfg = lm.config
     flops = train_flops_per_step(mcfg, B, T, St)
-    peak = peak_flops_per_device() * jax.local_device_count()
+    matmul_peak = host_matmul_peak()
+    peak = matmul_peak["peak"]
     t_ref = t["audiocraft"][0]
     res = {"audiocraft": {"step_s": t_ref, "min_step_s": t["audiocraft"][1], "tokens_per_s": B * T / t_ref,
                           "mfu": flops / t_ref / peak},
@@ -135,7 +138,7 @@ def main(_):
                   "mfu": flops / t[k][0] / peak, "speedup": t_ref / t[k][0], "compile_s": compile_s[k],
                   "model": ours[k]} for k in ours},
            "stages": stages, "speedup": t_ref / t["magnet_jax"][0], "model_flops_per_step": flops,
-           "host_peak_flops": peak, "memory": mem}
+           "host_peak_flops": peak, "host_matmul_peak": matmul_peak, "memory": mem}
     if FLAGS.max_batch_gb > 0:
         budget = FLAGS.max_batch_gb * 2 ** 30
         extra_at = {}
@@ -151,7 +154,8 @@ def main(_):
                                    for k in ours},
                                 "audiocraft_estimate": largest_batch(ref_at, budget)}
     cfgd = {"dim": FLAGS.dim, "heads": FLAGS.heads, "layers": FLAGS.layers, "frames": T, "batch": B}
-    print(f"config {cfgd}  host fp32 matmul peak {peak / 1e9:.0f} GFLOP/s  (mean of {FLAGS.reps} steps; ours sampled "
+    print(f"config {cfgd}  host fp32 matmul peak {peak / 1e9:.0f} GFLOP/s (XLA {matmul_peak['xla'] / 1e9:.0f}, "
+          f"torch {matmul_peak['torch'] / 1e9:.0f})  (mean of {FLAGS.reps} steps; ours sampled "
           f"stages {stages})")
     for k in ("audiocraft", *ours):
         extra = f"  x{res[k]['speedup']:.2f}  compile {res[k]['compile_s']:.1f} s" if k in ours else ""

@@ -1,7 +1,9 @@
 """Token sampling for one decoding step: greedy, nucleus (top-p), top-k or plain, without a sort.
 
 No sort (slow on XLA:CPU): the nucleus / k-th largest thresholds are found by a bisection over the
-float32 bit patterns (monotone for non-negative floats, 32 masked reductions); sampling is a
+float32 bit patterns (monotone for non-negative floats, 31 masked reductions; each pass compares the
+probabilities with the midpoint as a float, not their bit patterns with its bits: same order, one array read
+instead of two, ~2x faster on XLA:CPU); sampling is a
 two-level inverse CDF with one uniform per position (the distribution of ``torch.multinomial``).
 ``nucleus``, ``kth_largest`` and ``inverse_cdf`` also serve MusicGen's sampler (musicgen/sampling.py).
 """
@@ -41,8 +43,17 @@ def sample_tokens(key, logits, probs, config: GenerationConfig):
     return inverse_cdf(key, weights), conf
 
 
+# Bisection passes of the threshold searches: the searched bit patterns of finite non-negative float32s span
+# less than 2^31, and each pass halves the interval (rounding up).
+SEARCH_PASSES = 31
+
+
 def _bits(p):
     return jax.lax.bitcast_convert_type(p, jnp.int32)
+
+
+def _float(bits):
+    return jax.lax.bitcast_convert_type(bits, jnp.float32)
 
 
 def nucleus(probs, top_p: float):
@@ -58,8 +69,17 @@ def nucleus(probs, top_p: float):
     above = probs > x
     tied = probs == x
     mass_above = jnp.sum(jnp.where(above, probs, 0.0), axis=-1, keepdims=True)
-    rank = (jnp.cumsum(tied.astype(jnp.int32), axis=-1) - 1).astype(probs.dtype)
-    return above | (tied & (mass_above + rank * x <= top_p))
+    # ``mass_above + r * x <= top_p`` is monotone in r, so a row keeps all of its tied tokens or none unless the
+    # first is kept and the last is not; only then are the ranks (a cumsum over V, slow on XLA:CPU) needed.
+    first = mass_above <= top_p
+    last_rank = (jnp.sum(tied.astype(jnp.int32), axis=-1, keepdims=True) - 1).astype(probs.dtype)
+    partial = jnp.any(first & (mass_above + last_rank * x > top_p))
+
+    def ranked():
+        rank = (jnp.cumsum(tied.astype(jnp.int32), axis=-1) - 1).astype(probs.dtype)
+        return above | (tied & (mass_above + rank * x <= top_p))
+
+    return jax.lax.cond(partial, ranked, lambda: above | (tied & first))
 
 
 def nucleus_threshold(probs, top_p: float):
@@ -71,10 +91,10 @@ def nucleus_threshold(probs, top_p: float):
     def body(_, c):
         lo, hi = c
         mid = lo + (hi - lo) // 2
-        ok = jnp.sum(jnp.where(bits > mid, probs, 0.0), axis=-1, keepdims=True) <= top_p
+        ok = jnp.sum(jnp.where(probs > _float(mid), probs, 0.0), axis=-1, keepdims=True) <= top_p
         return jnp.where(ok, lo, mid), jnp.where(ok, mid, hi)
 
-    _, hi = jax.lax.fori_loop(0, 32, body, (lo, hi))
+    _, hi = jax.lax.fori_loop(0, SEARCH_PASSES, body, (lo, hi))
     return jax.lax.bitcast_convert_type(hi, jnp.float32)
 
 
@@ -87,10 +107,10 @@ def kth_largest(probs, k: int):
     def body(_, c):
         lo, hi = c
         mid = lo + (hi - lo) // 2
-        ok = jnp.sum((bits >= mid).astype(jnp.int32), axis=-1, keepdims=True) >= k
+        ok = jnp.sum((probs >= _float(mid)).astype(jnp.int32), axis=-1, keepdims=True) >= k
         return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
 
-    lo, _ = jax.lax.fori_loop(0, 32, body, (lo, hi))
+    lo, _ = jax.lax.fori_loop(0, SEARCH_PASSES, body, (lo, hi))
     return jax.lax.bitcast_convert_type(lo, jnp.float32)
 
 

@@ -24,21 +24,36 @@ def train_flops_per_step(mcfg, batch: int, frames: int, text_len: int) -> float:
     return 3.0 * batch * (T * per_token + text)
 
 
+# GEMM shapes of the CPU peak measurement [M, K, N]: the LM's own (tokens x dim x ffn and back) and a square
+MATMUL_PEAK_SHAPES = ((2048, 512, 2048), (2048, 2048, 512), (1024, 1024, 1024))
+
+
+def measured_matmul_flops(shapes=MATMUL_PEAK_SHAPES, reps: int = 5) -> float:
+    """This host's fp32 matmul throughput through XLA: the best single run over ``reps`` runs of each GEMM shape
+    (a mean of a few runs of one square matmul under-reads a noisy 2-core host by 30-50 %, which put MFU
+    above 100 %)."""
+    best = 0.0
+    for m, k, n in shapes:
+        a, b = jnp.ones((m, k), jnp.float32), jnp.ones((k, n), jnp.float32)
+        f = jax.jit(jnp.matmul)
+        f(a, b).block_until_ready()
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            f(a, b).block_until_ready()
+            best = max(best, 2 * m * k * n / (time.perf_counter() - t0))
+    return best
+
+
 def peak_flops_per_device(override_tflops: float = 0.0) -> float:
+    """Peak FLOP/s of one device: ``override_tflops`` if given, the bf16 peak of a known TPU, else (CPU or
+    unknown) :func:`measured_matmul_flops` shared by the host's local devices."""
     if override_tflops > 0:
         return override_tflops * 1e12
     kind = jax.devices()[0].device_kind
     for name, flops in PEAK_FLOPS.items():
         if kind.startswith(name):
             return flops
-    # CPU (or unknown): measured fp32 matmul throughput of this host, shared by its local devices.
-    x = jnp.ones((1024, 1024), jnp.float32)
-    f = jax.jit(lambda a: a @ a)
-    f(x).block_until_ready()
-    t0 = time.perf_counter()
-    for _ in range(5):
-        f(x).block_until_ready()
-    return 5 * 2 * 1024 ** 3 / (time.perf_counter() - t0) / max(jax.local_device_count(), 1)
+    return measured_matmul_flops() / max(jax.local_device_count(), 1)
 
 
 class MetricsWriter:
