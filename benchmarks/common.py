@@ -61,8 +61,13 @@ def timed(fn) -> float:
 def machine() -> dict:
     """This machine and the library versions; the torch fields only where torch is installed (the
     magnet-jax-only benchmarks run without it)."""
+    import datetime
+
     import jax
-    info = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")\
+        if os.path.exists("/proc/cpuinfo") else platform.processor()
+    info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "cpu": cpu,
+            "cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
             "jax": jax.__version__, "jax_backend": jax.default_backend(),
             "allocator": "tcmalloc" if tcmalloc_loaded() else "system malloc"}
     try:

@@ -17,6 +17,8 @@ def _base() -> ConfigDict:
     c.name = ""
     c.seed = 0
     c.model = ConfigDict(dict(
+        arch="seanet",                                   # "seanet" (EnCodec) | "frame" (FrameCodec, not audiocraft)
+        frame=dict(n_fft=1280, width=256, depth=6, mlp_ratio=4, kernel_size=7),   # arch="frame" only
         sample_rate=32000, channels=1, dimension=128, n_filters=32, n_residual_layers=1, ratios=(8, 5, 4, 2),
         kernel_size=7, last_kernel_size=7, residual_kernel_size=3, dilation_base=2, causal=False,
         pad_mode="constant", norm="weight_norm", true_skip=True, compress=2, lstm=2, n_q=8, bins=1024,
@@ -24,7 +26,8 @@ def _base() -> ConfigDict:
     c.rvq = ConfigDict(dict(q_dropout=False, decay=0.99, kmeans_init=True, kmeans_iters=50,
                             threshold_ema_dead_code=2.0))
     # balanced losses (mel / sisnr are info-only metrics in audiocraft: weight 0)
-    c.losses = ConfigDict(dict(adv=4.0, feat=4.0, l1=0.1, msspec=2.0))
+    c.losses = ConfigDict(dict(adv=4.0, feat=4.0, l1=0.1, msspec=2.0, mrstft=0.0))
+    c.mrstft = ConfigDict(dict(n_ffts=(2048, 1024, 512, 256, 128)))   # mrstft loss resolutions (hop n_fft / 4)
     c.balancer = ConfigDict(dict(balance_grads=True, ema_decay=0.999, per_batch_item=True, total_norm=1.0))
     c.adversarial = ConfigDict(dict(every=1))            # hinge adversarial loss, L1 feature matching
     c.msstftd = ConfigDict(dict(filters=32, out_channels=1, norm="weight_norm",
@@ -77,14 +80,24 @@ def get_config(arg: str = "tiny") -> ConfigDict:
         c.eval_every = 100
         c.eval_batches = 2
         c.checkpoint_every = 100
-    elif base == "bundled":   # not audiocraft: the bundled offline model's codec (magnet_jax/bundled, issue 14)
-        # 16 kHz mono, hop 8*5*4*2 = 320 -> 50 Hz, 4 x 1024 codes: the released tokenizers' frame rate and
-        # codebook count at the corpus' rate. 8 filters / 64 dims / 1 LSTM layer: ~0.4 M params, trains on a CPU.
-        # GAN-free (msspec + L1): the discriminator doubles the step cost and only pays off after long training;
-        # --config.losses.adv=4 --config.losses.feat=4 turns it back on (a small MS-STFT-D below) on an accelerator.
+    elif base in ("bundled", "bundled_seanet"):   # not audiocraft: the bundled offline model's codec
+        # 16 kHz mono, hop 320 -> 50 Hz, 4 x 1024 codes: the released tokenizers' frame rate and codebook count
+        # at the corpus' rate. "bundled": the frame codec (magnet_jax/codec/frame_codec.py: STFT frames ->
+        # ConvNeXt at 50 Hz -> RVQ -> ConvNeXt -> iSTFT; width 256, 6 + 6 blocks), trained with the
+        # multi-resolution linear STFT loss + msspec. "bundled_seanet": the earlier EnCodec of 0.4 M params
+        # (8 filters, 64 dims, 1 LSTM layer), GAN-free msspec + L1.
+        # --config.losses.adv=4 --config.losses.feat=4 turns the MS-STFT discriminator on (small, below).
         c.model.update(dict(sample_rate=16000, ratios=(8, 5, 4, 2), n_filters=8, dimension=64, lstm=1, n_q=4,
                             bins=1024))
         c.losses.update(dict(adv=0.0, feat=0.0))
+        if base == "bundled":
+            c.model.update(dict(arch="frame", dimension=128))
+            c.losses.update(dict(l1=0.0, msspec=1.0, mrstft=1.0))
+            c.optim.update(dict(lr=5e-4, b1=0.8, b2=0.99))
+        # batch 16 x 1 s x 50 Hz = 800 vectors a step for 1024 codes: 0.8 uses per code and step on average, so
+        # audiocraft's dead-code threshold of 2 (tuned for 3200 vectors a step) would replace every code at every
+        # step. 0.25 replaces codes used at under a third of the average rate.
+        c.rvq.threshold_ema_dead_code = 0.25
         c.msstftd.update(dict(filters=8))
         c.segment_seconds = 1.0
         c.batch_size = 16
@@ -94,7 +107,8 @@ def get_config(arg: str = "tiny") -> ConfigDict:
         c.eval_batches = 4
         c.checkpoint_every = 500
     else:
-        raise ValueError(f"unknown codec config {name!r}: encodec_musicgen_32khz, encodec_audiogen_16khz, bundled "
+        raise ValueError(f"unknown codec config {name!r}: encodec_musicgen_32khz, encodec_audiogen_16khz, bundled, "
+                         f"bundled_seanet "
                          f"or tiny (optionally with {GAN_FREE})")
     if name.endswith(GAN_FREE):
         c.losses.update(dict(adv=0.0, feat=0.0))

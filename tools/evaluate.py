@@ -3,12 +3,16 @@ reconstruction. Writes OUT/eval.json, OUT/eval.md (the table), OUT/adherence.png
 
   python tools/evaluate.py --model=bundled --manifest=CORPUS/valid.jsonl --out=DIR [--num_clips=16]
   python tools/evaluate.py --manifest=CORPUS/valid.jsonl --out=DIR        # only the real-clip reference row
+  python tools/evaluate.py --manifest=CORPUS/valid.jsonl --out=DIR --codec=new=W/codec --codec=old=OLD
+                                                    # + a codec round-trip row per --codec (no LM)
 
 --model: anything MagnetPipeline.from_pretrained loads ("bundled", a bundled-layout folder, a hub id).
 Rows: real (held-out clips vs their own metadata), model (generations from the held-out descriptions),
 random (same architecture, random-init LM). The family classifier trains on --train_manifest
 (default: train.jsonl next to --manifest).
 """
+
+from pathlib import Path
 
 from absl import flags
 
@@ -28,7 +32,19 @@ flags.DEFINE_integer("seed", 0, "generation seed")
 flags.DEFINE_bool("plots", True, "write adherence.png and spectrograms.png")
 flags.DEFINE_string("tokens", None, "tokenized corpus with train + valid splits: adds the unigram baseline per stage")
 flags.DEFINE_string("lm_workdir", None, "tools/train.py workdir: adds its last held-out loss per stage")
+flags.DEFINE_multi_string("codec", [], "NAME=FOLDER (or FOLDER): add a codec round-trip row (held-out clips "
+                          "encoded + decoded, scored as generations); repeatable")
 FLAGS = flags.FLAGS
+
+
+def _codecs(specs) -> dict:
+    out = {}
+    for spec in specs:
+        name, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
+        if not Path(path).exists():
+            usage_error(f"--codec={spec}: {path} does not exist (NAME=FOLDER of an exported codec)")
+        out[name or Path(path).name] = path
+    return out
 
 
 def main(argv):
@@ -45,7 +61,7 @@ def main(argv):
         evaluate(FLAGS.manifest, FLAGS.out, model=FLAGS.model, train_manifest=FLAGS.train_manifest,
                  num_clips=FLAGS.num_clips, num_train=FLAGS.num_train, seconds=FLAGS.seconds,
                  random_baseline=FLAGS.random_baseline, seed=FLAGS.seed, batch_size=FLAGS.batch_size,
-                 plots=FLAGS.plots, tokens=FLAGS.tokens,
+                 plots=FLAGS.plots, tokens=FLAGS.tokens, codecs=_codecs(FLAGS.codec),
                  lm_metrics=f"{FLAGS.lm_workdir}/metrics.jsonl" if FLAGS.lm_workdir else None)
     except (BundledMissingError, FileNotFoundError, HubError, ValueError) as e:
         usage_error(str(e).splitlines()[0])

@@ -37,7 +37,7 @@ else "$PY" tools/train_codec.py --config=configs/codec.py:bundled --workdir="$W/
 step "3/8 codec export (EMA, transformers layout) -> $W/codec"
 if [[ -f $W/codec/config.json ]]; then echo "   exists, skipped"
 else "$PY" tools/export_codec.py --config=configs/codec.py:bundled --workdir="$W/codec_train" \
-       --out="$W/codec.tmp" --format=transformers && rm -rf "$W/codec" && mv "$W/codec.tmp" "$W/codec"; fi
+       --out="$W/codec.tmp" --format=auto && rm -rf "$W/codec" && mv "$W/codec.tmp" "$W/codec"; fi
 
 step "4/8 text encoder (Unigram tokenizer on the training descriptions + frozen T5) -> $W/t5"
 if [[ -f $W/t5/model.safetensors ]]; then echo "   exists, skipped"

@@ -28,6 +28,7 @@ from flax import nnx
 
 from magnet_jax.codec.config import CodecConfig
 from magnet_jax.codec.encodec import Encodec, EncodecNet, renormalize
+from magnet_jax.codec.frame_codec import FrameCodec, FrameCodecConfig, FrameCodecNet, FrameDecoder, FrameEncoder
 from magnet_jax.codec.rvq_train import CodebookState, RVQTrainConfig, TrainableRVQ
 from magnet_jax.codec.seanet import LSTM, ConvTranspose1d, Decoder, Encoder, _ConvBase
 
@@ -36,12 +37,17 @@ __all__ = ["CodebookState", "RVQTrainConfig", "TrainableEncodec", "init_trainabl
 
 
 class TrainableEncodec(nnx.Module):
-    """SEANet encoder / decoder (weight-norm parametrised) + EMA residual VQ."""
+    """SEANet encoder / decoder (weight-norm parametrised) + EMA residual VQ; or, for a
+    :class:`FrameCodecConfig`, the frame codec's encoder / decoder with the same RVQ."""
 
-    def __init__(self, config: CodecConfig, rvq: RVQTrainConfig):
+    def __init__(self, config: CodecConfig | FrameCodecConfig, rvq: RVQTrainConfig, seed: int = 0):
         self.config, self.rvq = config, rvq
-        self.encoder = Encoder(config.encoder, trainable=True)
-        self.decoder = Decoder(config.decoder, trainable=True)
+        if isinstance(config, FrameCodecConfig):
+            rngs = nnx.Rngs(seed)
+            self.encoder, self.decoder = FrameEncoder(config, rngs), FrameDecoder(config, rngs)
+        else:
+            self.encoder = Encoder(config.encoder, trainable=True)
+            self.decoder = Decoder(config.decoder, trainable=True)
         self.quantizer = TrainableRVQ(config.dimension, config.bins, config.total_codebooks, rvq)
 
 
@@ -50,9 +56,10 @@ def _uniform(key, shape, bound):
 
 
 def init_trainable_codec(config: CodecConfig, rng, *, rvq: RVQTrainConfig = RVQTrainConfig()) -> TrainableEncodec:
-    """A freshly initialised trainable codec (PyTorch default init of every SEANet layer)."""
-    model = TrainableEncodec(config, rvq)
+    """A freshly initialised trainable codec (PyTorch default init of every SEANet layer; the frame
+    codec's own truncated-normal init)."""
     keys = iter(jax.random.split(rng, 4096))
+    model = TrainableEncodec(config, rvq, seed=int(jax.random.randint(next(keys), (), 0, 2**31 - 1)))
     for _, m in nnx.iter_graph(model):
         if isinstance(m, _ConvBase):
             w = m.v if m.weight_norm else m.weight
@@ -120,10 +127,17 @@ def inference_params(model: TrainableEncodec) -> dict:
     return jax.tree.map(lambda a: np.asarray(a, np.float32), pure)
 
 
-def export_inference_codec(graphdef, params, codebook_state) -> Encodec:
-    """The trained codec as the inference :class:`Encodec` (fused weights, fast encode / decode)."""
+def export_inference_codec(graphdef, params, codebook_state) -> Encodec | FrameCodec:
+    """The trained codec as the inference :class:`Encodec` (fused weights, fast encode / decode), or
+    :class:`FrameCodec` for a frame codec."""
     model = nnx.merge(graphdef, params, codebook_state)
     cfg = model.config.replace(num_codebooks=model.config.total_codebooks)
+    if isinstance(cfg, FrameCodecConfig):
+        net = FrameCodecNet(cfg)
+        state = nnx.state(net)
+        nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, inference_params(model)))
+        nnx.update(net, state)
+        return FrameCodec(cfg, net)
     net = EncodecNet(cfg)
     state = nnx.state(net)
     nnx.replace_by_pure_dict(state, inference_params(model))

@@ -9,6 +9,7 @@ on SIGTERM, through :class:`magnet_jax.training.checkpoint.Checkpointer`.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from flax import nnx
 
 from magnet_jax import sharding
 from magnet_jax.codec.config import CodecConfig, SeanetConfig
+from magnet_jax.codec.frame_codec import FrameCodecConfig
 from magnet_jax.codec.training_model import CodebookState, RVQTrainConfig, init_trainable_codec
 from magnet_jax.codec_training import balancer
 from magnet_jax.codec_training import input_pipeline as ip
@@ -30,8 +32,17 @@ from magnet_jax.training.metrics import MetricsWriter
 log = logging.getLogger("magnet_jax.codec_training")
 
 
-def codec_config(cfg) -> CodecConfig:
+def codec_config(cfg) -> CodecConfig | FrameCodecConfig:
     m = cfg.model
+    if str(m.get("arch", "seanet")) == "frame":
+        f = m.frame
+        return FrameCodecConfig(sample_rate=int(m.sample_rate), channels=int(m.channels),
+                                hop_length=_hop(cfg), n_fft=int(f.n_fft), width=int(f.width),
+                                depth=int(f.depth), mlp_ratio=int(f.mlp_ratio), kernel_size=int(f.kernel_size),
+                                dimension=int(m.dimension), total_codebooks=int(m.n_q), num_codebooks=int(m.n_q),
+                                bins=int(m.bins), renormalize=bool(m.renormalize), name=str(cfg.name or "frame_codec"))
+    if str(m.get("arch", "seanet")) != "seanet":
+        raise ValueError(f"unknown codec arch {m.arch!r}: seanet or frame")
     se = SeanetConfig(channels=int(m.channels), dimension=int(m.dimension), n_filters=int(m.n_filters),
                       n_residual_layers=int(m.n_residual_layers), ratios=tuple(m.ratios),
                       kernel_size=int(m.kernel_size),
@@ -41,6 +52,10 @@ def codec_config(cfg) -> CodecConfig:
     return CodecConfig(sample_rate=int(m.sample_rate), encoder=se, decoder=se, total_codebooks=int(m.n_q),
                        num_codebooks=int(m.n_q), bins=int(m.bins), renormalize=bool(m.renormalize),
                        name=str(cfg.name or "encodec"))
+
+
+def _hop(cfg) -> int:
+    return int(math.prod(cfg.model.ratios))
 
 
 def rvq_config(cfg) -> RVQTrainConfig:
@@ -92,6 +107,13 @@ def train(cfg, workdir: str | Path, *, progress: bool = False) -> dict:
                          f"pass a multiple with --config.batch_size or a smaller --config.mesh.data")
     sr, C = int(cfg.model.sample_rate), int(cfg.model.channels)
     segment = int(round(float(cfg.segment_seconds) * sr))
+    vectors = int(cfg.batch_size) * -(-segment // _hop(cfg))
+    threshold = float(cfg.rvq.threshold_ema_dead_code)
+    if threshold > 0 and vectors / int(cfg.model.bins) < threshold:
+        log.warning("a step quantizes %d vectors for %d codes (%.2f per code): below the dead-code threshold "
+                    "%.2f, so codes in normal use count as dead and are replaced at every step; raise "
+                    "--config.batch_size or lower --config.rvq.threshold_ema_dead_code", vectors,
+                    int(cfg.model.bins), vectors / int(cfg.model.bins), threshold)
     train_files, eval_files = _corpus(cfg)
     log.info("%d training files, %d held out", len(train_files), len(eval_files))
     data_iter = iter(ip.make_dataset(train_files, sample_rate=sr, channels=C, segment=segment,

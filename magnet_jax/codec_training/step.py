@@ -32,13 +32,14 @@ def wav_sharding(mesh) -> NamedSharding:
 
 def loss_weights(cfg) -> dict:
     """Balanced losses and their weights: ``adv_msstftd`` / ``feat_msstftd`` when the adversarial
-    weights are > 0 (else GAN-free), plus ``l1`` / ``msspec`` when > 0 (audiocraft's naming)."""
+    weights are > 0 (else GAN-free), plus ``l1`` / ``msspec`` (audiocraft's naming) and ``mrstft``
+    (multi-resolution linear STFT, not in audiocraft) when > 0."""
     w = {}
     if gan_enabled(cfg):
         w[f"adv_{ADV_NAME}"] = float(cfg.losses.adv)
         w[f"feat_{ADV_NAME}"] = float(cfg.losses.feat)
-    for name in ("l1", "msspec"):
-        if float(cfg.losses[name]) > 0:
+    for name in ("l1", "msspec", "mrstft"):
+        if float(cfg.losses.get(name, 0.0)) > 0:
             w[name] = float(cfg.losses[name])
     if not w:
         raise ValueError("every loss weight is 0: set --config.losses.msspec / l1 / adv / feat")
@@ -76,6 +77,7 @@ def make_train_step(graphdef, disc_graphdef, cfg, tx_g, tx_d, mesh, state_exampl
     weights = loss_weights(cfg)
     gan = gan_enabled(cfg)
     ms_kw = msspec_kwargs(cfg)
+    mr_ffts = tuple(int(n) for n in cfg.mrstft.n_ffts)
     bal = cfg.balancer
     every = max(int(cfg.adversarial.every), 1)
     dropout = bool(cfg.rvq.q_dropout)
@@ -114,6 +116,8 @@ def make_train_step(graphdef, disc_graphdef, cfg, tx_g, tx_d, mesh, state_exampl
                 out["l1"] = losses.l1_loss(y, wav)
             if "msspec" in weights:
                 out["msspec"] = losses.msspec_loss(y, wav, **ms_kw)
+            if "mrstft" in weights:
+                out["mrstft"] = losses.mrstft_loss(y, wav, n_ffts=mr_ffts)
             return out
         vals, grads = balancer.partial_grads(gen_losses, recon)
         out_grad, g_loss, bal_state, ratios = balancer.balance(
@@ -154,7 +158,7 @@ def make_train_step(graphdef, disc_graphdef, cfg, tx_g, tx_d, mesh, state_exampl
 
 def make_eval_step(graphdef, cfg, mesh, params_example):
     """``eval(params, codebook, wav, key) -> metrics`` on a held-out batch (no codebook update, all
-    codebooks): SI-SNR (dB), mel distance (audiocraft ``mel``), msspec, L1, codebook perplexity."""
+    codebooks): SI-SNR (dB), mel distance (audiocraft ``mel``), msspec, mrstft, L1, codebook perplexity."""
     ms_kw, mel_kw = msspec_kwargs(cfg), mel_kwargs(cfg)
     sr = int(cfg.model.sample_rate)
     seg = float(cfg.sisnr.segment) or None
@@ -164,7 +168,8 @@ def make_eval_step(graphdef, cfg, mesh, params_example):
         ppl = aux["perplexity"]
         out = {"sisnr": losses.sisnr(recon, wav, sample_rate=sr, segment=seg),
                "mel": losses.mel_loss(recon, wav, **mel_kw), "msspec": losses.msspec_loss(recon, wav, **ms_kw),
-               "l1": losses.l1_loss(recon, wav), "perplexity": jnp.mean(ppl)}
+               "l1": losses.l1_loss(recon, wav), "perplexity": jnp.mean(ppl),
+               "mrstft": losses.mrstft_loss(recon, wav, n_ffts=tuple(int(n) for n in cfg.mrstft.n_ffts))}
         for k in range(ppl.shape[0]):
             out[f"perplexity_q{k}"] = ppl[k]
         return out

@@ -33,6 +33,7 @@ from flax import nnx
 
 from magnet_jax.codec.config import CodecConfig
 from magnet_jax.codec.encodec import Encodec, EncodecNet
+from magnet_jax.codec.frame_codec import is_frame_codec_dir, load_frame_codec
 from magnet_jax.codec.seanet import LSTM, Conv1d, ConvTranspose1d, Decoder, Encoder, ResBlock
 from magnet_jax.convert._torch import TorchFileError, load_torch_file
 from magnet_jax.convert.encodec_config import (
@@ -61,6 +62,13 @@ def load_encodec(path_or_repo_id: str | os.PathLike, *, num_codebooks: int | Non
     Raises :class:`magnet_jax.hub.HubError` when files cannot be found or downloaded (offline),
     :class:`CodecFormatError` when the checkpoint layout is not recognised.
     """
+    if is_frame_codec_dir(path_or_repo_id):   # the frame codec's own layout (magnet_jax.codec.frame_codec)
+        if overrides or bandwidth is not None:
+            raise CodecFormatError(f"{path_or_repo_id} is a frame codec: it takes num_codebooks only")
+        try:
+            return load_frame_codec(path_or_repo_id, num_codebooks=num_codebooks)
+        except (ValueError, OSError) as e:
+            raise CodecFormatError(f"{path_or_repo_id}: unreadable frame codec ({e})") from None
     config, sd = read_checkpoint(path_or_repo_id, overrides)
     config = _select_codebooks(config, num_codebooks, bandwidth)
     try:

@@ -7,6 +7,9 @@
   (``{'xp.cfg': <yaml>, 'best_state': <state dict>, 'version', 'exported'}``, weight norm as
   ``weight_g`` / ``weight_v``) for ``audiocraft.models.loaders.load_compression_model``. It is written
   without torch (:func:`magnet_jax.convert._torch_write.save_torch_file`, torch's zip format).
+* ``magnet_jax``: the frame codec's own folder (``config.json`` with ``model_type:
+  magnet_jax_frame_codec`` + ``model.safetensors``), the only layout a :class:`FrameCodec` has.
+* ``auto``: ``magnet_jax`` for a frame codec, ``transformers`` for an EnCodec.
 
 Weights are the inference (fused) ones: each weight-normed conv is written as ``g = ||w||``, ``v = w``,
 which reloads to ``w`` (up to float rounding). The EMA buffers (``cluster_size``, ``embed_avg``) come
@@ -24,12 +27,13 @@ from flax import nnx
 
 from magnet_jax.codec.config import CodecConfig
 from magnet_jax.codec.encodec import Encodec
+from magnet_jax.codec.frame_codec import FrameCodec, save_frame_codec
 from magnet_jax.codec.rvq_train import RVQTrainConfig
 from magnet_jax.codec.seanet import LSTM, Conv1d, ConvTranspose1d, ResBlock
 from magnet_jax.codec.training_model import TrainableEncodec, export_inference_codec
 from magnet_jax.convert._torch_write import save_torch_file
 
-FORMATS = ("transformers", "audiocraft")
+FORMATS = ("transformers", "audiocraft", "magnet_jax", "auto")
 
 
 def _walk(net, tnet, side: str):
@@ -193,6 +197,14 @@ def export_codec(codec, out: str | os.PathLike, fmt: str) -> Path:
         rvq = model.rvq
         buffers = {k: np.asarray(getattr(model.quantizer, k)[...]) for k in ("cluster_size", "embed_avg")}
         codec = export_inference_codec(graphdef, params, cb)
+    if isinstance(codec, FrameCodec):
+        if fmt not in ("magnet_jax", "auto"):
+            raise ValueError(f"a frame codec has no {fmt} layout (it is not an EnCodec): use --format=magnet_jax")
+        return save_frame_codec(codec, out)
+    if fmt == "magnet_jax":
+        raise ValueError("an EnCodec exports as --format=transformers or audiocraft (magnet_jax is the frame "
+                         "codec's layout)")
+    fmt = "transformers" if fmt == "auto" else fmt
     if not isinstance(codec, Encodec):
         raise TypeError(f"cannot export a {type(codec).__name__}: pass an Encodec or a trainable codec")
     sd = state_dict(codec, fmt, buffers)

@@ -15,6 +15,7 @@ from magnet_jax.eval.fad import MelEmbedding, frechet_audio_distance
 from magnet_jax.eval.recon import reconstruction_metrics
 
 TABLE_KEYS = ("family_accuracy", "mode_accuracy", "key_accuracy", "tempo_spearman", "tempo_acc2", "fad")
+RECON_KEYS = ("chroma_similarity", "mel_distance", "si_snr")
 
 
 def read_manifest(path: str | Path, limit: int = 0) -> list[dict]:
@@ -75,15 +76,36 @@ def _generate(pipe, texts, seconds, seed, batch_size, log):
     return out
 
 
+def round_trip(codec, clips, sr: int) -> list[np.ndarray]:
+    """Each clip encoded and decoded by ``codec`` (resampled to its rate and back to ``sr``)."""
+    out = []
+    for c in clips:
+        x = np.asarray(resample_to(c, sr, codec.sample_rate), np.float32)
+        y = np.asarray(codec.decode(codec.encode(x[None, None])))[0, 0, :x.size]
+        out.append(np.asarray(resample_to(y, codec.sample_rate, sr), np.float32)[:c.size])
+    return out
+
+
+def _codec_row(name, codec, real, sr, metas, clf, emb, ref, log) -> tuple[dict, list]:
+    rec = round_trip(codec, real, sr)
+    row = _row(rec, sr, metas, clf, emb, ref)
+    per = [reconstruction_metrics(c, r, sr) for c, r in zip(real, rec)]
+    row.update({k: float(np.mean([p[k] for p in per])) for k in per[0]})
+    log(f"codec round trip ({name}): " + ", ".join(f"{k} {_fmt(row.get(k))}" for k in TABLE_KEYS + RECON_KEYS))
+    return row, rec
+
+
 def evaluate(manifest: str | Path, out: str | Path, *, model: str | None = None, train_manifest: str | None = None,
              num_clips: int = 16, num_train: int = 200, seconds: float = 10.0, random_baseline: bool = True,
              seed: int = 0, batch_size: int = 4, plots: bool = True, tokens: str | None = None,
-             lm_metrics: str | None = None, log=print) -> dict:
+             lm_metrics: str | None = None, codecs: dict | None = None, log=print) -> dict:
     """Evaluates ``model`` (``from_pretrained`` name / folder; None: only the real-clip reference row) on the
     held-out ``manifest``; the family classifier trains on ``train_manifest`` (default: ``train.jsonl`` next to
     it). ``tokens`` (a train + valid TFDS folder) and ``lm_metrics`` (a ``tools/train.py`` metrics.jsonl) add the
     held-out loss per stage next to the unigram baseline. Returns (and writes to ``out/eval.json``) the rows and
-    the codec reconstruction."""
+    the codec reconstruction. ``codecs`` (``{name: load_encodec path}``) adds a ``codec:<name>`` row per codec:
+    the held-out clips encoded and decoded, scored as generations are, plus SI-SNR / mel distance / chroma
+    similarity against the originals."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     valid = read_manifest(manifest, num_clips)
@@ -104,6 +126,10 @@ def evaluate(manifest: str | Path, out: str | Path, *, model: str | None = None,
     # the real row's FAD is train clips vs held-out clips: the distance two real sets of this corpus have
     result["rows"]["real"] = _row(real, sr, metas, clf, emb, [(c, sr) for c in train_clips])
     gens = {}
+    from magnet_jax.codec import load_encodec
+    for name, path in (codecs or {}).items():
+        result["rows"][f"codec:{name}"], gens[f"codec:{name}"] = _codec_row(
+            name, load_encodec(path), real, sr, metas, clf, emb, ref, log)
     if model is not None:
         from magnet_jax.pipeline import MagnetPipeline
         pipe = MagnetPipeline.from_pretrained(model)
@@ -152,9 +178,10 @@ def _fmt(v) -> str:
 
 def table(result: dict) -> str:
     rows = result["rows"]
-    lines = ["| row | " + " | ".join(TABLE_KEYS) + " |", "|---" * (len(TABLE_KEYS) + 1) + "|"]
+    keys = TABLE_KEYS + (RECON_KEYS if any(k.startswith("codec:") for k in rows) else ())
+    lines = ["| row | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for name, r in rows.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(r.get(k)) for k in TABLE_KEYS) + " |")
+        lines.append(f"| {name} | " + " | ".join(_fmt(r.get(k)) for k in keys) + " |")
     any_row = next(iter(rows.values()))
     lines.append(f"\nchance: family {_fmt(any_row.get('family_chance'))}, mode 0.5, key {1 / 24:.3f}; "
                  f"{result['num_clips']} held-out clips, FAD on {result['embedding']} frames")
@@ -189,11 +216,42 @@ def _plots(result, out: Path, real, gens, sr, gen_sr):
     fig.tight_layout()
     fig.savefig(out / "adherence.png", dpi=100)
     plt.close(fig)
-    shown = [("real", real[0], sr)] + [(k, v[0], gen_sr) for k, v in gens.items()]
+    shown = [("real", real[0], sr)] + [(k, v[0], sr if k.startswith("codec:") else gen_sr) for k, v in gens.items()]
     fig, axes = plt.subplots(len(shown), 1, figsize=(9, 2.2 * len(shown)), squeeze=False)
     for a, (name, wav, s) in zip(axes[:, 0], shown):
         a.imshow(spectrogram_db(np.asarray(wav)), origin="lower", aspect="auto", cmap="magma")
         a.set_title(f"{name}: {rows['real']['clips'][0]['prompt']}", fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "spectrograms.png", dpi=100)
+    plt.close(fig)
+    codecs = [k for k in gens if k.startswith("codec:")]
+    if codecs:
+        codec_figure(out / "codec_round_trip.png", real[0], {k[6:]: gens[k][0] for k in codecs}, sr,
+                     rows["real"]["clips"][0]["prompt"])
+
+
+def codec_figure(path, clip, round_trips: dict, sr: int, title: str = "", seconds: float = 4.0,
+                 max_hz: float = 4000.0):
+    """A held-out clip and its round trip through each codec: linear-frequency spectrograms, 0-``max_hz``, the
+    first ``seconds`` (n_fft 2048: 7.8 Hz bins at 16 kHz, so each note's partials are separate lines)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from magnet_jax.audio_files import spectrogram_db
+    shown = [("held-out clip", clip)] + [(f"round trip: {k}", v) for k, v in round_trips.items()]
+    n_fft, hop = 2048, 256
+    top = int(max_hz / (sr / 2) * (n_fft // 2)) + 1
+    fig, axes = plt.subplots(len(shown), 1, figsize=(10, 2.6 * len(shown)), squeeze=False)
+    for a, (name, wav) in zip(axes[:, 0], shown):
+        spec = spectrogram_db(np.asarray(wav)[:int(seconds * sr)], n_fft=n_fft, hop=hop)[:top]
+        a.imshow(spec, origin="lower", aspect="auto", cmap="magma", vmin=spec.max() - 80, vmax=spec.max(),
+                 extent=(0, spec.shape[1] * hop / sr, 0, top * sr / n_fft))
+        a.set_ylabel("Hz")
+        a.set_title(name, fontsize=9)
+    axes[-1, 0].set_xlabel("seconds")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -37,6 +37,28 @@ def test_listing_split_and_errors(wavs):
         ip.list_files()
 
 
+def _unusable_corpus(d: Path) -> Path:
+    """NaN, text, 0-byte, truncated and 0-frame files with audio extensions (issue 32)."""
+    d.mkdir()
+    sf.write(d / "nan.wav", np.full(800, np.nan, np.float32), 8000, subtype="FLOAT")
+    (d / "text.wav").write_text("not audio at all")
+    (d / "zero.wav").write_bytes(b"")
+    sf.write(d / "trunc.wav", np.ones(8000, np.float32) * 0.1, 8000)
+    (d / "trunc.wav").write_bytes((d / "trunc.wav").read_bytes()[:2000])
+    sf.write(d / "noframes.wav", np.zeros(0, np.float32), 8000)
+    return d
+
+
+def test_a_corpus_with_no_usable_audio_is_refused(tmp_path):
+    d = _unusable_corpus(tmp_path / "bad")
+    with pytest.raises(ip.CorpusError, match="no usable audio .* all 5 inputs unusable") as e:
+        ip.list_files(audio_dir=str(d))
+    for reason in ("empty", "non_finite", "truncated", "unreadable"):
+        assert reason in str(e.value)
+    sf.write(d / "good.wav", np.ones(8000, np.float32) * 0.1, 8000)
+    assert [Path(p).name for p in ip.list_files(audio_dir=str(d))] == ["good.wav"]   # the rest accounted, left out
+
+
 def test_crops_padding_and_resumable_iterator(wavs):
     paths = ip.list_files(audio_dir=str(wavs))
     ds = ip.make_dataset(paths, sample_rate=8000, channels=1, segment=4000, batch_size=2, seed=3)
@@ -77,7 +99,13 @@ def test_configs_have_audiocraft_shapes_and_defaults():
     assert (music.model.sample_rate, tuple(music.model.ratios), music.model.n_filters, music.model.n_q,
             music.model.bins) == (32000, (8, 5, 4, 4), 64, 4, 2048)
     assert (audio.model.sample_rate, tuple(audio.model.ratios)) == (16000, (8, 5, 4, 2))
-    assert dict(music.losses) == {"adv": 4.0, "feat": 4.0, "l1": 0.1, "msspec": 2.0}
+    assert dict(music.losses) == {"adv": 4.0, "feat": 4.0, "l1": 0.1, "msspec": 2.0, "mrstft": 0.0}
+    assert music.model.arch == "seanet" and music.rvq.threshold_ema_dead_code == 2.0
+    bundled = m.get_config("bundled")   # the frame codec (not audiocraft), trained with the linear-STFT loss
+    assert bundled.model.arch == "frame" and bundled.losses.mrstft > 0 and bundled.losses.adv == 0
+    # the dead-code threshold is below the average uses per code and step (16 x 50 vectors for 1024 codes)
+    assert bundled.rvq.threshold_ema_dead_code < bundled.batch_size * 50 / bundled.model.bins
+    assert m.get_config("bundled_seanet").model.arch == "seanet"
     assert (music.optim.lr, music.optim.b1, music.optim.b2) == (3e-4, 0.5, 0.9)
     free = m.get_config("tiny_gan_free")
     assert free.losses.adv == 0 and free.losses.feat == 0 and free.losses.msspec == 2.0
