@@ -7,7 +7,9 @@ shapes (model, duration, batch, decoding steps) reuses the compiled program.
 """
 from __future__ import annotations
 
+import logging
 import math
+import re
 import tempfile
 import threading
 import time
@@ -17,14 +19,24 @@ from pathlib import Path
 import numpy as np
 
 from magnet_jax.configs import RELEASED
+from magnet_jax.util import user_input
+from magnet_jax.util.user_input import UserError
 
 DEFAULT_MODEL = "bundled"   # the offline default: the model this project trained (magnet_jax/bundled)
 RELEASED_IDS = tuple(r["hub"] for r in RELEASED.values())
 MAX_TEXTS = 8
 
 
-class UserError(ValueError):
-    """Bad input from the page; shown to the user as one line."""
+# UserError: bad input from the page, shown to the visitor as one line (the project's one user-error type).
+
+MAX_DURATION = 60.0          # seconds one request may ask for (Models.max_duration; configurable at start-up)
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:~|\.{0,2})?(?:/[^\s'\"/,;:()\[\]]+)+/?")
+
+
+def public_message(text: str) -> str:
+    """``text`` with server paths and directory listings removed: what a visitor may see."""
+    text = re.sub(r"\(?(?:it|the folder) has:? \[.*?\]\)?", "", text)
+    return " ".join(_PATH.sub("<server path>", text).split())
 
 
 @dataclass
@@ -91,11 +103,15 @@ def read_upload(path: str | None, what: str) -> tuple[np.ndarray, int] | None:
 class Models:
     """Loaded pipelines, one per model name, shared by all requests (loading is serialised)."""
     loader: object = None                 # (name) -> pipeline; default MagnetPipeline.load
+    allowed: tuple | None = None          # the models visitors may pick (None: any name, the Python API's default)
+    max_duration: float = MAX_DURATION    # seconds one request may ask for
     _cache: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, name: str):
         name = (name or DEFAULT_MODEL).strip()
+        if self.allowed is not None and name not in self.allowed and name not in self._cache:
+            raise UserError(f"model {name!r} is not offered here; pick one of the list")
         with self._lock:
             if name not in self._cache:
                 self._cache[name] = self._load(name)
@@ -114,7 +130,7 @@ class Models:
             load = MagnetPipeline.load
         try:
             return load(name)
-        except (hub.HubError, FileNotFoundError) as e:
+        except (hub.HubError, FileNotFoundError, ValueError) as e:
             raise UserError(f"cannot load {name!r}: {e}") from e
 
 
@@ -132,12 +148,15 @@ def run_request(models: Models, *, model: str, text: str, duration: float, seed:
                 infill_start: float | None = None, infill_end: float | None = None,
                 out_dir: str | None = None, progress=None) -> Result:
     """One request of the page: validate, generate, write WAV + spectrogram + waveform PNGs."""
-    from magnet_jax.audio_files import save_spectrogram, write_wav
     t0 = time.perf_counter()
     texts = parse_texts(text)
     duration = float(duration)
     if not math.isfinite(duration) or duration <= 0:
         raise UserError(f"duration must be a positive number of seconds, got {duration}")
+    if duration > models.max_duration:
+        raise UserError(f"duration {duration:g} s is more than the {models.max_duration:g} s one request may ask "
+                        f"for here")
+    seed = user_input.seed("seed", seed)
     overrides = (knobs or Knobs()).overrides()
     prompt = read_upload(prompt_path, "audio prompt")
     infill = read_upload(infill_path, "infill clip")
@@ -147,6 +166,17 @@ def run_request(models: Models, *, model: str, text: str, duration: float, seed:
     step(0.05, "loading the model")
     pipe = models.get(model)
     step(0.2, "generating")
+    try:
+        out = _generate(pipe, texts, duration, seed, overrides, prompt, infill, infill_start, infill_end)
+    except (ValueError, TypeError) as e:      # the pipeline's own checks (duration too short, knob ranges)
+        raise UserError(user_input.one_line(e)) from None
+    out = np.asarray(out)
+    if not np.all(np.isfinite(out)):
+        raise UserError("the model produced non-finite audio; try other settings")
+    return _write(pipe, texts, out, seed, out_dir, t0, step)
+
+
+def _generate(pipe, texts, duration, seed, overrides, prompt, infill, infill_start, infill_end):
     if infill is not None:
         wav, sr = infill
         clip = wav.shape[-1] / sr
@@ -167,9 +197,11 @@ def run_request(models: Models, *, model: str, text: str, duration: float, seed:
         out = pipe.continuation(wav, sr, texts, duration=duration, seed=int(seed), **overrides)
     else:
         out = pipe.generate(texts, duration=duration, seed=int(seed), **overrides)
-    out = np.asarray(out)
-    if not np.all(np.isfinite(out)):
-        raise UserError("the model produced non-finite audio; try other settings")
+    return out
+
+
+def _write(pipe, texts, out, seed, out_dir, t0, step) -> Result:
+    from magnet_jax.audio_files import save_spectrogram, write_wav
     step(0.9, "writing audio")
     folder = Path(out_dir or tempfile.mkdtemp(prefix="magnet_app_"))
     wavs, specs, waves = [], [], []
@@ -228,16 +260,20 @@ def build_app(models: Models | None = None, default_model: str = DEFAULT_MODEL, 
                             prompt_path=prompt, infill_path=infill, infill_start=infill_start,
                             infill_end=infill_end, out_dir=tempfile.mkdtemp(dir=out_root), progress=progress)
         except UserError as e:
-            raise gr.Error(str(e)) from None
+            raise gr.Error(public_message(str(e))) from None
+        except Exception as e:        # noqa: BLE001 - logged here; the visitor sees no server detail
+            logging.getLogger("magnet_jax.app").exception("request failed")
+            raise gr.Error(f"generation failed ({type(e).__name__}); the server log has the details") from None
         return r.wav_paths[0], r.spectrograms[0], r.waveforms[0], r.wav_paths, r.message
 
     with gr.Blocks(title="MAGNeT (JAX)") as demo:
         gr.Markdown("# MAGNeT in JAX\nMasked non-autoregressive music generation. One description per line.")
         with gr.Row():
             with gr.Column():
-                model = gr.Dropdown([default_model, *RELEASED_IDS], value=default_model, allow_custom_value=True,
-                                    label="model (a released id, a local folder, or config:NAME)",
-                                    elem_id="model")
+                offered = list(models.allowed) if models.allowed is not None else [default_model, *RELEASED_IDS]
+                model = gr.Dropdown(offered, value=default_model, allow_custom_value=models.allowed is None,
+                                    label="model" if models.allowed is not None else
+                                    "model (a released id, a local folder, or config:NAME)", elem_id="model")
                 text = gr.Textbox(lines=3, label="descriptions", elem_id="text",
                                   placeholder="80s electronic track with melodic synthesizers")
                 duration = gr.Number(value=5.0, label="duration (s)", elem_id="duration_s")

@@ -175,8 +175,10 @@ class MagnetPipeline:
             hidden, mask = self.encode_text(texts)
             B = len(texts)
         else:
+            from magnet_jax.util.user_input import count
             hidden = mask = None
-            B = int(num_samples or (prompt.shape[0] if prompt is not None else 1))
+            B = count("num_samples", num_samples) if num_samples is not None else (
+                prompt.shape[0] if prompt is not None else 1)
         if prompt is not None:
             prompt = jnp.broadcast_to(jnp.asarray(prompt, jnp.int32), (B,) + tuple(prompt.shape[1:]))
         return hidden, mask, B, prompt
@@ -333,7 +335,7 @@ class MagnetPipeline:
 
 
 def _as_texts(texts):
-    """``None`` (unconditional), one bare string (one text, not one per character), or a sequence."""
-    if texts is None:
-        return None
-    return [texts] if isinstance(texts, str) else list(texts)
+    """``None`` (unconditional), one bare string (one text, not one per character), or a sequence of strings
+    (bytes or numbers are a :class:`~magnet_jax.util.user_input.UserError`, never one clip per element)."""
+    from magnet_jax.util import user_input
+    return user_input.texts(texts)

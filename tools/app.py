@@ -1,6 +1,10 @@
 """Web demo: generate / continue / infill in the browser (Gradio).
 
-  python tools/app.py [--model=config:tiny] [--port=7860] [--share] [--host=127.0.0.1]
+  python tools/app.py [--model=config:tiny] [--port=7860] [--share] [--host=127.0.0.1] \
+      [--allow_model=ID ...] [--allow_any_model] [--max_duration=60]
+
+Visitors pick among --model and the --allow_model ones (default: also the released models); arbitrary
+paths and hub ids only with --allow_any_model (never with --share or a public --host unless you mean it).
 
 In Colab: `!python tools/app.py --share` prints a public link. As a Hugging Face Space: this file is the app.
 """
@@ -16,6 +20,10 @@ flags.DEFINE_integer("port", 7860, "port to serve on")
 flags.DEFINE_string("host", "127.0.0.1", "address to bind (0.0.0.0 to serve the network)")
 flags.DEFINE_boolean("share", False, "ask Gradio for a public share link (Colab)")
 flags.DEFINE_boolean("preload", True, "load the default model before serving (the first request is then faster)")
+flags.DEFINE_multi_string("allow_model", None, "another model visitors may pick (repeatable; default: the released "
+                          "hub models)")
+flags.DEFINE_boolean("allow_any_model", False, "let visitors type any hub id, local path or config:NAME")
+flags.DEFINE_float("max_duration", 60.0, "seconds one request may ask for")
 FLAGS = flags.FLAGS
 
 
@@ -24,15 +32,21 @@ def main(argv):
         usage_error(f"unexpected arguments {argv[1:]}")
     if not 0 < FLAGS.port < 65536:
         usage_error(f"--port must be in 1..65535, got {FLAGS.port}")
-    from magnet_jax.app import Models, UserError, build_app
-    models = Models()
+    from magnet_jax.app import RELEASED_IDS, Models, UserError, build_app
+    from magnet_jax.util.user_input import finite
+    allowed = None if FLAGS.allow_any_model else tuple(dict.fromkeys(
+        [FLAGS.model, *(FLAGS.allow_model if FLAGS.allow_model is not None else RELEASED_IDS)]))
+    models = Models(allowed=allowed, max_duration=finite("max_duration", FLAGS.max_duration, positive=True))
     if FLAGS.preload:
         try:
             models.get(FLAGS.model)
         except UserError as e:
             usage_error(str(e))
-    build_app(models, default_model=FLAGS.model).launch(server_name=FLAGS.host, server_port=FLAGS.port,
-                                                        share=FLAGS.share)
+    try:
+        build_app(models, default_model=FLAGS.model).launch(server_name=FLAGS.host, server_port=FLAGS.port,
+                                                            share=FLAGS.share)
+    except OSError as e:          # port in use, address not available
+        usage_error(f"cannot serve on {FLAGS.host}:{FLAGS.port} ({e.strerror or e}): pick another --port")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ flags.DEFINE_string("rescorer", None, "MusicGen (hub id | local dir | config:NAM
                     "with --rescorer_weight, writes the prefix of --hybrid_prefix_seconds")
 flags.DEFINE_float("hybrid_prefix_seconds", None, "hybrid: --rescorer's MusicGen generates these first seconds, "
                    "MAGNeT continues")
+flags.DEFINE_boolean("allow_large", False, "lift the soft caps on one run (1000 clips, 600 s per clip)")
 FLAGS = flags.FLAGS
 
 
@@ -134,7 +135,7 @@ def main(argv):
         offline_fallback=FLAGS.offline_fallback, prompt_wav=FLAGS.prompt_wav, infill_wav=FLAGS.infill_wav,
         infill_start=FLAGS.infill_start, infill_end=FLAGS.infill_end, overrides=_overrides(), t5=FLAGS.t5,
         codec=FLAGS.codec, melody=FLAGS.melody, rescorer=FLAGS.rescorer,
-        hybrid_prefix_seconds=FLAGS.hybrid_prefix_seconds)
+        hybrid_prefix_seconds=FLAGS.hybrid_prefix_seconds, allow_large=FLAGS.allow_large)
     try:
         run_to_files(req, log=print)
     except NonFiniteAudioError as e:     # not the user's input: a failed generation, exit 1

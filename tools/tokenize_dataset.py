@@ -75,7 +75,7 @@ def main(argv):
             name=FLAGS.name, report_path=FLAGS.report, options=opts, overwrite=FLAGS.overwrite,
             beam_options=shlex.split(FLAGS.beam_options) if FLAGS.beam_options else None, progress=FLAGS.progress)
     except (CorpusError, BuildLockedError, CodecMismatchError) as e:  # user errors: one line, exit 2
-        usage_error(str(e))
+        usage_error(" ".join(str(e).split()))
     print(format_summary(result))
 
 

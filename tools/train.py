@@ -16,6 +16,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from magnet_jax.util.cli import run, usage_error
+from magnet_jax.util.user_input import writable_dir
 
 
 def _fields_help() -> str:
@@ -49,13 +50,22 @@ def main(argv):
         cfg = TrainConfig.from_config(FLAGS.config)
     except ConfigError as e:
         usage_error(str(e))
+    workdir = writable_dir("workdir", FLAGS.workdir)
+    from magnet_jax.training.run_config import ConfigMismatchError, explain_mismatch, read_recorded, record_config
+    recorded = read_recorded(workdir)
+    if recorded is None and not (workdir / "checkpoints").is_dir():
+        record_config(workdir, FLAGS.config)
     try:
-        last = train(cfg, FLAGS.workdir)
+        last = train(cfg, str(workdir))
+    except ConfigMismatchError as e:          # intact checkpoints of another model
+        usage_error(explain_mismatch(e, recorded, FLAGS.config, "the --config they were trained with"))
     except (FileNotFoundError, CodecMismatchError) as e:    # dataset missing / of another codec
         usage_error(str(e))
     except (CheckpointError, TrainingDiverged, FloatingPointError) as e:
         sys.stderr.write(f"train.py: error: {e}\n")
         sys.exit(1)
+    if recorded is not None:
+        record_config(workdir, FLAGS.config)
     print({k: round(v, 5) if isinstance(v, float) else v for k, v in last.items()})
 
 

@@ -3,7 +3,9 @@ the compression solver: ``segment_duration`` 1 s crops at the codec's rate and c
 
 The corpus comes from the tokenizer's listing (a manifest ``.jsonl`` of audiocraft's format, or a
 folder), read with :func:`magnet_jax.data.audio_io.load_audio` (down-mix, resample, clipping
-guard). Files the listing or a probe of their header reject are left out with a warning; a held-out
+guard). Every input is decoded once first: files the listing rejects or that do not decode to finite audio
+with frames (text, 0-byte, truncated, NaN) are left out with a warning and counted; a corpus with none left is
+refused (:class:`CorpusError`); a held-out
 set is either given (``eval_manifest`` / ``eval_audio_dir``) or the last ``eval_fraction`` of the
 sorted files. Training examples: a seeded shuffle of the files, repeated forever, one uniformly
 random crop per visit (clips shorter than the crop are zero-padded at the end); held-out examples:
@@ -12,14 +14,17 @@ checkpointable (``grain.checkpoint``), so a resumed run sees the same crops.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import grain
 import numpy as np
 
-from magnet_jax.data.audio_io import AudioError, load_audio
-from magnet_jax.data.tokenize.corpus import list_audio_dir, list_manifest
+from magnet_jax.data.audio_io import AudioError, load_audio, read_audio
+from magnet_jax.data.tokenize.corpus import CorpusError, list_audio_dir, list_manifest
 
 log = logging.getLogger("magnet_jax.codec_training")
 
@@ -29,13 +34,37 @@ def list_files(manifest: str = "", audio_dir: str = "") -> list[str]:
     if bool(manifest) == bool(audio_dir):
         raise ValueError("give exactly one of --config.manifest=FILE.jsonl and --config.audio_dir=DIR")
     items = list_manifest(manifest) if manifest else list_audio_dir(audio_dir)
-    bad = [it for it in items if it.error]
-    for it in bad[:5]:
-        log.warning("skipping %s: %s", it.path, it.error)
-    paths = [it.path for it in items if not it.error]
+    skipped = [(it.path, it.error) for it in items if it.error]
+    listed = [it.path for it in items if not it.error]
+    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+        problems = list(pool.map(probe, listed))
+    skipped += [(p, e) for p, e in zip(listed, problems) if e]
+    paths = [p for p, e in zip(listed, problems) if not e]
+    for path, why in skipped[:5]:
+        log.warning("skipping %s: %s", path, why)
+    reasons = collections.Counter(str(why).split(":")[0] for _, why in skipped)
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
     if not paths:
-        raise ValueError(f"no usable audio file in {manifest or audio_dir!r}")
+        raise CorpusError(f"no usable audio in {manifest or audio_dir!r}: all {len(items)} inputs unusable"
+                          + (f" ({summary})" if summary else ""))
+    if skipped:
+        log.warning("%d of %d inputs usable, %d skipped (%s)", len(paths), len(items), len(skipped), summary)
     return paths
+
+
+def probe(path: str) -> str | None:
+    """None if ``path`` decodes to finite audio with frames, else why not (the tokenizer's reason tags)."""
+    try:
+        wav, _ = read_audio(path)
+        if wav.shape[-1] == 0:
+            return "empty: file holds 0 audio frames"
+        if not np.all(np.isfinite(wav)):
+            return "non_finite: NaN/inf samples"
+    except AudioError as e:
+        return e.report_reason()
+    except Exception as e:  # noqa: BLE001 - any decoder failure is this file's problem
+        return f"error: {type(e).__name__}: {e}"
+    return None
 
 
 def split_files(paths: list[str], eval_fraction: float) -> tuple[list[str], list[str]]:

@@ -6,7 +6,6 @@ generation starts where it can be known then (inputs, output folder, existing fi
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import socket
 import tempfile
@@ -16,6 +15,8 @@ from urllib.parse import urlparse
 
 from magnet_jax import hub
 from magnet_jax.pipeline import MagnetPipeline
+from magnet_jax.util import user_input
+from magnet_jax.util.user_input import UserError
 
 # The model tools/run.sh falls back to when the hub is unreachable: the small model this project trained offline
 # (magnet_jax/bundled/weights/, built by tools/make_bundled.sh).
@@ -23,10 +24,14 @@ OFFLINE_FALLBACK = "bundled"
 # A duration beyond this many windows warns first: time grows with the windows, and the codec decodes the
 # whole clip at once (600 s of config:tiny peaks at about 5 GB).
 LONG_WARN_WINDOWS = 4
+# What one request may ask without allow_large (--allow_large): clips and seconds per clip. Beyond the hard caps
+# nothing is attempted (the clip list, or one batch's audio, would not fit in any machine's memory).
+SOFT_MAX_CLIPS, HARD_MAX_CLIPS = 1000, 100_000
+SOFT_MAX_DURATION, HARD_MAX_DURATION = 600.0, 24 * 3600.0
 
 
-class RequestError(ValueError):
-    """A user error in a generation request (the CLI shows it as a usage error, exit 2)."""
+# A user error in a generation request (the CLI shows it as a usage error, exit 2): the project's one type.
+RequestError = UserError
 
 
 @dataclasses.dataclass
@@ -54,6 +59,7 @@ class GenerationRequest:
     codec: str | None = None
     rescorer: str | None = None                  # companion MusicGen (rescoring, hybrid prefix)
     hybrid_prefix_seconds: float | None = None
+    allow_large: bool = False                    # lift the soft caps on clips and duration
 
 
 # ---------------------------------------------------------------------------------- request checks
@@ -61,14 +67,7 @@ def texts_of(req: GenerationRequest) -> list:
     """One entry per clip: each text ``num_samples`` times (``None`` = unconditional)."""
     texts = list(req.texts)
     if req.text_file:
-        p = Path(req.text_file)
-        if not p.is_file():
-            raise RequestError(f"--text_file {req.text_file!r} does not exist")
-        try:
-            body = p.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise RequestError(f"--text_file {req.text_file!r} is not UTF-8 text (byte {e.start}); "
-                               f"save it as UTF-8") from None
+        body = user_input.text_file("text_file", req.text_file)
         texts += [line.strip() for line in body.splitlines() if line.strip()]
     if req.unconditional:
         if texts:
@@ -82,10 +81,37 @@ def texts_of(req: GenerationRequest) -> list:
 
 
 def _finite(name: str, value, *, positive: bool = False):
-    if value is None:
-        return
-    if not math.isfinite(value) or (positive and value <= 0):
-        raise RequestError(f"--{name}={value} must be a finite number{' > 0' if positive else ''}")
+    user_input.finite(name, value, positive=positive)
+
+
+def check_size(num_clips: int, duration: float | None, batch_size: int, allow_large: bool) -> None:
+    """Refuses a request too large for any machine (hard caps), or, unless ``allow_large``, larger than one
+    should ask for by accident (soft caps), before anything is loaded."""
+    lift = " (pass --allow_large to lift this cap)"
+    if num_clips > HARD_MAX_CLIPS:
+        raise RequestError(f"{num_clips} clips (texts x --num_samples) is more than {HARD_MAX_CLIPS}: split the job")
+    if num_clips > SOFT_MAX_CLIPS and not allow_large:
+        raise RequestError(f"{num_clips} clips (texts x --num_samples) is more than {SOFT_MAX_CLIPS}{lift}")
+    if duration is not None:
+        if duration > HARD_MAX_DURATION:
+            raise RequestError(f"--duration={duration:g} s is more than {HARD_MAX_DURATION:g} s (24 h): no machine "
+                               f"holds that clip's audio; generate shorter clips")
+        if duration > SOFT_MAX_DURATION and not allow_large:
+            raise RequestError(f"--duration={duration:g} s is more than {SOFT_MAX_DURATION:g} s (time and memory "
+                               f"grow with it){lift}")
+        need = min(batch_size, num_clips) * duration * 48000 * 2 * 4 * 4    # worst case: 48 kHz stereo, codec x4
+        avail = _available_memory()
+        if avail and need > avail:
+            raise RequestError(f"--duration={duration:g} s x {min(batch_size, num_clips)} clips per batch needs "
+                               f"about {need / 2**30:.1f} GiB, more than the {avail / 2**30:.1f} GiB this machine "
+                               f"has: lower --batch_size or --duration")
+
+
+def _available_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _read_input_audio(flag: str, path: str | None):
@@ -100,10 +126,10 @@ def _read_input_audio(flag: str, path: str | None):
 
 def check_request(req: GenerationRequest) -> list:
     """Validates everything that does not need the model; returns the clip texts."""
-    if req.num_samples < 1:
-        raise RequestError(f"--num_samples={req.num_samples}: must be >= 1")
-    if req.batch_size < 1:
-        raise RequestError(f"--batch_size={req.batch_size}: must be >= 1")
+    user_input.count("num_samples", req.num_samples, maximum=None if req.allow_large else SOFT_MAX_CLIPS,
+                     hint=" (pass --allow_large to lift this cap)")
+    user_input.count("batch_size", req.batch_size)
+    user_input.seed("seed", req.seed)
     _finite("duration", req.duration, positive=True)
     _finite("extend_stride", req.extend_stride, positive=True)
     _finite("infill_start", req.infill_start)
@@ -123,7 +149,10 @@ def check_request(req: GenerationRequest) -> list:
         raise RequestError("--hybrid_prefix_seconds does not apply to infill: use one or the other")
     if req.infill_wav and req.duration is not None:
         raise RequestError("--duration does not apply to infill (the output has the length of --infill_wav)")
-    return texts_of(req)
+    check_size(req.num_samples, req.duration, req.batch_size, req.allow_large)
+    texts = texts_of(req)
+    check_size(len(texts), req.duration, req.batch_size, req.allow_large)
+    return texts
 
 
 def check_out_dir(out_dir: str) -> Path:

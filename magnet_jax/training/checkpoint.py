@@ -10,7 +10,8 @@ sha256 of every file of the step). Restore walks the steps newest first and skip
 files do not match its manifest, that orbax cannot read (truncated, zero-byte, half-written) or whose
 restored numbers are not finite; the skipped steps are moved to ``WORKDIR/checkpoints_damaged/`` and
 named in a warning. A step without a manifest (killed between orbax's commit and the manifest write)
-is trusted to orbax's own checks.
+is trusted to orbax's own checks. Arrays of other shapes or names than the configured model are not damage
+but a config change: :class:`ConfigMismatchError`, nothing moved.
 """
 from __future__ import annotations
 
@@ -36,6 +37,42 @@ MANIFESTS = "integrity"
 
 class CheckpointError(RuntimeError):
     """No intact checkpoint to resume from (the message names the damaged steps and what to do)."""
+
+
+class ConfigMismatchError(CheckpointError):
+    """The checkpoints are intact but hold arrays of other shapes or names than the configured model: they were
+    written with another config (nothing is moved; ``arrays``: the differences, ``directory``: where)."""
+
+    def __init__(self, directory: Path, arrays: list[str]):
+        super().__init__(f"the checkpoints in {directory} were written with another config ({'; '.join(arrays[:3])})")
+        self.directory, self.arrays = directory, arrays
+
+
+def _shapes(tree) -> dict[str, tuple]:
+    """``{a/b/0: shape}`` of a pytree's shaped leaves (list indices and dict keys alike, as orbax stores both)."""
+    def name(k):
+        return str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))))
+    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))[0]
+    return {"/".join(name(k) for k in path): tuple(v.shape) for path, v in leaves if hasattr(v, "shape")}
+
+
+def shape_mismatch(state_dir: Path, abstract: dict) -> list[str]:
+    """How the arrays saved in ``state_dir`` differ from ``abstract`` (a pytree of shaped leaves), read from
+    orbax's metadata only; [] when they match or the metadata cannot be read (damage is judged elsewhere)."""
+    try:
+        md = ocp.StandardCheckpointer().metadata(state_dir)
+        tree = getattr(md, "item_metadata", md)
+        have = _shapes(dict(tree))
+    except Exception:   # noqa: BLE001 - unreadable metadata is damage, not a config change
+        return []
+    want = _shapes(abstract)
+    if not have:
+        return []
+    out = [f"{k} is {have[k]} in the checkpoint, {want[k]} in this config" for k in sorted(set(have) & set(want))
+           if have[k] != want[k]]
+    out += [f"{k} is not in the checkpoint" for k in sorted(set(want) - set(have))]
+    out += [f"the checkpoint has {k}, this config has not" for k in sorted(set(have) - set(want))]
+    return out
 
 
 def _digest(path: Path) -> str:
@@ -127,6 +164,9 @@ class Checkpointer:
             problem = verify_step(self.directory / str(step), self.manifests / f"{step}.json")
             state = None
             if problem is None:
+                mismatch = shape_mismatch(self.directory / str(step) / "state", abstract.to_dict())
+                if mismatch:      # intact files of another model: a config change, never damage
+                    raise ConfigMismatchError(self.directory, mismatch)
                 items = {"state": ocp.args.StandardRestore(abstract.to_dict())}
                 if data_iterator is not None:
                     items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)

@@ -7,6 +7,8 @@ import re
 import sys
 from typing import Callable, NoReturn
 
+from magnet_jax.util.user_input import UserError, one_line
+
 _HELP = ("--help", "-h", "--helpshort", "-?")
 
 
@@ -48,7 +50,8 @@ def flags_parser(*, default_config: str | None = None, help_extra: Callable[[], 
 
 
 def run(main: Callable, *, tcmalloc: bool = False, **parser_options) -> None:
-    """``absl.app.run(main)`` with :func:`flags_parser`; ``main`` calls :func:`usage_error` for user errors.
+    """``absl.app.run(main)`` with :func:`flags_parser`; a :class:`UserError` out of ``main`` (or its own
+    :func:`usage_error` call) is one line on stderr and exit 2.
     ``tcmalloc``: first re-execute the process with tcmalloc where it is installed (the trainers: see
     :mod:`magnet_jax.util.allocator`, XLA:CPU's per-step page faults)."""
     from absl import app
@@ -56,4 +59,9 @@ def run(main: Callable, *, tcmalloc: bool = False, **parser_options) -> None:
     if tcmalloc:
         from magnet_jax.util.allocator import use_tcmalloc
         use_tcmalloc()
-    app.run(main, flags_parser=flags_parser(**parser_options))
+    def guarded(argv):      # every user error, wherever raised (magnet_jax.util.user_input), is one line
+        try:
+            return main(argv)
+        except UserError as e:
+            usage_error(one_line(e))
+    app.run(guarded, flags_parser=flags_parser(**parser_options))

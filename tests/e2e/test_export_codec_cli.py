@@ -73,3 +73,58 @@ def test_export_cli_user_errors(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     r = _run("tools/export_codec.py", f"--workdir={tmp_path}", f"--out={tmp_path / 'o'}")
     assert r.returncode == 2 and "config" in r.stderr and "Traceback" not in r.stderr
+
+
+# ----------------------------------------------------------------------------- issue 32: nothing lost
+def _one_error(r, tool):
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith(f"{tool}: error:")]
+    assert r.returncode == 2 and len(errors) == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    return errors[0]
+
+
+def test_trainer_records_its_config_and_export_reads_it(workdir, tmp_path):
+    import json
+    assert json.loads((workdir / "config.json").read_text())["model"]["dimension"] == 16
+    out = tmp_path / "codec"
+    r = _run("tools/export_codec.py", f"--workdir={workdir}", f"--out={out}")        # no --config: config.json
+    assert r.returncode == 0, r.stderr[-3000:]
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    r = _run("tools/export_codec.py", f"--workdir={workdir}", f"--out={out}", "--format=audiocraft")
+    assert "--overwrite" in _one_error(r, "export_codec.py")             # a codec is there: not replaced
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    r = _run("tools/export_codec.py", f"--workdir={workdir}", f"--out={out}", "--overwrite")
+    assert r.returncode == 0, r.stderr[-3000:]
+    (tmp_path / "file").write_text("x")
+    assert "is a file" in _one_error(_run("tools/export_codec.py", f"--workdir={workdir}",
+                                          f"--out={tmp_path / 'file'}"), "export_codec.py")
+
+
+def test_another_config_is_named_not_called_damage(workdir, tmp_path):
+    steps = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+    r = _run("tools/export_codec.py", f"--workdir={workdir}", f"--out={tmp_path / 'o'}", f"--config={CONFIG}",
+             "--config.model.dimension=8")
+    line = _one_error(r, "export_codec.py")
+    assert "model.dimension: 16 -> 8" in line and "intact" in line and "damaged" not in r.stderr
+    r = _run("tools/train_codec.py", f"--config={CONFIG}", f"--workdir={workdir}", "--config.model.dimension=8",
+             f"--config.audio_dir={workdir.parent / 'audio'}", "--config.total_steps=3", "--noprogress")
+    line = _one_error(r, "train_codec.py")
+    assert "model.dimension: 16 -> 8" in line and "move" not in line and "damaged" not in r.stderr
+    assert r.stderr.count("Traceback") == 0 and len(r.stderr.splitlines()) < 40
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == steps
+    assert not (workdir / "checkpoints_damaged").exists()
+
+
+def test_trainer_refuses_a_corpus_with_no_usable_audio(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    sf.write(bad / "nan.wav", np.full(800, np.nan, np.float32), 8000, subtype="FLOAT")
+    (bad / "text.wav").write_text("not audio")
+    (bad / "zero.wav").write_bytes(b"")
+    r = _run("tools/train_codec.py", f"--config={CONFIG}", f"--workdir={tmp_path / 'wd'}",
+             f"--config.audio_dir={bad}", "--config.total_steps=2", "--noprogress")
+    assert "no usable audio" in _one_error(r, "train_codec.py")
+    assert not (tmp_path / "wd" / "checkpoints").exists()
+    (tmp_path / "wdfile").write_text("x")
+    r = _run("tools/train_codec.py", f"--config={CONFIG}", f"--workdir={tmp_path / 'wdfile'}",
+             f"--config.audio_dir={bad}", "--noprogress")
+    assert "is a file" in _one_error(r, "train_codec.py")

@@ -64,6 +64,10 @@ def test_help_exits_0(tmp_path):
     (["--text=x", "--num_samples=0"], "--num_samples=0"),
     (["--text=x", "--batch_size=0"], "--batch_size=0"),
     (["--text=x", "--out_dir=BLOCKED"], "not writable"),
+    (["--text=x", "--seed=9223372036854775808"], "2**63"),                         # issue 32
+    (["--text=x", "--num_samples=1000000000"], "--allow_large"),
+    (["--text=x", "--duration=1e9"], "24 h"),
+    (["--text_file=FOLDER"], "is a folder"),
 ])
 def test_generate_cli_errors(tmp_path, args, message):
     """One line naming the problem, exit 2, no traceback, nothing written."""
@@ -72,7 +76,7 @@ def test_generate_cli_errors(tmp_path, args, message):
     (tmp_path / "blocker").write_text("a file, not a folder")
     sf.write(tmp_path / "ok.wav", np.zeros(8000, np.float32), 8000)
     subs = {"WAV": tmp_path / "ok.wav", "MISSING": tmp_path / "missing.wav", "TXT": tmp_path / "notes.txt",
-            "LATIN1": tmp_path / "latin1.txt", "BLOCKED": tmp_path / "blocker" / "out"}
+            "LATIN1": tmp_path / "latin1.txt", "FOLDER": tmp_path, "BLOCKED": tmp_path / "blocker" / "out"}
     args = [f"{a.split('=')[0]}={subs.get(a.split('=', 1)[1], a.split('=', 1)[1])}" for a in args]
     if not any(a.startswith("--model") for a in args):
         args = ["--model=config:tiny", *args]

@@ -116,3 +116,20 @@ def test_non_finite_state_is_never_saved(tmp_path):
         ck.save(2, bad, force=True)
     ck.close()
     assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [1]
+
+
+def test_another_config_is_a_config_mismatch_not_damage(tmp_path):
+    """Issue 32: intact checkpoints of a model of another width are a config change (the error names the array
+    and, through the recorded config, the fields), never 'damaged', and nothing is moved away."""
+    from magnet_jax.training.checkpoint import ConfigMismatchError
+    from magnet_jax.training.run_config import explain_mismatch
+    mesh, params, specs = _saved(tmp_path, steps=(1, 2))
+    wider = {"w": jnp.zeros((64, 32)), "b": jnp.ones((64,))}
+    with pytest.raises(ConfigMismatchError) as e:
+        _restore(tmp_path, mesh, wider, S.state_specs(TX, wider, {"w": P(), "b": P()}))
+    assert "damaged" not in str(e.value) and "w is (64, 64) in the checkpoint, (64, 32)" in str(e.value)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["1", "2", "integrity"]
+    assert not (tmp_path / "checkpoints_damaged").exists()
+    msg = explain_mismatch(e.value, {"model": {"dim": 64}, "lr": 1}, {"model": {"dim": 32}, "lr": 2}, "--config")
+    assert "model.dim: 64 -> 32" in msg and "move" not in msg
+    assert int(_restore(tmp_path, mesh, params, specs).step) == 2

@@ -112,3 +112,14 @@ def test_unconditional_and_bad_inputs(tiny):
         tiny.infill(np.zeros((1, 32000), np.float32), 32000, ["calm piano"], start=0.5, end=3.0)
     with pytest.raises(ValueError, match="extend_stride"):
         tiny.generate_codes(["calm piano"], duration=5.0, extend_stride=2.0)
+
+
+def test_texts_must_be_strings_and_counts_positive(tiny):
+    """Issue 32: bytes, numbers and num_samples=0 are errors, not one clip per byte / number / a single clip."""
+    from magnet_jax.util.user_input import UserError
+    for bad in (b"jazz", [1, 2, 3], ["jazz", b"rock"], 42):
+        with pytest.raises(UserError, match="texts must be"):
+            tiny.generate(bad, duration=0.5, **STEPS)
+    for n in (0, -2):
+        with pytest.raises(UserError, match="num_samples"):
+            tiny.generate(None, duration=0.5, num_samples=n, **STEPS)

@@ -130,3 +130,44 @@ def test_unreachable_model_is_a_user_error():
 def test_build_app_has_a_queue():
     demo = app.build_app(app.Models(loader=lambda n: FakePipe()))
     assert demo._queue is not None
+
+
+# ----------------------------------------------------------------------------- issue 32: bounded and closed
+def test_only_operator_allowed_models_are_loaded(tmp_path):
+    loads = []
+    models = app.Models(loader=lambda name: loads.append(name) or FakePipe(), allowed=("bundled", "a/b"))
+    for typed in ("/etc", str(tmp_path), "config:tiny", "someone/else"):
+        with pytest.raises(app.UserError, match="not offered here"):
+            app.run_request(models, model=typed, text="x", duration=1.0, out_dir=str(tmp_path))
+    assert loads == []
+    app.run_request(models, model="a/b", text="x", duration=1.0, out_dir=str(tmp_path))
+    assert loads == ["a/b"]
+
+
+def test_visitor_errors_reveal_no_server_paths():
+    msg = app.public_message("cannot load '/etc': not a model folder (it has: ['.java', '.pwd.lock', 'PackageKit']); "
+                             "see /srv/models/x/state_dict.bin or ./cache/y")
+    assert "/etc" not in msg and "PackageKit" not in msg and "/srv" not in msg and "cache/y" not in msg
+    assert msg.startswith("cannot load '<server path>'")
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(duration=1e9), "more than the 60 s one request"),
+    (dict(seed=1e30), r"seed=.* must be in \[0, 2\*\*63\)"),
+    (dict(seed=-3), "must be in"),
+])
+def test_requests_are_bounded(tmp_path, kw, msg):
+    pipe = FakePipe()
+    models, _ = _models(pipe)
+    with pytest.raises(app.UserError, match=msg):
+        app.run_request(models, **{"model": "m", "text": "x", "duration": 1.0, "out_dir": str(tmp_path), **kw})
+    assert pipe.calls == []
+
+
+def test_pipeline_value_errors_are_user_errors(tmp_path):
+    class Short(FakePipe):
+        def generate(self, texts, *, duration, **kw):
+            raise ValueError(f"duration={duration} s is shorter than one frame")
+    models = app.Models(loader=lambda name: Short())
+    with pytest.raises(app.UserError, match="shorter than one frame"):
+        app.run_request(models, model="m", text="x", duration=0.001, out_dir=str(tmp_path))

@@ -143,3 +143,24 @@ def test_mistyped_local_path_is_an_error_not_a_fallback(model, monkeypatch, tmp_
     os.mkdir("models")
     with pytest.raises(RequestError, match="no such local folder"):          # under an existing folder
         job.load_pipeline("models/magnet-smal", "config:tiny")
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(num_samples=1_000_000_000), "more than 1000 .*--allow_large"),
+    (dict(num_samples=1_000_000_000, allow_large=True), "more than 100000"),
+    (dict(duration=1e4), "more than 600 s .*--allow_large"),
+    (dict(duration=1e9, allow_large=True), "24 h"),
+    (dict(texts=["a"] * 600, num_samples=2), "1200 clips .* more than 1000"),
+    (dict(seed=2**63), r"--seed=.* must be in \[0, 2\*\*63\)"),
+    (dict(seed=-1), r"--seed=-1 must be in"),
+])
+def test_unbounded_requests_are_refused_before_loading(kw, message):
+    """Issue 32: caps on what one request may ask, checked before any model is loaded; a flag lifts the soft ones."""
+    with pytest.raises(RequestError, match=message):
+        job.check_request(req(**kw))
+    assert len(job.check_request(req(num_samples=1500, allow_large=True))) == 1500
+
+
+def test_unreadable_text_file_is_a_request_error(tmp_path):
+    with pytest.raises(RequestError, match="--text_file=.* is a folder"):
+        job.check_request(req(text_file=str(tmp_path)))

@@ -5,7 +5,6 @@ The data is read back without this code: ``tfds.data_source(name, data_dir=OUT)`
 """
 from __future__ import annotations
 
-import re
 import types
 
 import numpy as np
@@ -19,6 +18,7 @@ from magnet_jax.data.tokenize.encoder import SegmentEncoder, make_example, prefe
 from magnet_jax.data.tokenize.options import DEFAULT_NAME, VERSION, TokenizeOptions
 from magnet_jax.data.tokenize.report import Report, kept_entry
 from magnet_jax.data.tokenize.segments import safe_prepare
+from magnet_jax.util.user_input import snake_name
 
 
 def features(num_codebooks: int) -> tfds.features.FeaturesDict:
@@ -117,6 +117,13 @@ class AudioCodes(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         yield from emit(enc.flush())
         if bar is not None:
             bar.close()
+        if not any(e["segments"] for _, e in self.report.kept):   # TFDS would only assert "No examples"
+            from magnet_jax.data.tokenize.driver import NoUsableInputError
+            from magnet_jax.data.tokenize.report import summarize
+            s = summarize(self.report.to_json())
+            raise NoUsableInputError(f"no usable input: {s['skipped']} of {s['inputs']} inputs skipped ("
+                                     + ", ".join(f"{k} {v}" for k, v in s["skip_reasons"].items())
+                                     + f"), {s['kept']} kept with no segment")
         if self._pending_report_path:  # all examples written: lets a re-run finish a run killed after this
             write_json(self._pending_report_path, self.report.to_json())
 
@@ -127,8 +134,7 @@ _BUILDER_CLASSES: dict[str, type] = {DEFAULT_NAME: AudioCodes}
 def builder_class(name: str = DEFAULT_NAME) -> type:
     """The builder class for dataset ``name`` (an :class:`AudioCodes` subclass, created once per name and
     not registered in TFDS's registry)."""
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-        raise ValueError(f"dataset name {name!r} must be snake_case ([a-z][a-z0-9_]*)")
+    snake_name("name", name)
     if name not in _BUILDER_CLASSES:
         camel = "".join(p.title() for p in name.split("_"))
         _BUILDER_CLASSES[name] = types.new_class(

@@ -13,9 +13,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from magnet_jax.data.tokenize._paths import exists, is_remote, read_json_file
+from magnet_jax.util.user_input import UserError
 
 
-class CodecMismatchError(ValueError):
+class CodecMismatchError(UserError):
     """A dataset was tokenized with another codec than the one a model / pipeline expects."""
 
 

@@ -22,13 +22,14 @@ from typing import Any, Mapping
 
 from magnet_jax.data import audio_io
 from magnet_jax.data.tokenize._paths import is_remote, read_json_file
+from magnet_jax.util.user_input import UserError
 
 TEXT_FIELDS = ("description", "title", "genre", "moods", "keywords", "key", "instrument")
 UNSUPPORTED_EXTENSION, MALFORMED_LINE, DUPLICATE, ERROR = (
     "unsupported_extension", "malformed_manifest_line", "duplicate", "error")
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError):
     """A corpus that cannot be listed at all (missing or empty manifest / folder)."""
 
 

@@ -18,10 +18,11 @@ from magnet_jax.data.tokenize.codec_record import (
     codec_info,
     read_codec_info,
 )
-from magnet_jax.data.tokenize.corpus import list_audio_dir, list_manifest
+from magnet_jax.data.tokenize.corpus import CorpusError, list_audio_dir, list_manifest
 from magnet_jax.data.tokenize.lock import BuildLock
 from magnet_jax.data.tokenize.options import DEFAULT_NAME, VERSION, TokenizeOptions
 from magnet_jax.data.tokenize.report import REPORT_FILENAME
+from magnet_jax.util.user_input import UserError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,41 @@ def _clean_stale_incomplete(data_dir: str, name: str, version: str) -> None:
         if d.startswith("incomplete.") and d.endswith("_" + version):
             log.warning("removing the incomplete build of an earlier, interrupted run: %s", os.path.join(parent, d))
             shutil.rmtree(os.path.join(parent, d), ignore_errors=True)
+
+
+def _previous_path(dataset_dir: str) -> str:
+    """Where ``overwrite`` keeps the existing dataset while its replacement is built (not a version folder)."""
+    return os.path.join(os.path.dirname(dataset_dir), f".previous_{os.path.basename(dataset_dir)}")
+
+
+def _recover_previous(dataset_dir: str) -> None:
+    """A run killed while rebuilding with ``overwrite``: restore the old dataset when the new one was not
+    swapped in yet, else drop it (called with the dataset's lock held)."""
+    prev = _previous_path(dataset_dir)
+    if is_remote(dataset_dir) or not os.path.isdir(prev):
+        return
+    if os.path.exists(dataset_dir):
+        shutil.rmtree(prev, ignore_errors=True)
+    else:
+        log.warning("restoring %s, kept aside by an interrupted --overwrite rebuild", dataset_dir)
+        os.replace(prev, dataset_dir)
+
+
+class NoUsableInputError(CorpusError):
+    """Every input was skipped (the report, written anyway, says why)."""
+
+
+def check_outputs(data_dir: str, report_path: str) -> None:
+    """The output locations, checked before any file is encoded."""
+    if is_remote(data_dir):
+        return
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise CorpusError(f"--data_dir={data_dir!r} is a file, not a folder")
+    if os.path.isdir(report_path):
+        raise CorpusError(f"--report={report_path!r} is a folder: give a file path, e.g. {report_path}/report.json")
+    parent = os.path.dirname(os.path.abspath(report_path))
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise CorpusError(f"--report={report_path!r}: {parent!r} is a file, not a folder")
 
 
 def _pending_report_path(data_dir: str, name: str) -> str:
@@ -128,13 +164,18 @@ def tokenize_corpus(*, codec, data_dir: str, manifest: str | None = None, audio_
         raise ValueError("give exactly one of manifest= or audio_dir=")
     data_dir = os.fspath(data_dir)
     report_path = report_path or os.path.join(data_dir, REPORT_FILENAME)
+    check_outputs(data_dir, report_path)
     corpus = list_manifest(manifest) if manifest is not None else list_audio_dir(audio_dir)
     source = os.path.abspath(manifest) if manifest is not None else os.path.abspath(audio_dir)
     cls = builder_class(name)
     if isinstance(codec, (str, os.PathLike)):
         from magnet_jax.codec import load_encodec
+        from magnet_jax.hub import HubError
         codec_path = os.fspath(codec)
-        codec = load_encodec(codec_path)
+        try:
+            codec = load_encodec(codec_path)
+        except (HubError, ValueError, OSError) as e:      # missing, not a codec, unreadable
+            raise UserError(f"--codec={codec_path!r}: {one_line(e)}") from None
     if beam_options is not None and not codec_path:
         raise ValueError("Beam workers load the codec themselves: pass codec as a hub id or path")
     info = codec_info(codec, codec_path)
@@ -144,6 +185,7 @@ def tokenize_corpus(*, codec, data_dir: str, manifest: str | None = None, audio_
                   _codec_info=info, pending_report_path=_pending_report_path(data_dir, name))
     dataset_dir = os.fspath(builder.data_dir)
     with BuildLock(data_dir, name, VERSION):
+        _recover_previous(dataset_dir)
         if exists(os.path.join(dataset_dir, "dataset_info.json")) and not overwrite:
             try:
                 check_codec_compatible(read_codec_info(dataset_dir), info)
@@ -171,12 +213,27 @@ def tokenize_corpus(*, codec, data_dir: str, manifest: str | None = None, audio_
                 from apache_beam.options.pipeline_options import PipelineOptions
                 beam_options = PipelineOptions(list(beam_options))
         gm = tfds.download.GenerateMode
-        mode = gm.FORCE_REDOWNLOAD if overwrite else gm.REUSE_DATASET_IF_EXISTS
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-            download_mode=mode, beam_options=beam_options))
+        # overwrite: the existing dataset is kept aside and dropped only once its replacement is complete
+        previous = _previous_path(dataset_dir) if overwrite and not is_remote(dataset_dir) else None
+        if previous is not None and os.path.isdir(dataset_dir):
+            os.replace(dataset_dir, previous)
+        mode = gm.FORCE_REDOWNLOAD if overwrite and previous is None else gm.REUSE_DATASET_IF_EXISTS
+        try:
+            builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+                download_mode=mode, beam_options=beam_options))
+        except BaseException as e:
+            if previous is not None and os.path.isdir(previous) and not os.path.exists(dataset_dir):
+                os.replace(previous, dataset_dir)
+                log.warning("the rebuild failed: %s is left as it was", dataset_dir)
+            if isinstance(e, NoUsableInputError):
+                write_json(report_path, builder.report.to_json(dict(dataset_dir=None, reused=False)))
+                raise NoUsableInputError(f"{e}; nothing written, report: {report_path}") from None
+            raise
         report = beam.merge_report_parts(beam.report_prefix(work_dir), corpus) if beam_options is not None \
             else builder.report
         out = report.to_json(dict(dataset_dir=dataset_dir, codec=info["path"] or info["name"], reused=False,
                                   wall_seconds=round(time.perf_counter() - t0, 2)))
         _finalize(out, dataset_dir, report_path, data_dir, name)
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
     return TokenizeResult(out, dataset_dir, report_path, False, time.perf_counter() - t0)

@@ -13,10 +13,12 @@ import os
 import socket
 import time
 
+from magnet_jax.util.user_input import UserError
+
 log = logging.getLogger(__name__)
 
 
-class BuildLockedError(RuntimeError):
+class BuildLockedError(UserError, RuntimeError):
     """Another live tokenize run holds the dataset's lock."""
 
 
