@@ -104,7 +104,10 @@ def codec_train_forward(graphdef, params, codebook_state, wav, rng, *, train: bo
     else:
         n_q = jnp.asarray(total, jnp.int32)
     q, codes, commit, ppl, buffers = model.quantizer(model.encoder(x), n_q, k_q, train=train)
-    y = model.decoder(q)[:, :n]  # audiocraft EncodecModel.forward trims to the input length
+    if isinstance(cfg, FrameCodecConfig) and cfg.phase == "griffin_lim" and train:
+        y = model.decoder(q, reference=x)[:, :n]   # the input's phase under the predicted magnitude
+    else:
+        y = model.decoder(q)[:, :n]  # audiocraft EncodecModel.forward trims to the input length
     if scale is not None:
         y = y * scale[:, None, None]
     new_state = jax.tree.map(lambda a: a, codebook_state)  # fresh variables, same structure

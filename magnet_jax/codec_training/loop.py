@@ -39,6 +39,7 @@ def codec_config(cfg) -> CodecConfig | FrameCodecConfig:
         return FrameCodecConfig(sample_rate=int(m.sample_rate), channels=int(m.channels),
                                 hop_length=_hop(cfg), n_fft=int(f.n_fft), width=int(f.width),
                                 depth=int(f.depth), mlp_ratio=int(f.mlp_ratio), kernel_size=int(f.kernel_size),
+                                phase=str(f.get("phase", "griffin_lim")), gl_iters=int(f.get("gl_iters", 32)),
                                 dimension=int(m.dimension), total_codebooks=int(m.n_q), num_codebooks=int(m.n_q),
                                 bins=int(m.bins), renormalize=bool(m.renormalize), name=str(cfg.name or "frame_codec"))
     if str(m.get("arch", "seanet")) != "seanet":
