@@ -122,7 +122,7 @@ def evaluate(manifest: str | Path, out: str | Path, *, model: str | None = None,
     ref = [(c, sr) for c in real]
     result = {"manifest": str(manifest), "train_manifest": str(train_path), "seconds": seconds,
               "num_clips": len(valid), "num_train": len(train), "embedding": emb.name, "families": clf.classes,
-              "rows": {}}
+              "rows": {}, "host": _host()}
     # the real row's FAD is train clips vs held-out clips: the distance two real sets of this corpus have
     result["rows"]["real"] = _row(real, sr, metas, clf, emb, [(c, sr) for c in train_clips])
     gens = {}
@@ -160,6 +160,18 @@ def evaluate(manifest: str | Path, out: str | Path, *, model: str | None = None,
         _plots(result, out, real, gens, sr, pipe.sample_rate if model is not None else sr)
     log(table(result))
     return result
+
+
+def _host() -> dict:
+    """Where and when the evaluation ran (the committed results carry it)."""
+    import datetime
+    import os
+    import platform
+    cpu = platform.processor()
+    if os.path.exists("/proc/cpuinfo"):
+        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), cpu)
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "cpu": cpu,
+            "cpu_count": os.cpu_count(), "platform": platform.platform()}
 
 
 def _random_like(pipe, seed):
