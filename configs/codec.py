@@ -84,9 +84,9 @@ def get_config(arg: str = "tiny") -> ConfigDict:
         c.total_steps = 300
         c.log_every = 20
         c.eval_every = 100
-        # held out: the consecutive 0.5 s crops of the sorted eval files, so 2 batches were the first 8 s of one
-        # file (one decaying note there, whose mel distance rewards silence); 64 batches = 256 s, several files
-        c.eval_batches = 64
+        # held out: 8 batches = 32 s of crops taken round-robin over the eval files (2 batches of crops taken file
+        # by file were the first 8 s of one file: one decaying note, whose mel distance rewards silence)
+        c.eval_batches = 8
         c.checkpoint_every = 100
     elif base in ("bundled", "bundled_seanet"):   # not audiocraft: the bundled offline model's codec
         # 16 kHz mono, hop 320 -> 50 Hz, 4 x 1024 codes: the released tokenizers' frame rate and codebook count

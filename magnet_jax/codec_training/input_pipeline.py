@@ -109,9 +109,11 @@ def make_dataset(paths: list[str], *, sample_rate: int, channels: int, segment: 
 
 def eval_batches(paths: list[str], *, sample_rate: int, channels: int, segment: int, batch_size: int,
                  max_batches: int) -> list[np.ndarray]:
-    """The held-out set as fixed batches: the consecutive non-overlapping crops of every file (a
-    short file: one zero-padded crop), cycled to fill up to ``max_batches`` batches."""
-    crops = []
+    """The held-out set as fixed batches: the non-overlapping crops of every file (a short file: one
+    zero-padded crop), taken round-robin over the files (every file's first crop, then every file's second,
+    ...), so that a few batches already span every held-out file, cycled to fill up to ``max_batches``
+    batches. (Taken file by file, two batches of 8 crops were the first 8 s of one file.)"""
+    per_file = []
     for p in paths:
         try:
             wav, _, _ = load_audio(p, sample_rate, channels)
@@ -120,7 +122,8 @@ def eval_batches(paths: list[str], *, sample_rate: int, channels: int, segment: 
             continue
         n = max(1, wav.shape[-1] // segment)
         wav = np.pad(wav, ((0, 0), (0, max(0, n * segment - wav.shape[-1]))))
-        crops += [wav[:, k * segment:(k + 1) * segment] for k in range(n)]
+        per_file.append([wav[:, k * segment:(k + 1) * segment] for k in range(n)])
+    crops = [f[k] for k in range(max(map(len, per_file), default=0)) for f in per_file if k < len(f)]
     if not crops or max_batches <= 0:
         return []
     n_batches = max(1, min(max_batches, len(crops) // batch_size))
