@@ -1,7 +1,9 @@
 """Web demo (Gradio) on :class:`~magnet_jax.pipeline.MagnetPipeline`: generate, continue, infill.
 
 The handlers are plain functions (unit-tested without a browser); :func:`build_app` wires them to a
-``gr.Blocks`` page with a queue, so concurrent requests wait their turn instead of interleaving. Pipelines are
+``gr.Blocks`` page with a bounded queue, so concurrent requests wait their turn instead of interleaving; a waiting
+visitor sees their place in the queue and can cancel. Each request has a time limit (``Models.time_limit``,
+checked between LM calls: :mod:`magnet_jax.util.deadline`), so one request cannot hold the page. Pipelines are
 cached per model, and each pipeline keeps its compiled decoding programs, so a second request with the same
 shapes (model, duration, batch, decoding steps) reuses the compiled program.
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from magnet_jax.configs import RELEASED
-from magnet_jax.util import user_input
+from magnet_jax.util import deadline, user_input
 from magnet_jax.util.user_input import UserError
 
 DEFAULT_MODEL = "bundled"   # the offline default: the model this project trained (magnet_jax/bundled)
@@ -30,7 +32,29 @@ MAX_TEXTS = 8
 # UserError: bad input from the page, shown to the visitor as one line (the project's one user-error type).
 
 MAX_DURATION = 60.0          # seconds one request may ask for (Models.max_duration; configurable at start-up)
+TIME_LIMIT = 300.0           # seconds one request may run (Models.time_limit; None / 0: no limit)
+MAX_QUEUE = 32               # requests waiting at once (build_app's max_queue); more are refused by Gradio
 _PATH = re.compile(r"(?:[A-Za-z]:)?(?:~|\.{0,2})?(?:/[^\s'\"/,;:()\[\]]+)+/?")
+
+
+def check_port(host: str, port: int) -> None:
+    """The start-up check of ``--host`` / ``--port``: a :class:`UserError` (one line) when the address cannot be
+    served (port in use, no such address, a privileged port), before any model is loaded. Binds as the server
+    does (``SO_REUSEADDR``: a port left in TIME_WAIT is free)."""
+    import errno
+    import socket
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as e:
+        raise UserError(f"--host={host!r} is not an address of this machine ({e}): use 127.0.0.1 or 0.0.0.0") from None
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            why = {errno.EADDRINUSE: "the port is in use (another server, or this app already running)",
+                   errno.EACCES: "permission denied (ports below 1024 need privileges)"}.get(e.errno, e.strerror)
+            raise UserError(f"cannot serve on {host}:{port}: {why or e}; pick another --port") from None
 
 
 def public_message(text: str) -> str:
@@ -105,6 +129,7 @@ class Models:
     loader: object = None                 # (name) -> pipeline; default MagnetPipeline.load
     allowed: tuple | None = None          # the models visitors may pick (None: any name, the Python API's default)
     max_duration: float = MAX_DURATION    # seconds one request may ask for
+    time_limit: float | None = TIME_LIMIT  # seconds one request may run (checked between LM calls)
     _cache: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -163,13 +188,17 @@ def run_request(models: Models, *, model: str, text: str, duration: float, seed:
     if prompt is not None and infill is not None:
         raise UserError("give either an audio prompt to continue or a clip to infill, not both")
     step = (lambda frac, desc: progress(frac, desc=desc)) if progress else (lambda frac, desc: None)
-    step(0.05, "loading the model")
-    pipe = models.get(model)
-    step(0.2, "generating")
-    try:
-        out = _generate(pipe, texts, duration, seed, overrides, prompt, infill, infill_start, infill_end)
-    except (ValueError, TypeError) as e:      # the pipeline's own checks (duration too short, knob ranges)
-        raise UserError(user_input.one_line(e)) from None
+    with deadline.limit(models.time_limit):   # from here: loading (once per model) and generation
+        step(0.05, "loading the model")
+        pipe = models.get(model)
+        step(0.2, "generating")
+        try:
+            deadline.check()
+            out = _generate(pipe, texts, duration, seed, overrides, prompt, infill, infill_start, infill_end)
+        except UserError:
+            raise
+        except (ValueError, TypeError) as e:      # the pipeline's own checks (duration too short, knob ranges)
+            raise UserError(user_input.one_line(e)) from None
     out = np.asarray(out)
     if not np.all(np.isfinite(out)):
         raise UserError("the model produced non-finite audio; try other settings")
@@ -243,8 +272,10 @@ EXAMPLES = [
 ]
 
 
-def build_app(models: Models | None = None, default_model: str = DEFAULT_MODEL, out_root: str | None = None):
-    """The Gradio page. ``models`` lets tests inject a loader."""
+def build_app(models: Models | None = None, default_model: str = DEFAULT_MODEL, out_root: str | None = None,
+              max_queue: int | None = MAX_QUEUE):
+    """The Gradio page. ``models`` lets tests inject a loader; ``max_queue``: requests waiting at once (None:
+    unbounded)."""
     import gradio as gr
 
     from magnet_jax.decoding import GenerationConfig
@@ -291,7 +322,9 @@ def build_app(models: Models | None = None, default_model: str = DEFAULT_MODEL, 
                     infill = gr.Audio(type="filepath", label="clip to infill", sources=["upload"])
                     infill_start = gr.Number(value=None, label="infill start (s)")
                     infill_end = gr.Number(value=None, label="infill end (s)")
-                run = gr.Button("Generate", variant="primary", elem_id="generate")
+                with gr.Row():
+                    run = gr.Button("Generate", variant="primary", elem_id="generate")
+                    cancel = gr.Button("Cancel", elem_id="cancel")   # a waiting request leaves the queue
             with gr.Column():
                 audio = gr.Audio(type="filepath", label="first clip", elem_id="audio_out", interactive=False)
                 spec = gr.Image(type="filepath", label="spectrogram", elem_id="spectrogram_img")
@@ -299,7 +332,10 @@ def build_app(models: Models | None = None, default_model: str = DEFAULT_MODEL, 
                 files = gr.File(label="all clips (WAV)", file_count="multiple")
                 status = gr.Markdown(elem_id="status")
         gr.Examples(EXAMPLES, inputs=[text, duration])
-        run.click(handler, [model, text, duration, seed, steps, temp, top_p, top_k, max_cfg, min_cfg, arrangement,
-                            prompt, infill, infill_start, infill_end], [audio, spec, wave, files, status])
-    demo.queue(default_concurrency_limit=1)
+        # show_progress="full": a waiting visitor sees "queue: position/size" and the time estimate
+        event = run.click(handler, [model, text, duration, seed, steps, temp, top_p, top_k, max_cfg, min_cfg,
+                                    arrangement, prompt, infill, infill_start, infill_end],
+                          [audio, spec, wave, files, status], show_progress="full")
+        cancel.click(None, None, None, cancels=[event])
+    demo.queue(default_concurrency_limit=1, max_size=max_queue)
     return demo

@@ -32,6 +32,7 @@ from magnet_jax.configs import RELEASED
 from magnet_jax.decoding import GenerationConfig
 from magnet_jax.decoding import generate as _generate
 from magnet_jax.model import MagnetLM
+from magnet_jax.util import deadline
 
 log = logging.getLogger("magnet_jax.pipeline")
 
@@ -243,6 +244,7 @@ class MagnetPipeline:
 
         def run(n, **kw):   # one LM call on n <= window frames (nonoverlap returns span * (n // span))
             assert n <= window, (n, window)
+            deadline.check()    # a per-request time limit (the web app), checked before each LM call
             return _generate(self.lm, hidden, mask, config=cfg, num_frames=n, num_samples=B, rescorer=rescorer, **kw)
 
         def frames_for(n):  # enough frames for n, a multiple of the span where the window allows

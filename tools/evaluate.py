@@ -52,8 +52,10 @@ def main(argv):
         usage_error(f"unexpected arguments {argv[1:]}: every option is a --flag (see --help)")
     if not FLAGS.manifest or not FLAGS.out:
         usage_error("--manifest=FILE.jsonl and --out=DIR are required")
-    if FLAGS.num_clips < 3 or FLAGS.seconds <= 0:
-        usage_error("--num_clips must be at least 3 and --seconds positive")
+    if FLAGS.num_clips < 3:
+        usage_error("--num_clips must be at least 3")
+    from magnet_jax.util.user_input import finite
+    finite("seconds", FLAGS.seconds, positive=True)     # inf / nan: one line (a UserError), not a traceback
     from magnet_jax.bundled.package import BundledMissingError
     from magnet_jax.eval.report import evaluate
     from magnet_jax.hub import HubError

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,17 +24,17 @@ from magnet_jax import hub
 from magnet_jax.configs import RELEASED
 from magnet_jax.convert._common import InterpolationError, module_from_pure_dict, resolve_interpolations
 from magnet_jax.convert._torch import TorchFileError, load_torch_file
+from magnet_jax.convert.lm_files import CONFIG_NAME, SAFETENSORS_NAME, DamagedFileError, read_meta, read_params
 from magnet_jax.model import MagnetConfig, MagnetLM, MusicGenConfig, MusicGenLM
 from magnet_jax.text.presets import T5_MODELS, WIDTHS, canonical_t5_name
 
-SAFETENSORS_NAME = "magnet_jax_lm.safetensors"
-CONFIG_NAME = "magnet_jax_config.json"
 TEXT_PREFIX = "condition_provider.conditioners.description.output_proj"
-_CACHE_FORMAT = 2          # cache entries written before the checkpoint facts were stored are converted again
+_CACHE_FORMAT = 3          # older cache entries (no checkpoint facts / no manifest) are converted again
 _SOLVER_KINDS = {"magnet": "music", "audio_magnet": "audio"}   # audiocraft solvers/builders.py
 HYBRID_LM_MODEL = "hybrid_magnet"   # LoadedCheckpoint.lm_model of a Hybrid-MAGNeT (convert/hybrid.py)
 _READ_SECTIONS = ("lm_model", "solver", "sample_rate", "transformer_lm", "dataset", "masking", "fuser",
                   "conditioners", "codebooks_pattern", "interleave_stereo_codebooks")
+log = logging.getLogger("magnet_jax.convert")
 
 
 class CheckpointError(ValueError):
@@ -263,17 +263,8 @@ def save_lm_safetensors(lm: MagnetLM, folder: str | os.PathLike, extra: Mapping[
 
 
 def _write_safetensors(folder, flat: Mapping[str, np.ndarray], cfg: MagnetConfig, extra=None) -> Path:
-    from safetensors.numpy import save_file
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (SAFETENSORS_NAME + ".tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in flat.items()}, str(tmp))
-    os.replace(tmp, folder / SAFETENSORS_NAME)
-    meta = {"model": cfg.to_dict(), **(dict(extra) if extra else {})}
-    tmp = folder / (CONFIG_NAME + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, folder / CONFIG_NAME)
-    return folder
+    from magnet_jax.convert import lm_files
+    return lm_files.write(folder, flat, {"model": cfg.to_dict(), **(dict(extra) if extra else {})})
 
 
 def _runtime_overrides(overrides: Mapping[str, Any]) -> dict:
@@ -285,16 +276,16 @@ def _runtime_overrides(overrides: Mapping[str, Any]) -> dict:
     return dict(overrides)
 
 
-def _from_export(folder: Path, overrides: Mapping[str, Any], source: str, codec_source: str) -> LoadedCheckpoint:
-    from safetensors.numpy import load_file
-    meta = json.loads((folder / CONFIG_NAME).read_text())
+def _from_export(folder: Path, overrides: Mapping[str, Any], source: str, codec_source: str,
+                 meta: dict | None = None) -> LoadedCheckpoint:
+    meta = read_meta(folder) if meta is None else meta     # a damaged file: DamagedFileError, naming it
     cfg_cls = MusicGenConfig if meta.get("lm_model") == "transformer_lm" else MagnetConfig
     if meta.get("lm_model") == HYBRID_LM_MODEL:
         from magnet_jax.model.hybrid import HybridMagnetConfig as cfg_cls
     if "n_chroma" in meta["model"]:                      # MusicGen-melody
         from magnet_jax.model.musicgen_melody import MusicGenMelodyConfig as cfg_cls
     cfg = cfg_cls.from_dict({**meta["model"], **_runtime_overrides(overrides)})
-    lm = lm_from_flat_params(cfg, load_file(str(folder / SAFETENSORS_NAME)))
+    lm = lm_from_flat_params(cfg, read_params(folder, meta))
     return LoadedCheckpoint(lm, meta.get("t5"), meta.get("kind", "music"), cfg.segment_duration, source,
                             codec_source, meta.get("lm_model", "transformer_lm_magnet"), int(meta.get("channels", 1)))
 
@@ -347,8 +338,12 @@ def load_audiocraft_checkpoint(path_or_repo_id: str | os.PathLike, *, cache: boo
     bin_path = hub.resolve_file(src, "state_dict.bin")
     cached = hub.cache_dir("lm", _cache_key(src, bin_path)) if cache else None
     if cached is not None and (cached / CONFIG_NAME).is_file() and (cached / SAFETENSORS_NAME).is_file():
-        if json.loads((cached / CONFIG_NAME).read_text()).get("format") == _CACHE_FORMAT:
-            return _from_export(cached, overrides, src, codec_source)
+        try:            # verified (manifest, format); a damaged entry is rebuilt from the source, saying so
+            meta = read_meta(cached)
+            if meta.get("format") == _CACHE_FORMAT:
+                return _from_export(cached, overrides, src, codec_source, meta)
+        except (DamagedFileError, CheckpointError, KeyError) as e:
+            log.warning("the conversion cache entry %s is damaged (%s): rebuilding it from %s", cached, e, bin_path)
     pkg = read_state_dict_bin(bin_path)
     kw = dict(source=src, codec_source=codec_source, cached=cached, overrides=overrides)
     raw = _read_xp_cfg(pkg["xp.cfg"])

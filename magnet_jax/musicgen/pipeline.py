@@ -28,6 +28,7 @@ from magnet_jax.musicgen import chroma as _chroma
 from magnet_jax.musicgen.config import MusicGenGenerationConfig
 from magnet_jax.musicgen.generate import generate as _generate
 from magnet_jax.pipeline import MagnetPipeline, _as_texts
+from magnet_jax.util import deadline
 
 
 @dataclasses.dataclass
@@ -75,6 +76,7 @@ class MusicGenPipeline(MagnetPipeline):
 
         def run(n, rng, prompt, offset=None):   # offset: seconds into the melody (long-form windows)
             chroma = self.melody_chroma(melodies, offset)
+            deadline.check()    # a per-request time limit (the web app), checked before each LM call
             return _generate(self.lm, hidden, mask, config=cfg, rng=rng, num_frames=n, prompt=prompt, chroma=chroma)
         if total <= window:
             return run(total, key, prompt)

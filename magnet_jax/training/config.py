@@ -202,6 +202,11 @@ class TrainConfig:
         for k, v in nonneg.items():
             if v < 0:
                 raise ConfigError(f"config.{k}={v} must not be negative")
+        if not 0 <= lp.seed < 2**32:     # the data pipeline's (grain) seed range
+            raise ConfigError(f"config.seed={lp.seed} must be in [0, 2**32)")
+        if self.text.max_length < 1:
+            raise ConfigError(f"config.text.max_length={self.text.max_length} must be at least 1 (T5 tokens per "
+                              f"description)")
         for k, v in dict(b1=o.b1, b2=o.b2, ema_decay=s.ema_decay).items():
             if not 0.0 <= v < 1.0:
                 raise ConfigError(f"config.{k}={v} must be in [0, 1)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from magnet_jax import sharding
+from magnet_jax import hub, sharding
 from magnet_jax.convert.t5 import load_text_stack
 from magnet_jax.data.input_pipeline import data_source, find_builder_dir, make_dataset
 from magnet_jax.data.tokenize.codec_record import check_codec_compatible, read_codec_info
@@ -28,6 +29,7 @@ from magnet_jax.training.config import DataConfig, DistributedConfig, TrainConfi
 from magnet_jax.training.metrics import MetricsWriter, peak_flops_per_device, train_flops_per_step
 from magnet_jax.training.optim import finite_update_bound, make_optimizer, make_schedule
 from magnet_jax.training.step import make_eval_step, make_train_step
+from magnet_jax.util.user_input import UserError, one_line
 
 log = logging.getLogger("magnet_jax.train")
 BATCH_KEYS = ("codes", "padding_mask", "text_ids", "text_mask")
@@ -63,13 +65,16 @@ def initial_model(init_from: str, seed: int, mcfg: MagnetConfig, mesh):
     cls = lm_class(mcfg)
     if init_from:
         from magnet_jax.convert import load_audiocraft_lm
-        lm = load_audiocraft_lm(init_from)
+        try:
+            lm = load_audiocraft_lm(init_from)
+        except (hub.HubError, OSError, ValueError) as e:
+            raise UserError(f"config.init_from={init_from!r} cannot be loaded: {one_line(e)}") from None
         arch, mine = lm.config.architecture(), mcfg.architecture()
         if "delays" in mine and "delays" not in arch:   # MAGNeT -> Hybrid-MAGNeT: the same parameters
             mine = {k: v for k, v in mine.items() if k != "delays"}
         if arch != mine:
             diff = {k: (mine.get(k), arch.get(k)) for k in arch if arch.get(k) != mine.get(k)}
-            raise ValueError(f"init_from={init_from!r} does not match config.model: (config, checkpoint) = {diff}")
+            raise UserError(f"init_from={init_from!r} does not match config.model: (config, checkpoint) = {diff}")
         _, params, _ = S.split_model(lm)
         graphdef, _, specs = S.split_model(nnx.eval_shape(lambda: cls(mcfg, rngs=nnx.Rngs(0))))
         return graphdef, jax.device_put(params, S.to_shardings(specs, mesh)), specs
@@ -107,33 +112,60 @@ def export_ema(graphdef, ema, mcfg: MagnetConfig, folder: Path, step: int) -> No
 
 
 def _check_dataset(d: DataConfig, cfg: TrainConfig) -> Path:
+    """The dataset folder, checked before anything is built: it exists and is readable, was tokenized with the
+    configured codec, and has the train and eval splits (a bad eval split used to surface at the first eval)."""
     if not d.data_dir:
         raise FileNotFoundError("config.data_dir is empty: pass --config.data_dir=DIR (made by "
                                 "tools/tokenize_dataset.py)")
     if not Path(d.data_dir).is_dir():
         raise FileNotFoundError(f"config.data_dir={d.data_dir!r} does not exist: tokenize a corpus there first "
                                 f"(tools/tokenize_dataset.py --data_dir=...)")
+    if not os.access(d.data_dir, os.R_OK | os.X_OK):
+        raise UserError(f"config.data_dir={d.data_dir!r} is not readable: check its permissions")
     builder_dir = find_builder_dir(d.data_dir, d.dataset_name)
     # refuses a dataset of another codec
     check_codec_compatible(read_codec_info(builder_dir), {"model": cfg.model.to_dict(),
                                                           "codec": dataclasses.asdict(cfg.codec)})
+    for field, split in (("train_split", d.train_split), ("eval_split", d.eval_split)):
+        if field == "train_split" or split:
+            try:
+                if not len(data_source(builder_dir, split)):
+                    raise ValueError("it has no examples")
+            except (ValueError, KeyError, AssertionError, OSError) as e:
+                raise UserError(f"config.{field}={split!r} is not usable in {str(builder_dir)!r}: {one_line(e)} "
+                                f"(a split name such as 'train', or a slice such as 'train[:5%]')") from None
     return builder_dir
+
+
+def _text_stack(cfg: TrainConfig):
+    try:
+        return load_text_stack(cfg.text.name, cfg.model.text_dim)
+    except (hub.HubError, OSError, ValueError) as e:
+        raise UserError(f"config.text.name={cfg.text.name!r}: {one_line(e)}") from None
+
+
+def _mesh(cfg: TrainConfig):
+    try:
+        return sharding.make_mesh(**dataclasses.asdict(cfg.mesh))
+    except ValueError as e:
+        raise UserError(f"config.mesh: {e} (-1 = the remaining devices)") from None
 
 
 def train(cfg: TrainConfig, workdir: str | Path) -> dict:
     """Trains ``cfg`` in ``workdir`` (resuming from its checkpoints); returns the last logged metrics."""
     maybe_initialize_distributed(cfg.distributed)
+    # everything that can be checked is checked before the first step (and before any checkpoint is touched)
+    mesh = _mesh(cfg)
     builder_dir = _check_dataset(cfg.data, cfg)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     mcfg, d, lp = cfg.model, cfg.data, cfg.loop
-    mesh = sharding.make_mesh(**dataclasses.asdict(cfg.mesh))
     pc, pi = jax.process_count(), jax.process_index()
     if d.batch_size % pc:
-        raise ValueError(f"batch_size={d.batch_size} is not divisible by the {pc} processes")
+        raise UserError(f"config.batch_size={d.batch_size} is not divisible by the {pc} processes")
     T, S_txt = mcfg.segment_frames, int(cfg.text.max_length)
 
-    tokenizer, t5 = load_text_stack(cfg.text.name, mcfg.text_dim)
+    tokenizer, t5 = _text_stack(cfg)
     t5_graphdef, t5_state = nnx.split(t5.module)
     t5_params = jax.device_put(nnx.to_pure_dict(t5_state),
                                jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))

@@ -32,7 +32,15 @@ def flags_parser(*, default_config: str | None = None, help_extra: Callable[[], 
         if default_config and not any(a == "--config" or a.startswith("--config=") for a in argv[1:]):
             argv = [argv[0], f"--config={default_config}", *argv[1:]]
         try:
-            return FLAGS(argv)
+            argv = FLAGS(argv)
+            # ml_collections keeps a --config file that failed to load as a placeholder raising on first use
+            error = getattr(FLAGS["config"].value, "_error", None) if "config" in FLAGS else None
+            if isinstance(error, OSError):
+                raise error
+            return argv
+        except OSError as e:    # a --config file that cannot be loaded (a --config.* override raises it too)
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            usage_error(f"--config cannot be loaded: {lines[-1] if lines else e}")
         except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
             # ml_collections reports an unknown field as AttributeError("'name'\nDid you mean ...") and a failing
             # get_config as the whole traceback text: keep its last line.

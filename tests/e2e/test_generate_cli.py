@@ -88,6 +88,28 @@ def test_generate_cli_errors(tmp_path, args, message):
     assert not list(tmp_path.glob("out/*.wav"))
 
 
+@pytest.mark.parametrize("damage,needle", [
+    ("truncate", "magnet_jax_lm.safetensors' is not a readable safetensors file"),
+    ("not_json", "magnet_jax_config.json' is not valid JSON"),
+])
+def test_damaged_bundled_model_names_the_file(tmp_path, damage, needle):
+    """Issue 32: a truncated bundled safetensors / a config that is not JSON were tracebacks naming neither the file
+    nor its format."""
+    import shutil
+
+    from magnet_jax.bundled.package import WEIGHTS_DIR
+    model = shutil.copytree(WEIGHTS_DIR, tmp_path / "bundled_copy")
+    if damage == "truncate":
+        st = model / "lm" / "magnet_jax_lm.safetensors"
+        st.write_bytes(st.read_bytes()[: st.stat().st_size // 3])
+    else:
+        (model / "lm" / "magnet_jax_config.json").write_text("{'model': not json")
+    p = gen([f"--model={model}", "--text=x", "--duration=1", f"--out_dir={tmp_path / 'out'}"], tmp_path, check=False)
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    assert needle in p.stderr and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert len(p.stderr.strip().splitlines()) == 1 and not list(tmp_path.glob("out/*.wav")), p.stderr[-2000:]
+
+
 @pytest.mark.slow
 def test_long_duration_warns_first(tmp_path):
     p = gen(["--model=config:tiny", "--text=x", "--duration=9", f"--out_dir={tmp_path / 'out'}", *FAST], tmp_path)

@@ -175,10 +175,13 @@ def test_sigterm_saves_then_resumes_on_another_mesh(dataset, tmp_path):
     (["--config.learning_rate=nan"], "config.learning_rate=nan is not a finite number"),
     (["--config.model.dtype=float16"], "not supported for training (no loss scaling)"),
     (["--config=configs/magnet.py:nope"], "unknown config 'nope'"),
+    (["--config.seed=-1"], "config.seed=-1 must be in [0, 2**32)"),                      # issue 32
+    (["--config.text.max_length=0"], "config.text.max_length=0 must be at least 1"),
+    (["--config.mesh.data=3"], "config.mesh: mesh {'data': 3, 'fsdp': 1, 'tensor': 1} needs 3 devices, have 1"),
 ])
 def test_config_errors_are_one_line_exit_2(tmp_path, extra, needle):
     args = ["tools/train.py", f"--workdir={tmp_path / 'w'}", f"--config.data_dir={tmp_path}", *extra]
-    p = run_tool(args, check=False, timeout=300)
+    p = run_tool(args, check=False, timeout=300, env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
     assert p.returncode == 2, p.stderr[-2000:]
     assert needle in p.stderr and "Traceback" not in p.stderr, p.stderr[-2000:]
     assert not (tmp_path / "w" / "checkpoints").exists()          # nothing trained, nothing saved
@@ -189,6 +192,33 @@ def test_missing_dataset_is_one_line_exit_2(tmp_path):
         p = run_tool(["tools/train.py", f"--workdir={tmp_path / 'w'}", f"--config.data_dir={data_dir}"],
                      check=False, timeout=300)
         assert p.returncode == 2 and needle in p.stderr and "Traceback" not in p.stderr, p.stderr[-2000:]
+
+
+def test_bad_config_file_and_workdir_are_one_line_exit_2(tmp_path):
+    """Issue 32: a missing --config file and a workdir that is a file or not writable were tracebacks."""
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o500)
+    cases = [([f"--config={tmp_path / 'nope.py'}", f"--workdir={tmp_path / 'w'}"], "No such file or directory"),
+             ([f"--workdir={tmp_path / 'a_file'}"], "is a file, not a folder")]
+    if os.geteuid() != 0:                   # root writes anywhere
+        cases.append(([f"--workdir={tmp_path / 'ro' / 'w'}"], "is not writable"))
+    for args, needle in cases:
+        p = run_tool(["tools/train.py", *args, f"--config.data_dir={tmp_path}"], check=False, timeout=300)
+        assert p.returncode == 2 and needle in p.stderr, p.stderr[-2000:]
+        assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr[-2000:]
+
+
+@pytest.mark.parametrize("split", ["nope", "train[:0%]"])
+def test_bad_eval_split_is_refused_before_the_first_step(dataset, tmp_path, split):
+    """Issue 32: a bad eval split was found at the first evaluation, after training steps were spent."""
+    data_dir, codec = dataset
+    work = tmp_path / "w"
+    p = run_tool(_train_args(data_dir, codec, work, 4, 2, [f"--config.eval_split={split}", "--config.eval_every=2"]),
+                 check=False)
+    assert p.returncode == 2 and f"config.eval_split={split!r} is not usable" in p.stderr, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert not (work / "metrics.jsonl").exists() and not (work / "checkpoints").exists()
 
 
 def test_help_exits_0_and_lists_the_config_fields():

@@ -123,3 +123,22 @@ def test_texts_must_be_strings_and_counts_positive(tiny):
     for n in (0, -2):
         with pytest.raises(UserError, match="num_samples"):
             tiny.generate(None, duration=0.5, num_samples=n, **STEPS)
+
+
+def test_time_limit_stops_long_form_between_lm_calls(tiny, monkeypatch):
+    """Issue 32 (the web app's per-request limit): past the deadline, the next LM call is not started."""
+    from magnet_jax.util import deadline
+    calls = []
+    real = pipeline_module._generate
+
+    def first_call_overruns(*a, num_frames=None, **kw):
+        calls.append(num_frames)
+        out = real(*a, num_frames=num_frames, **kw)
+        deadline._local.deadline = (0.0, 60.0)       # the clock ran out during this window
+        return out
+    monkeypatch.setattr(pipeline_module, "_generate", first_call_overruns)
+    with deadline.limit(60.0):
+        with pytest.raises(deadline.TimeLimitExceeded, match="60 s time limit"):
+            tiny.generate_codes(["calm piano"], duration=5.0, seed=0, **STEPS)
+    assert len(calls) == 1
+    deadline.check()                                  # no limit outside the block

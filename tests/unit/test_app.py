@@ -1,4 +1,6 @@
 """The web demo's handlers, without a browser: validation messages and the request path."""
+import socket
+import time
 import wave
 from dataclasses import dataclass
 
@@ -171,3 +173,47 @@ def test_pipeline_value_errors_are_user_errors(tmp_path):
     models = app.Models(loader=lambda name: Short())
     with pytest.raises(app.UserError, match="shorter than one frame"):
         app.run_request(models, model="m", text="x", duration=0.001, out_dir=str(tmp_path))
+
+
+def test_requests_have_a_time_limit(tmp_path):
+    """Issue 32: one request could hold the page forever; it now stops at its time limit, between LM calls
+    (the pipelines call deadline.check before each), and the next request is served."""
+    from magnet_jax.util import deadline
+
+    class Endless(FakePipe):
+        def generate(self, texts, *, duration, **kw):
+            while True:                    # windows of a long-form generation
+                deadline.check()
+                time.sleep(0.01)
+    slow = app.Models(loader=lambda name: Endless(), time_limit=0.2)
+    t0 = time.monotonic()
+    with pytest.raises(app.UserError, match="0.2 s time limit"):
+        app.run_request(slow, model="m", text="x", duration=1.0, out_dir=str(tmp_path))
+    assert time.monotonic() - t0 < 5
+    deadline.check()                       # the limit ended with the request
+    models, _ = _models(FakePipe())
+    assert models.time_limit == app.TIME_LIMIT
+    app.run_request(models, model="m", text="x", duration=1.0, out_dir=str(tmp_path))
+
+
+def test_queue_shows_the_position_and_can_be_cancelled():
+    demo = app.build_app(app.Models(loader=lambda n: FakePipe()))
+    assert demo._queue.max_size == app.MAX_QUEUE
+    deps = demo.config["dependencies"]
+    (gen,) = [d for d in deps if d["api_name"] == "handler"]
+    assert gen["queue"] and gen["show_progress"] == "full"      # Gradio's "queue: position/size" on the outputs
+    cancel_id = next(c["id"] for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "cancel")
+    assert any(gen["id"] in d["cancels"] and (cancel_id, "click") in map(tuple, d["targets"]) for d in deps)
+
+
+def test_port_in_use_is_refused_at_start_up():
+    """Issue 32: a port in use was a traceback after the model had loaded."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(app.UserError, match=f"cannot serve on 127.0.0.1:{port}: the port is in use"):
+            app.check_port("127.0.0.1", port)
+    app.check_port("127.0.0.1", port)       # free again
+    with pytest.raises(app.UserError, match="not an address of this machine"):
+        app.check_port("no-such-host.invalid", port)

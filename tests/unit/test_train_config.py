@@ -68,10 +68,17 @@ def test_unknown_fields_fail_by_name():
     ("ema_decay", 1.0, r"ema_decay=1.0 must be in \[0, 1\)"),
     ("schedule", "linear", "cosine, inverse_sqrt or constant"),
     ("grad_accum_steps", 3, "not divisible by config.grad_accum_steps=3"),
+    ("seed", -1, r"config.seed=-1 must be in \[0, 2\*\*32\)"),                # issue 32
+    ("seed", 2**32, r"config.seed=4294967296"),
+    ("text.max_length", 0, "config.text.max_length=0 must be at least 1"),
 ])
 def test_impossible_values_are_refused(field, value, match):
     c = configs.get_config("tiny")
-    c[field] = value
+    *path, last = field.split(".")
+    node = c
+    for k in path:
+        node = node[k]
+    node[last] = value
     with pytest.raises(ConfigError, match=match):
         TrainConfig.from_config(c)
 
