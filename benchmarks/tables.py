@@ -45,7 +45,7 @@ def throughput_table(result: dict) -> str:
     return "\n".join(out)
 
 
-TABLES = {"codec_round_trip": eval_table, "codec_throughput": throughput_table}
+TABLES = {"codec_round_trip": eval_table, "bundled_eval": eval_table, "codec_throughput": throughput_table}
 
 
 def main(argv):

@@ -59,7 +59,8 @@ def init_trainable_codec(config: CodecConfig, rng, *, rvq: RVQTrainConfig = RVQT
     """A freshly initialised trainable codec (PyTorch default init of every SEANet layer; the frame
     codec's own truncated-normal init)."""
     keys = iter(jax.random.split(rng, 4096))
-    model = TrainableEncodec(config, rvq, seed=int(jax.random.randint(next(keys), (), 0, 2**31 - 1)))
+    seed = int(jax.random.randint(jax.random.fold_in(rng, 1), (), 0, 2**31 - 1))   # the frame codec's init
+    model = TrainableEncodec(config, rvq, seed=seed)
     for _, m in nnx.iter_graph(model):
         if isinstance(m, _ConvBase):
             w = m.v if m.weight_norm else m.weight
