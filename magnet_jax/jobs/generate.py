@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-import tempfile
 import threading
 from pathlib import Path
 from urllib.parse import urlparse
@@ -157,14 +156,7 @@ def check_request(req: GenerationRequest) -> list:
 
 def check_out_dir(out_dir: str) -> Path:
     """Creates ``out_dir`` and proves it writable now, before any audio is generated."""
-    p = Path(out_dir).expanduser()
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=p, prefix=".write_test_"):
-            pass
-    except OSError as e:
-        raise RequestError(f"--out_dir={out_dir!r} is not writable ({e.strerror or e}); pick another folder") from None
-    return p
+    return user_input.writable_dir("out_dir", out_dir)
 
 
 def clip_paths(out: Path, texts: list, seed: int, overwrite: bool) -> list[tuple[Path, Path]]:
