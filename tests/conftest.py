@@ -5,6 +5,11 @@ import sys
 import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# CPU only: with jax[tpu]'s libtpu installed (tests/integration/test_tpu_compile.py compiles for a TPU topology) JAX
+# would also try to start a TPU runtime in every process; the TPU compiler is loaded on demand, by any number of
+# processes (libtpu's lock file guards a real TPU)
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 os.environ["HF_HUB_OFFLINE"] = "1"
 # one persistent XLA cache for the run, shared by the pytest workers and the CLIs the e2e tests start (a resumed
 # training run compiles what the first run compiled): only programs that took over a second to compile

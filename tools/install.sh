@@ -27,6 +27,7 @@ if [[ ! -f $STAMP || setup.py -nt $STAMP || tools/install.sh -nt $STAMP ]]; then
     $PIP install torch==2.13.0 ${MAGNET_TORCH_INDEX:+--index-url "$MAGNET_TORCH_INDEX"} >&2
     say "installing magnet-jax with the test, demo and Beam extras"
     $PIP install -e '.[dev,torch,audio,data,beam,app,eval,corpus]' >&2
+    $PIP install "jax[tpu]==$($VENV/bin/python -c 'import jax; print(jax.__version__)')" >&2   # libtpu: TPU compiler for test_tpu_compile.py
     # audiocraft's metadata pins torch 2.1 / xformers: install it without deps, plus what its
     # import chain needs (tests/reference/shim.py stands in for the rest).
     say "installing the reference audiocraft 1.3.0 (no deps) and its import chain"

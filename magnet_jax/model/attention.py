@@ -16,12 +16,16 @@
   excluded with segment ids. Under a mesh it runs per shard (``shard_map`` over batch and heads).
 * ``"auto"``: splash on TPU, dot_product_attention on GPU, xla elsewhere.
 
+"The backend" is jax's default backend, or the one :func:`target_backend` names while a program is traced for
+another platform (ahead-of-time compilation for a TPU topology on a CPU host: ``benchmarks/tpu_compile.py``).
+
 The kernels serve the self-attention masks they can express (none / the band); any other dense mask
 (text keys, causal with a cache offset) takes the dense path of the same implementation ("splash": xla).
 Every implementation returns zeros for a query row with no allowed key.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -34,14 +38,33 @@ from magnet_jax.model.config import ATTENTION_IMPLS as IMPLS
 
 _HALF = (jnp.bfloat16, jnp.float16)
 SPLASH_BLOCK = 128
+_TARGET: list[str] = []          # target_backend()'s stack
+
+
+@contextlib.contextmanager
+def target_backend(backend: str):
+    """Models built and programs traced inside this context are for ``backend`` ("tpu", "gpu", "cpu"), not for
+    jax's default backend: ``auto`` resolves for it, ``splash`` is accepted for "tpu", and the CPU-only batch
+    chunking of :func:`attention_xla` is off elsewhere. For ahead-of-time compilation for devices this host does
+    not have (``jax.experimental.topologies``; ``benchmarks/tpu_compile.py``)."""
+    _TARGET.append(backend)
+    try:
+        yield backend
+    finally:
+        _TARGET.pop()
+
+
+def current_backend() -> str:
+    """The backend programs are traced for: the innermost :func:`target_backend`, else jax's default backend."""
+    return _TARGET[-1] if _TARGET else jax.default_backend()
 
 
 def resolve_impl(impl: str, backend: str | None = None) -> str:
-    """The concrete implementation for ``impl`` on ``backend`` (default: jax's default backend); raises a
+    """The concrete implementation for ``impl`` on ``backend`` (default: :func:`current_backend`); raises a
     one-line ValueError for an unknown name or one the backend cannot run."""
     if impl not in IMPLS:
         raise ValueError(f"attention_impl={impl!r} is not one of {', '.join(IMPLS)}")
-    backend = backend or jax.default_backend()
+    backend = backend or current_backend()
     if impl == "auto":
         return {"tpu": "splash", "gpu": "dot_product_attention"}.get(backend, "xla")
     if impl == "pallas":
@@ -136,7 +159,7 @@ def _chunk_rows(q, k) -> int:
     """Rows per chunk of q [B, Tq, H, D] against k [B, Tk, H, D]: B up to 4 * CPU_SCORE_CHUNK score elements (and
     off the CPU), else the largest divisor of B whose scores fit CPU_SCORE_CHUNK (at least 1)."""
     B, per_row = q.shape[0], q.shape[2] * q.shape[1] * k.shape[1]
-    if B == 1 or B * per_row <= 4 * CPU_SCORE_CHUNK or jax.default_backend() != "cpu":
+    if B == 1 or B * per_row <= 4 * CPU_SCORE_CHUNK or current_backend() != "cpu":
         return B
     return max(d for d in range(1, B + 1) if B % d == 0 and (d == 1 or d * per_row <= CPU_SCORE_CHUNK))
 
