@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from magnet_jax.codec.config import CodecConfig
+from magnet_jax.codec.interface import CodecInterface
 from magnet_jax.codec.quantizer import ResidualVQ
 from magnet_jax.codec.seanet import Decoder, Encoder, receptive_margin
 
@@ -88,7 +89,7 @@ def renormalize(x, renorm: bool):
     return x / scale[:, None, None], scale
 
 
-class Encodec:
+class Encodec(CodecInterface):
     """EnCodec inference model. Build with :func:`magnet_jax.codec.load_encodec`."""
 
     def __init__(self, config: CodecConfig, net: EncodecNet | None = None):
@@ -96,35 +97,6 @@ class Encodec:
         self.net = net if net is not None else EncodecNet(config)
         self.chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS
         self._compiled = None
-
-    # ------------------------------------------------------------------ properties
-    @property
-    def sample_rate(self) -> int:
-        return self.config.sample_rate
-
-    @property
-    def frame_rate(self) -> float:
-        return self.config.frame_rate
-
-    @property
-    def hop_length(self) -> int:
-        return self.config.hop_length
-
-    @property
-    def num_codebooks(self) -> int:
-        return self.config.num_codebooks
-
-    @property
-    def total_codebooks(self) -> int:
-        return self.config.total_codebooks
-
-    @property
-    def cardinality(self) -> int:
-        return self.config.bins
-
-    @property
-    def channels(self) -> int:
-        return self.config.channels
 
     @property
     def encoder_margin(self) -> int:
@@ -142,11 +114,6 @@ class Encodec:
         other = Encodec(self.config.replace(num_codebooks=n), self.net)
         other.chunk_seconds = self.chunk_seconds
         return other
-
-    def __repr__(self):
-        c = self.config
-        return (f"Encodec({c.name}: {c.sample_rate} Hz, {c.channels} ch, hop {c.hop_length}, "
-                f"{c.num_codebooks}/{c.total_codebooks} codebooks x {c.bins})")
 
     # ------------------------------------------------------------------ jit plumbing
     def _fns(self):
@@ -178,16 +145,6 @@ class Encodec:
         return "time_group_norm" not in (self.config.encoder.norm, self.config.decoder.norm)
 
     # ------------------------------------------------------------------ encode
-    def _check_wav(self, wav):
-        wav = jnp.asarray(wav, jnp.float32)
-        if wav.ndim != 3:
-            raise ValueError(f"expected audio of shape [B, C, N], got {tuple(wav.shape)}")
-        if wav.shape[1] != self.channels:
-            raise ValueError(f"this codec takes {self.channels}-channel audio, got {wav.shape[1]} channels")
-        if wav.shape[2] < 1:
-            raise ValueError("empty audio")
-        return jnp.transpose(wav, (0, 2, 1))  # NWC
-
     def encode_with_scale(self, wav, *, chunk_seconds="default"):
         """``wav [B, C, N]`` -> (codes ``int32 [B, K, T]``, scale ``[B]`` or None).
 

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from magnet_jax.codec.interface import CodecInterface
 from magnet_jax.codec.quantizer import ResidualVQ
 from magnet_jax.codec.stft import analysis, synthesis
 
@@ -263,7 +264,7 @@ def _f_decode(graphdef, state, codes):
     return net.decoder(net.quantizer.decode(codes))
 
 
-class FrameCodec:
+class FrameCodec(CodecInterface):
     """Inference frame codec with :class:`magnet_jax.codec.Encodec`'s public interface."""
 
     def __init__(self, config: FrameCodecConfig, net: FrameCodecNet | None = None):
@@ -272,21 +273,8 @@ class FrameCodec:
         self.chunk_seconds = None           # frame-rate work: whole clips fit in memory
         self._compiled = None
 
-    sample_rate = property(lambda self: self.config.sample_rate)
-    frame_rate = property(lambda self: self.config.frame_rate)
-    hop_length = property(lambda self: self.config.hop_length)
-    num_codebooks = property(lambda self: self.config.num_codebooks)
-    total_codebooks = property(lambda self: self.config.total_codebooks)
-    cardinality = property(lambda self: self.config.bins)
-    channels = property(lambda self: self.config.channels)
-
     def with_num_codebooks(self, n: int) -> "FrameCodec":
         return FrameCodec(self.config.replace(num_codebooks=n), self.net)
-
-    def __repr__(self):
-        c = self.config
-        return (f"FrameCodec({c.name}: {c.sample_rate} Hz, {c.channels} ch, hop {c.hop_length}, "
-                f"{c.num_codebooks}/{c.total_codebooks} codebooks x {c.bins})")
 
     def _fns(self):
         if self._compiled is None:
@@ -294,16 +282,6 @@ class FrameCodec:
             self._compiled = dict(encode=jax.jit(functools.partial(_f_encode, graphdef), static_argnames=("n_q",)),
                                   decode=jax.jit(functools.partial(_f_decode, graphdef)))
         return self._compiled
-
-    def _check_wav(self, wav):
-        wav = jnp.asarray(wav, jnp.float32)
-        if wav.ndim != 3:
-            raise ValueError(f"expected audio of shape [B, C, N], got {tuple(wav.shape)}")
-        if wav.shape[1] != self.channels:
-            raise ValueError(f"this codec takes {self.channels}-channel audio, got {wav.shape[1]} channels")
-        if wav.shape[2] < 1:
-            raise ValueError("empty audio")
-        return jnp.transpose(wav, (0, 2, 1))
 
     def encode_with_scale(self, wav, *, chunk_seconds="default"):
         """``wav [B, C, N]`` -> (codes ``int32 [B, K, ceil(N / hop)]``, None)."""
