@@ -136,14 +136,9 @@ def export_inference_codec(graphdef, params, codebook_state) -> Encodec | FrameC
     :class:`FrameCodec` for a frame codec."""
     model = nnx.merge(graphdef, params, codebook_state)
     cfg = model.config.replace(num_codebooks=model.config.total_codebooks)
-    if isinstance(cfg, FrameCodecConfig):
-        net = FrameCodecNet(cfg)
-        state = nnx.state(net)
-        nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, inference_params(model)))
-        nnx.update(net, state)
-        return FrameCodec(cfg, net)
-    net = EncodecNet(cfg)
+    frame = isinstance(cfg, FrameCodecConfig)
+    net = FrameCodecNet(cfg) if frame else EncodecNet(cfg)
     state = nnx.state(net)
-    nnx.replace_by_pure_dict(state, inference_params(model))
+    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, inference_params(model)))
     nnx.update(net, state)
-    return Encodec(cfg, net)
+    return FrameCodec(cfg, net) if frame else Encodec(cfg, net)

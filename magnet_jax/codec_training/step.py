@@ -57,6 +57,10 @@ def msspec_kwargs(cfg) -> dict:
                 normalized=bool(m.normalized), alphas=bool(m.alphas), floor_level=float(m.floor_level))
 
 
+def mrstft_ffts(cfg) -> tuple:
+    return tuple(int(n) for n in cfg.mrstft.n_ffts)
+
+
 def mel_kwargs(cfg) -> dict:
     m = cfg.mel
     return dict(sample_rate=int(cfg.model.sample_rate), n_fft=int(m.n_fft), hop_length=int(m.hop_length),
@@ -77,7 +81,7 @@ def make_train_step(graphdef, disc_graphdef, cfg, tx_g, tx_d, mesh, state_exampl
     weights = loss_weights(cfg)
     gan = gan_enabled(cfg)
     ms_kw = msspec_kwargs(cfg)
-    mr_ffts = tuple(int(n) for n in cfg.mrstft.n_ffts)
+    mr_ffts = mrstft_ffts(cfg)
     bal = cfg.balancer
     every = max(int(cfg.adversarial.every), 1)
     dropout = bool(cfg.rvq.q_dropout)
@@ -159,7 +163,7 @@ def make_train_step(graphdef, disc_graphdef, cfg, tx_g, tx_d, mesh, state_exampl
 def make_eval_step(graphdef, cfg, mesh, params_example):
     """``eval(params, codebook, wav, key) -> metrics`` on a held-out batch (no codebook update, all
     codebooks): SI-SNR (dB), mel distance (audiocraft ``mel``), msspec, mrstft, L1, codebook perplexity."""
-    ms_kw, mel_kw = msspec_kwargs(cfg), mel_kwargs(cfg)
+    ms_kw, mel_kw, mr_ffts = msspec_kwargs(cfg), mel_kwargs(cfg), mrstft_ffts(cfg)
     sr = int(cfg.model.sample_rate)
     seg = float(cfg.sisnr.segment) or None
 
@@ -169,7 +173,7 @@ def make_eval_step(graphdef, cfg, mesh, params_example):
         out = {"sisnr": losses.sisnr(recon, wav, sample_rate=sr, segment=seg),
                "mel": losses.mel_loss(recon, wav, **mel_kw), "msspec": losses.msspec_loss(recon, wav, **ms_kw),
                "l1": losses.l1_loss(recon, wav), "perplexity": jnp.mean(ppl),
-               "mrstft": losses.mrstft_loss(recon, wav, n_ffts=tuple(int(n) for n in cfg.mrstft.n_ffts))}
+               "mrstft": losses.mrstft_loss(recon, wav, n_ffts=mr_ffts)}
         for k in range(ppl.shape[0]):
             out[f"perplexity_q{k}"] = ppl[k]
         return out
