@@ -88,8 +88,8 @@ def main(_):
     from magnet_jax import sharding
     from magnet_jax.configs import get_config
     from magnet_jax.decoding import GenerationConfig
-    from magnet_jax.decoding.generate import _decode
     from magnet_jax.decoding.inputs import prepare_inputs
+    from magnet_jax.decoding.magnet import _decode
     from magnet_jax.model import MagnetConfig, MagnetLM
     from magnet_jax.model.attention import resolve_impl
     from magnet_jax.sharding import batch_shardings

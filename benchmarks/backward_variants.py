@@ -37,8 +37,8 @@ def main(_):
     import jax.numpy as jnp
     from flax import nnx
 
-    from magnet_jax import masking
     from magnet_jax.model import MagnetLM
+    from magnet_jax.objectives import magnet as masking
 
     ref, lm = reference_and_ours(FLAGS)
     ref.train()

@@ -26,7 +26,7 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bundled_hybrid.json"))
     a = ap.parse_args()
 
-    from magnet_jax.pipeline import MagnetPipeline
+    from magnet_jax.pipelines.magnet import MagnetPipeline
 
     magnet = MagnetPipeline.from_pretrained(a.magnet)
     hybrid = MagnetPipeline.from_pretrained(a.hybrid)

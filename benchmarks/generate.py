@@ -1,4 +1,4 @@
-"""Benchmark: magnet_jax.decoding.generate vs audiocraft's MagnetLMModel.generate (CPU, same process).
+"""Benchmark: magnet_jax.decoding.magnet vs audiocraft's MagnetLMModel.generate (CPU, same process).
 
 Both run the same random-weight checkpoint (audiocraft's own builder + loader; ``load_audiocraft_lm``
 for magnet-jax), the same decoding config (defaults: music 10 s, top-p 0.9, temp 3.0, CFG 10 -> 1,
@@ -48,8 +48,8 @@ def main():
     from benchmarks.common import tensor_bytes, torch_peak_extra_bytes, xla_memory
     from magnet_jax import decoding as D
     from magnet_jax.convert import load_audiocraft_lm
-    from magnet_jax.decoding.generate import _decode
     from magnet_jax.decoding.inputs import prepare_inputs
+    from magnet_jax.decoding.magnet import _decode
     from tests.reference import magnet_ref as R
     from tests.reference.magnet_generate_ref import reference_generate
 

@@ -8,7 +8,7 @@ Same transformer for both LMs (dim / heads / layers, 4 x 2048 codes, T5-base wid
 forward of the MusicGen per decoding step (``--rescorer-weight``, Eq. 5); hybrid: MusicGen generates the first
 ``P`` seconds (KV cache, audiocraft defaults), MAGNeT continues from them (the same program as
 ``pipe.generate(..., hybrid_prefix_seconds=P)`` without T5 and the codec); Hybrid-MAGNeT: one ``HybridMagnetLM``
-(``decoding.hybrid_generate``: KV-cached AR prefix, then the rest as MAGNeT); MusicGen: the whole clip. Each is
+(``decoding.hybrid``: KV-cached AR prefix, then the rest as MAGNeT); MusicGen: the whole clip. Each is
 jitted once (the first call, compile included, is reported apart); the latency is the minimum of ``--reps``
 calls. No reference exists to run side by side: neither method was released by audiocraft.
 
@@ -41,11 +41,11 @@ def main():
     from flax import nnx
 
     from magnet_jax import decoding
-    from magnet_jax.decoding.hybrid_generate import generate as hybrid_magnet_generate
+    from magnet_jax.decoding.config import MusicGenGenerationConfig
+    from magnet_jax.decoding.hybrid import generate as hybrid_magnet_generate
+    from magnet_jax.decoding.musicgen import generate as musicgen_generate
     from magnet_jax.model import MagnetConfig, MagnetLM, MusicGenConfig, MusicGenLM, num_params
     from magnet_jax.model.hybrid import HybridMagnetConfig, HybridMagnetLM
-    from magnet_jax.musicgen import MusicGenGenerationConfig
-    from magnet_jax.musicgen import generate as musicgen_generate
 
     arch = dict(dim=a.dim, num_heads=a.heads, num_layers=a.layers, segment_duration=a.seconds)
     magnet = MagnetLM(MagnetConfig(**arch), rngs=nnx.Rngs(0))

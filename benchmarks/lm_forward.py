@@ -31,7 +31,7 @@ def main(_):
     import torch
     from flax import nnx
 
-    from magnet_jax import masking
+    from magnet_jax.objectives import magnet as masking
     from tests.reference import magnet_ref as R
 
     ref, ours = reference_and_ours(FLAGS)

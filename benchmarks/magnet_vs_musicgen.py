@@ -43,9 +43,9 @@ def main():
     from flax import nnx
 
     from magnet_jax import decoding
+    from magnet_jax.decoding.config import MusicGenGenerationConfig
+    from magnet_jax.decoding.musicgen import generate as musicgen_generate
     from magnet_jax.model import MagnetConfig, MagnetLM, MusicGenConfig, MusicGenLM, num_params
-    from magnet_jax.musicgen import MusicGenGenerationConfig
-    from magnet_jax.musicgen import generate as musicgen_generate
 
     arch = dict(dim=a.dim, num_heads=a.heads, num_layers=a.layers, segment_duration=a.seconds)
     magnet = MagnetLM(MagnetConfig(**arch), rngs=nnx.Rngs(0))

@@ -1,4 +1,4 @@
-"""Benchmark: magnet_jax.musicgen.generate vs audiocraft's LMModel.generate (MusicGen, CPU, same process).
+"""Benchmark: magnet_jax.decoding.musicgen vs audiocraft's LMModel.generate (MusicGen, CPU, same process).
 
 Both run the same random-weight MusicGen checkpoint (audiocraft's own builder + loader; the loader entry for
 magnet-jax), audiocraft's MusicGen defaults (top-k 250, temperature 1, CFG 3 as one 2B batch), the same text
@@ -37,8 +37,8 @@ def main():
     from flax import nnx
 
     from magnet_jax.convert import load_audiocraft_checkpoint
-    from magnet_jax.musicgen import MusicGenGenerationConfig, generate
-    from magnet_jax.musicgen.generate import _generate
+    from magnet_jax.decoding.config import MusicGenGenerationConfig
+    from magnet_jax.decoding.musicgen import _generate, generate
     from tests.reference import musicgen_ref as R
 
     torch.set_num_threads(a.threads)

@@ -18,7 +18,7 @@ Programs (``--programs``):
   ``--remat``), the mesh the trainer builds from the config's ``mesh`` section (or ``--mesh``), the batch sharded
   by ``sharding.BATCH_AXES``, the state donated. MusicGen configs (``musicgen_small`` ...) run their objective.
   The codec configs (``encodec_musicgen_32khz`` ...) compile ``codec_training.step.make_train_step``.
-* ``generate``: MAGNeT's decoding program (``decoding.generate._decode``: CFG as a 2B batch, the per-stage
+* ``generate``: MAGNeT's decoding program (``decoding.magnet._decode``: CFG as a 2B batch, the per-stage
   ``fori_loop`` over decoding steps, the config's generation settings) or MusicGen's (``musicgen.generate``: the
   KV-cached loop over the delayed sequence), parameters sharded by the logical-axis rules, the batch over
   ``(data, fsdp)``, the text at ``config.text.max_length`` tokens.
@@ -353,8 +353,8 @@ def lm_programs(name: str, target: Target, *, dtype="bfloat16", attention_impl="
     bspec = lambda *ax: NamedSharding(m, sharding.logical_to_spec(ax))  # noqa: E731
 
     if cfg.step.objective == "musicgen":
-        from magnet_jax.musicgen import MusicGenGenerationConfig
-        from magnet_jax.musicgen.generate import _generate
+        from magnet_jax.decoding.config import MusicGenGenerationConfig
+        from magnet_jax.decoding.musicgen import _generate
         gcfg = MusicGenGenerationConfig.from_dict(c.generation.to_dict())
         if generation_overrides:
             gcfg = dataclasses.replace(gcfg, **generation_overrides)
@@ -368,7 +368,7 @@ def lm_programs(name: str, target: Target, *, dtype="bfloat16", attention_impl="
         gen_steps = None
     else:
         from magnet_jax.decoding import GenerationConfig
-        from magnet_jax.decoding.generate import _decode
+        from magnet_jax.decoding.magnet import _decode
         from magnet_jax.decoding.spans import units_for
         d = c.generation.to_dict()
         d["decoding_steps"] = tuple(d["decoding_steps"])

@@ -16,8 +16,8 @@ _SIZES = {"musicgen_small": dict(dim=1024, num_heads=16, num_layers=24),
 def get_config(arg: str = "tiny"):
     import ml_collections
 
+    from magnet_jax.decoding.config import MusicGenGenerationConfig
     from magnet_jax.model import MusicGenConfig
-    from magnet_jax.musicgen import MusicGenGenerationConfig
     name = arg or "tiny"
     if name not in _SIZES and name != "tiny":
         raise ValueError(f"unknown MusicGen config {name!r}; known: {sorted(_SIZES) + ['tiny']}")

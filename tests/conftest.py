@@ -39,13 +39,13 @@ def pytest_collection_modifyitems(config, items):
 # ---- shared fixtures: random-init tiny pipelines (built once per session; tests must not mutate them)
 @pytest.fixture(scope="session")
 def tiny_magnet_pipeline():
-    from magnet_jax.pipeline import MagnetPipeline
+    from magnet_jax.pipelines.magnet import MagnetPipeline
     return MagnetPipeline.from_config("tiny", seed=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_musicgen_pipeline():
-    from magnet_jax.musicgen.pipeline import MusicGenPipeline
+    from magnet_jax.pipelines.musicgen import MusicGenPipeline
     return MusicGenPipeline.from_config("tiny", seed=0)
 
 

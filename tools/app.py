@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from magnet_jax.app import DEFAULT_MODEL, MAX_QUEUE, TIME_LIMIT
+from magnet_jax.jobs.app import DEFAULT_MODEL, MAX_QUEUE, TIME_LIMIT
 from magnet_jax.util.cli import run, usage_error
 
 flags.DEFINE_string("model", DEFAULT_MODEL, "the model selected when the page opens (any other can be picked there)")
@@ -36,7 +36,7 @@ def main(argv):
         usage_error(f"unexpected arguments {argv[1:]}")
     if not 0 < FLAGS.port < 65536:
         usage_error(f"--port must be in 1..65535, got {FLAGS.port}")
-    from magnet_jax.app import RELEASED_IDS, Models, UserError, build_app, check_port
+    from magnet_jax.jobs.app import RELEASED_IDS, Models, UserError, build_app, check_port
     from magnet_jax.util.user_input import finite
     check_port(FLAGS.host, FLAGS.port)           # before the (slow) preload: a port in use is one line
     if FLAGS.max_queue < 0:

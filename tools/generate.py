@@ -25,7 +25,7 @@ import typing
 from absl import flags
 
 from magnet_jax.decoding import GenerationConfig
-from magnet_jax.musicgen import MusicGenGenerationConfig
+from magnet_jax.decoding.config import MusicGenGenerationConfig
 from magnet_jax.util.cli import run, usage_error
 
 flags.DEFINE_string("model", "facebook/magnet-small-10secs", "hub id | local dir | config:NAME (random init)")

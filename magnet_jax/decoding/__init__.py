@@ -7,8 +7,8 @@ typed state) · ``inputs`` (checks, prompt / infill padding) · ``model_logits``
 ``generate`` (the jitted program + the public API).
 """
 from magnet_jax.decoding.config import GenerationConfig, first_stage_steps
-from magnet_jax.decoding.generate import generate, generate_with_trace
 from magnet_jax.decoding.loop import DecodeState, Trace, decode_loop
+from magnet_jax.decoding.magnet import generate, generate_with_trace
 from magnet_jax.decoding.model_logits import cfg_logits_fn
 from magnet_jax.decoding.rescoring import mix_confidences, rescorer_probs_fn
 from magnet_jax.decoding.sampling import sample_tokens

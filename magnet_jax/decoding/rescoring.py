@@ -15,7 +15,7 @@ softmax at temperature 1 (``rescorer_cfg_coef``, default MusicGen's ``cfg_coef``
 
 The rescorer's input: the MAGNeT codes ``[B, K, T]`` after the step (the active codebook fully sampled, the
 finished codebooks below it, kept prompt tokens) through the delay pattern
-(:mod:`magnet_jax.musicgen.pattern`). Codebooks not decoded yet hold the mask id, which is MusicGen's
+(:mod:`magnet_jax.model.delay_pattern`). Codebooks not decoded yet hold the mask id, which is MusicGen's
 special (pattern padding) token (both are ``card``; the card is checked equal). The logits predicting
 ``codes[:, k, t]`` are those of sequence step ``t + delays[k]`` (audiocraft ``revert_pattern_logits``), so the
 sequence is the first ``T + max(delays)`` steps and every frame, the last ones included, gets a probability.
@@ -27,9 +27,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from magnet_jax.decoding.config import GenerationConfig
+from magnet_jax.model import delay_pattern as pattern
 from magnet_jax.model.attention_masks import causal_mask
 from magnet_jax.model.layers import dense
-from magnet_jax.musicgen import pattern
 
 
 def mix_confidences(p_magnet, p_rescorer, config: GenerationConfig):

@@ -5,14 +5,15 @@ float32 bit patterns (monotone for non-negative floats, 31 masked reductions; ea
 probabilities with the midpoint as a float, not their bit patterns with its bits: same order, one array read
 instead of two, ~2x faster on XLA:CPU); sampling is a
 two-level inverse CDF with one uniform per position (the distribution of ``torch.multinomial``).
-``nucleus``, ``kth_largest`` and ``inverse_cdf`` also serve MusicGen's sampler (musicgen/sampling.py).
+``nucleus``, ``kth_largest`` and ``inverse_cdf`` also serve MusicGen's next-token sampler :func:`sample_next`
+(audiocraft ``LMModel._sample_next_token`` + ``utils.sample_top_p/top_k``).
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
-from magnet_jax.decoding.config import GenerationConfig
+from magnet_jax.decoding.config import GenerationConfig, MusicGenGenerationConfig
 
 
 def sample_tokens(key, logits, probs, config: GenerationConfig):
@@ -135,3 +136,20 @@ def inverse_cdf(key, weights, block: int = 64):
     r2 = jnp.minimum(r[..., 0] - before, jnp.nextafter(inner[..., -1], 0.0))
     pos = jnp.minimum(jnp.sum((inner <= r2[..., None]).astype(jnp.int32), axis=-1), block - 1)
     return (blk * block + pos).astype(jnp.int32)
+
+
+def sample_next(key, logits, config: MusicGenGenerationConfig):
+    """int32 tokens [...] from float32 logits [..., card] (greedy, top-p, top-k or plain multinomial).
+
+    top-p keeps token ``i`` iff the mass sorted before it is ``<= top_p`` (exact ties by index); top-k keeps the
+    probabilities ``>=`` the k-th largest (ties at the threshold kept, as the reference); both renormalised."""
+    if config.greedy:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    probs = jax.nn.softmax(logits / config.temp, axis=-1)
+    if config.top_p > 0.0:
+        weights = jnp.where(nucleus(probs, config.top_p), probs, 0.0)
+    elif config.top_k > 0:
+        weights = jnp.where(probs >= kth_largest(probs, min(config.top_k, probs.shape[-1])), probs, 0.0)
+    else:
+        weights = probs
+    return inverse_cdf(key, weights)

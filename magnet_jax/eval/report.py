@@ -131,7 +131,7 @@ def evaluate(manifest: str | Path, out: str | Path, *, model: str | None = None,
         result["rows"][f"codec:{name}"], gens[f"codec:{name}"] = _codec_row(
             name, load_encodec(path), real, sr, metas, clf, emb, ref, log)
     if model is not None:
-        from magnet_jax.pipeline import MagnetPipeline
+        from magnet_jax.pipelines.magnet import MagnetPipeline
         pipe = MagnetPipeline.from_pretrained(model)
         dur = min(seconds, pipe.window_seconds)
         rec = [np.asarray(pipe.codec.decode(pipe.codec.encode(np.asarray(resample_to(c, sr, pipe.sample_rate))

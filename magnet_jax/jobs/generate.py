@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from magnet_jax import hub
-from magnet_jax.pipeline import MagnetPipeline
+from magnet_jax.pipelines.magnet import MagnetPipeline
 from magnet_jax.util import user_input
 from magnet_jax.util.user_input import UserError
 
@@ -255,7 +255,7 @@ def run_to_files(req: GenerationRequest, log=print) -> list[dict]:
         raise RequestError(f"--melody needs a MusicGen-melody model (facebook/musicgen-melody); {pipe.name} has none")
     own = req.overrides
     if hybrid:        # MusicGen-only knobs (cfg_coef, two_step_cfg) go to the hybrid's MusicGen prefix
-        from magnet_jax.hybrid_inference import split_overrides
+        from magnet_jax.pipelines.companion import split_overrides
         own = split_overrides(req.overrides)[0]
     try:
         gen = pipe.generation.replace(**own)

@@ -1,11 +1,11 @@
 """HybridMagnetLM: Hybrid-MAGNeT as one model (MAGNeT paper §3.4; audiocraft branch ``hybrid_magnet`` @ c44e943).
 
 The shared :class:`~magnet_jax.model.transformer.TransformerLM` (same parameters as MAGNeT / MusicGen) run on
-the MusicGen *delayed* sequence (:mod:`magnet_jax.musicgen.pattern`, delays ``0..K-1``, ``S = T + K`` steps;
+the MusicGen *delayed* sequence (:mod:`magnet_jax.model.delay_pattern`, delays ``0..K-1``, ``S = T + K`` steps;
 row ``r`` predicts step ``r + 1``, i.e. frame ``r - k`` of codebook ``k``) under the semi-autoregressive mask
 :func:`semi_autoregressive_mask`: causal before a per-sample prompt step, MAGNeT's restricted context for the
 stage being predicted after it. It is a :class:`~magnet_jax.model.MusicGenLM`, so the causal forward and the
-KV-cached decode (:func:`magnet_jax.musicgen.generate`) generate the autoregressive prefix.
+KV-cached decode (:func:`magnet_jax.decoding.musicgen.generate`) generate the autoregressive prefix.
 
 Public API::
 
@@ -19,9 +19,9 @@ import dataclasses
 
 import jax.numpy as jnp
 
+from magnet_jax.model import delay_pattern as pattern
 from magnet_jax.model.config import MagnetConfig
 from magnet_jax.model.musicgen import MusicGenLM
-from magnet_jax.musicgen import pattern
 
 __all__ = ["HybridMagnetConfig", "HybridMagnetLM", "semi_autoregressive_mask"]
 

@@ -2,7 +2,7 @@
 
 The shared :class:`~magnet_jax.model.transformer.TransformerLM` with a causal self-attention mask, run
 on the *delayed* sequence (codebook k shifted right by ``delays[k]`` steps, one leading special step; see
-:mod:`magnet_jax.musicgen.pattern`). Position s predicts sequence step s + 1 of every codebook.
+:mod:`magnet_jax.model.delay_pattern`). Position s predicts sequence step s + 1 of every codebook.
 
 Public API (stable)::
 

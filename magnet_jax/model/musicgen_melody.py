@@ -10,7 +10,7 @@ keys are one zero vector (no biases -> a zero contribution) and the loader fills
     lm(sequence [B, K, S], text_hidden [B, S_txt, E], text_mask [B, S_txt], chroma [B, Tc, n_chroma])
         -> logits float32 [B, K, S, card]
 
-``chroma`` comes from :func:`magnet_jax.musicgen.chroma.extract_chroma` matched to :attr:`chroma_frames`
+``chroma`` comes from :func:`magnet_jax.model.chroma.extract_chroma` matched to :attr:`chroma_frames`
 (what ``MusicGen.get_pretrained`` forces: ``match_len_on_eval``, no masking).
 """
 from __future__ import annotations
@@ -20,10 +20,10 @@ import dataclasses
 import jax.numpy as jnp
 from flax import nnx
 
+from magnet_jax.model.chroma import chroma_length, null_chroma
 from magnet_jax.model.config import MusicGenConfig
 from magnet_jax.model.layers import dense, uniform_fan_in
 from magnet_jax.model.musicgen import MusicGenLM
-from magnet_jax.musicgen.chroma import chroma_length, null_chroma
 from magnet_jax.util import param
 
 __all__ = ["MusicGenMelodyConfig", "MusicGenMelodyLM"]

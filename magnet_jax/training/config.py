@@ -55,7 +55,7 @@ class StepConfig:
     cfg_dropout: float = 0.3
     per_sample_stage: bool = False
     per_sample_cfg: bool = False
-    # magnet: MAGNeT's span masking. hybrid: Hybrid-MAGNeT (training/hybrid_objective.py: AR prefix + span-masked
+    # magnet: MAGNeT's span masking. hybrid: Hybrid-MAGNeT (objectives/hybrid.py: AR prefix + span-masked
     # suffix, a per-sample stage and prompt step); config.model is then a HybridMagnetConfig (model.delays).
     # musicgen: MusicGen's delay-pattern CE on every codebook (musicgen/objective.py; config.model a MusicGenConfig).
     objective: str = "magnet"

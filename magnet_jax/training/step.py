@@ -1,7 +1,7 @@
 """The sharded MAGNeT train / eval steps (pure functions, jitted over a Mesh).
 
 One step: per-step key ``fold_in(seed_key, step)`` -> frozen T5 on the batch's tokens (or the
-batch's precomputed ``text_hidden``) -> :func:`magnet_jax.masking.prepare_batch` (stage, spans,
+batch's precomputed ``text_hidden``) -> :func:`magnet_jax.objectives.magnet.prepare_batch` (stage, spans,
 CFG dropout, decided once for the whole global batch) -> gradient of the masked cross-entropy,
 accumulated over ``grad_accum_steps`` micro-batches -> clip + AdamW -> non-finite guard -> EMA of
 the params every ``ema_every`` steps. The state is donated; nothing syncs with the host.
@@ -15,11 +15,11 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from magnet_jax import masking
 from magnet_jax.model import MagnetConfig
-from magnet_jax.musicgen import objective as musicgen_objective
+from magnet_jax.objectives import hybrid as hybrid_objective
+from magnet_jax.objectives import magnet as masking
+from magnet_jax.objectives import musicgen as musicgen_objective
 from magnet_jax.sharding import batch_shardings
-from magnet_jax.training import hybrid_objective
 from magnet_jax.training.config import StepConfig
 from magnet_jax.training.state import TrainState, to_shardings
 
@@ -32,7 +32,7 @@ def _text_hidden(t5_graphdef, t5_params, batch):
 
 
 # config.objective -> its module (prepare_batch, loss_from_batch): MAGNeT's span masking, or Hybrid-MAGNeT's
-# AR prefix + span-masked suffix (training/hybrid_objective.py; a HybridMagnetLM, per-sample stage)
+# AR prefix + span-masked suffix (objectives/hybrid.py; a HybridMagnetLM, per-sample stage)
 OBJECTIVES = {"magnet": masking, "hybrid": hybrid_objective, "musicgen": musicgen_objective}
 
 

@@ -59,7 +59,7 @@ def test_make_bundled_reproduces_a_loadable_model_and_resumes(tmp_path):
     _corpus(corpus)
     _run(work, corpus)
     from magnet_jax.data.input_pipeline import data_source, find_builder_dir
-    from magnet_jax.pipeline import MagnetPipeline
+    from magnet_jax.pipelines.magnet import MagnetPipeline
     b = find_builder_dir(str(work / "tokens"))
     assert len(data_source(b, "train")) >= 6 and len(data_source(b, "valid")) >= 3
     pipe = MagnetPipeline.from_pretrained(str(work / "bundled"))

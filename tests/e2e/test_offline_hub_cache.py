@@ -52,7 +52,7 @@ import json, sys
 sys.modules["torch"] = None                      # any import of torch fails
 import numpy as np
 from magnet_jax.decoding import GenerationConfig
-from magnet_jax.pipeline import MagnetPipeline
+from magnet_jax.pipelines.magnet import MagnetPipeline
 out = {}
 for src in json.loads(sys.argv[1]):
     pipe = MagnetPipeline.from_pretrained(src)

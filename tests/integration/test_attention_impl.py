@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from magnet_jax import masking
 from magnet_jax.model import MagnetConfig, MagnetLM
 from magnet_jax.model.config import MusicGenConfig
 from magnet_jax.model.musicgen import MusicGenLM
+from magnet_jax.objectives import magnet as masking
 
 CFG = MagnetConfig(dim=64, num_heads=4, num_layers=2, text_dim=32, segment_duration=1.0)
 

@@ -12,7 +12,7 @@ from magnet_jax.codec.random_init import random_encodec
 from magnet_jax.convert import save_lm_safetensors
 from magnet_jax.convert.encodec_export import export_codec
 from magnet_jax.model import MagnetConfig, MagnetLM
-from magnet_jax.pipeline import MagnetPipeline
+from magnet_jax.pipelines.magnet import MagnetPipeline
 
 LM = MagnetConfig(n_q=4, card=64, dim=32, num_heads=2, num_layers=1, text_dim=128, frame_rate=50,
                   segment_duration=1.0)

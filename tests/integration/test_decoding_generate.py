@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from magnet_jax import decoding as D
-from magnet_jax.decoding.generate import _decode
+from magnet_jax.decoding.magnet import _decode
 from magnet_jax.model import MagnetConfig, MagnetLM
 
 B, S, E, K, CARD = 2, 5, 768, 4, 64

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from magnet_jax import companion as C
 from magnet_jax.decoding import GenerationConfig, generate
+from magnet_jax.decoding.musicgen import generate as musicgen_generate
 from magnet_jax.decoding.rescoring import rescorer_probs_fn
-from magnet_jax.hybrid_inference import prefix_rng
-from magnet_jax.musicgen import generate as musicgen_generate
-from magnet_jax.musicgen import pattern
+from magnet_jax.model import delay_pattern as pattern
+from magnet_jax.pipelines import companion as C
+from magnet_jax.pipelines.companion import prefix_rng
 
 STEPS = (3, 1, 1, 1)
 

@@ -9,11 +9,11 @@ import pytest
 from flax import nnx
 
 from magnet_jax.decoding import GenerationConfig
-from magnet_jax.decoding.hybrid_generate import generate, hybrid_logits_fn
+from magnet_jax.decoding.config import MusicGenGenerationConfig
+from magnet_jax.decoding.hybrid import generate, hybrid_logits_fn
+from magnet_jax.model import delay_pattern as pattern
 from magnet_jax.model.hybrid import HybridMagnetConfig, HybridMagnetLM
-from magnet_jax.musicgen import pattern
-from magnet_jax.musicgen.config import MusicGenGenerationConfig
-from magnet_jax.training import hybrid_objective as H
+from magnet_jax.objectives import hybrid as H
 
 CFG = HybridMagnetConfig(dim=32, num_heads=2, num_layers=2, text_dim=16, card=16, segment_duration=0.3)  # T = 15
 B, K, T, V = 2, 4, 15, 16
@@ -172,8 +172,8 @@ def test_bad_prefix_is_refused(lm, text):
 
 
 def test_pipeline_from_config():
-    from magnet_jax.hybrid_pipeline import HybridMagnetPipeline
-    from magnet_jax.pipeline import MagnetPipeline
+    from magnet_jax.pipelines.hybrid import HybridMagnetPipeline
+    from magnet_jax.pipelines.magnet import MagnetPipeline
     pipe = MagnetPipeline.from_config("hybrid_tiny")
     assert isinstance(pipe, HybridMagnetPipeline) and isinstance(pipe.lm, HybridMagnetLM)
     codes = np.asarray(pipe.generate_codes(["a piano"], duration=0.6, prefix_seconds=0.2, seed=0,

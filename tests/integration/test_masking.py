@@ -8,8 +8,8 @@ import optax
 import pytest
 from flax import nnx
 
-from magnet_jax import masking
 from magnet_jax.model import MagnetConfig, MagnetLM
+from magnet_jax.objectives import magnet as masking
 
 
 @pytest.mark.parametrize("T,L", [(500, 3), (1500, 3), (100, 3), (64, 5)])

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from magnet_jax.decoding.config import MusicGenGenerationConfig
+from magnet_jax.decoding.musicgen import generate
 from magnet_jax.model import MusicGenConfig, MusicGenLM
-from magnet_jax.musicgen import MusicGenGenerationConfig, generate, pattern
+from magnet_jax.model import delay_pattern as pattern
 
 CFG = MusicGenConfig(dim=32, num_heads=2, num_layers=2, text_dim=16, card=64, segment_duration=0.4)
 GREEDY = MusicGenGenerationConfig(use_sampling=False)
@@ -112,7 +114,7 @@ def test_sampling_is_seeded_and_in_range(lm):
 
 def test_compile_size_independent_of_steps(lm):
     h, m = _text()
-    from magnet_jax.musicgen.generate import _generate
+    from magnet_jax.decoding.musicgen import _generate
     g, s = nnx.split(lm)
     sizes = [_generate.lower(g, s, h, m, jnp.zeros((2, CFG.n_q, 0), jnp.int32), jax.random.PRNGKey(0),
                              None, config=GREEDY, frames=T).as_text().count("\n") for T in (8, 40)]
@@ -128,7 +130,7 @@ def test_bad_prompt_raises(lm):
 
 
 def test_objective_matches_a_direct_computation(lm):
-    from magnet_jax.musicgen.objective import musicgen_loss
+    from magnet_jax.objectives.musicgen import musicgen_loss
     h, m = _text()
     T = 9
     codes = jax.random.randint(jax.random.PRNGKey(3), (2, CFG.n_q, T), 0, CFG.card)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from magnet_jax.musicgen import pipeline as mg_pipeline
+from magnet_jax.pipelines import musicgen as mg_pipeline
 
 
 @pytest.fixture(scope="module")

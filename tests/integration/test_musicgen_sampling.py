@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from magnet_jax.musicgen import MusicGenGenerationConfig
-from magnet_jax.musicgen.sampling import sample_next
+from magnet_jax.decoding.config import MusicGenGenerationConfig
+from magnet_jax.decoding.sampling import sample_next
 
 _draw = jax.jit(jax.vmap(sample_next, in_axes=(0, None, None)), static_argnums=2)
 

@@ -13,7 +13,7 @@ from magnet_jax import sharding
 from magnet_jax.convert import load_lm_safetensors, save_lm_safetensors
 from magnet_jax.convert.t5 import load_text_stack
 from magnet_jax.model import MusicGenConfig, MusicGenLM
-from magnet_jax.musicgen.objective import musicgen_loss
+from magnet_jax.objectives.musicgen import musicgen_loss
 from magnet_jax.sharding import batch_shardings
 from magnet_jax.training import TrainConfig
 from magnet_jax.training import state as S

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from magnet_jax import pipeline as pipeline_module
+from magnet_jax.pipelines import magnet as pipeline_module
 
 STEPS = dict(decoding_steps=(4, 2, 2, 2))
 

@@ -119,8 +119,8 @@ def test_unexpected_files_are_refused_in_one_line(ckpt, tmp_path, edit, msg):
 def test_from_pretrained_gives_a_hybrid_pipeline(ckpt, tmp_path, monkeypatch):
     import transformers
 
-    from magnet_jax.hybrid_pipeline import HybridMagnetPipeline
-    from magnet_jax.pipeline import MagnetPipeline
+    from magnet_jax.pipelines.hybrid import HybridMagnetPipeline
+    from magnet_jax.pipelines.magnet import MagnetPipeline
     folder, _, _ = ckpt
     repo = tmp_path / "hybrid-magnet-small"
     repo.mkdir()

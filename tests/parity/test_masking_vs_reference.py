@@ -1,7 +1,7 @@
 """The span-length LUT of the masking objective vs audiocraft's MagnetSolver."""
 import types
 
-from magnet_jax import masking
+from magnet_jax.objectives import magnet as masking
 
 
 def test_lut_equals_reference_solver():

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from magnet_jax.convert import load_audiocraft_checkpoint
+from magnet_jax.decoding.config import MusicGenGenerationConfig
+from magnet_jax.decoding.musicgen import generate
+from magnet_jax.model import chroma as CH
 from magnet_jax.model.musicgen_melody import MusicGenMelodyLM
-from magnet_jax.musicgen import MusicGenGenerationConfig, generate
-from magnet_jax.musicgen import chroma as CH
 from tests.reference import melody_ref as MR
 
 TOL = 1e-4
@@ -145,7 +146,7 @@ def test_pipeline_melody_api(tmp_path, monkeypatch):
     import magnet_jax.codec as codec_pkg
     import magnet_jax.convert.t5 as t5_mod
     from magnet_jax.codec.random_init import random_encodec
-    from magnet_jax.pipeline import MagnetPipeline
+    from magnet_jax.pipelines.magnet import MagnetPipeline
 
     xp = MR.melody_xp_cfg(dim=32, num_heads=2, num_layers=1, card=2048, segment_duration=1)
     MR.make_checkpoint(tmp_path, xp, seed=2)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from magnet_jax.convert import load_audiocraft_checkpoint
-from magnet_jax.musicgen.objective import musicgen_loss
+from magnet_jax.objectives.musicgen import musicgen_loss
 from tests.reference import magnet_ref as M
 from tests.reference import musicgen_ref as R
 

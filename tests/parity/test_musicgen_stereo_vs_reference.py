@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from magnet_jax.codec import load_encodec
-from magnet_jax.musicgen.stereo import StereoCodec
+from magnet_jax.codec.stereo import StereoCodec
 from tests.reference import encodec_ref as E
 from tests.reference import musicgen_ref as R
 
@@ -59,8 +59,8 @@ def test_stereo_codec_matches_interleave_wrapper(codecs):
 
 def test_from_pretrained_stereo_layout_end_to_end(codecs, tmp_path, monkeypatch):
     import magnet_jax.convert.t5 as t5_mod
-    from magnet_jax.musicgen.pipeline import MusicGenPipeline
-    from magnet_jax.pipeline import MagnetPipeline
+    from magnet_jax.pipelines.magnet import MagnetPipeline
+    from magnet_jax.pipelines.musicgen import MusicGenPipeline
     codec_dir, ref_codec, _ = codecs
     folder = tmp_path / "musicgen-stereo-small"
     xp = R.musicgen_xp_cfg(dim=32, num_heads=2, num_layers=2, n_q=8, card=CARD, delays=[0, 0, 1, 1, 2, 2, 3, 3],

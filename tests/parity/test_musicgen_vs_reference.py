@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from magnet_jax.convert import load_audiocraft_checkpoint
+from magnet_jax.decoding.config import MusicGenGenerationConfig
+from magnet_jax.decoding.musicgen import generate
 from magnet_jax.model import MusicGenLM
-from magnet_jax.musicgen import MusicGenGenerationConfig, generate, pattern
+from magnet_jax.model import delay_pattern as pattern
 from tests.reference import magnet_ref as M
 from tests.reference import musicgen_ref as R
 
@@ -110,8 +112,8 @@ def test_pipeline_from_pretrained_dispatches_to_musicgen(tmp_path, monkeypatch):
     import magnet_jax.codec as codec_pkg
     import magnet_jax.convert.t5 as t5_mod
     from magnet_jax.codec.random_init import random_encodec
-    from magnet_jax.musicgen.pipeline import MusicGenPipeline
-    from magnet_jax.pipeline import MagnetPipeline
+    from magnet_jax.pipelines.magnet import MagnetPipeline
+    from magnet_jax.pipelines.musicgen import MusicGenPipeline
 
     xp = R.musicgen_xp_cfg(dim=32, num_heads=2, num_layers=2, card=2048, segment_duration=1)
     R.make_checkpoint(tmp_path, xp, seed=6)

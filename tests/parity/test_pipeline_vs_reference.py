@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from magnet_jax import hub
-from magnet_jax.pipeline import MagnetPipeline
+from magnet_jax.pipelines.magnet import MagnetPipeline
 from tests.helpers import ROOT, tiny_50hz_codec
 
 STEPS = (4, 2, 2, 2)

@@ -10,10 +10,10 @@ import pytest
 import torch
 from flax import nnx
 
+from magnet_jax.decoding.musicgen import generate as musicgen_generate
 from magnet_jax.decoding.rescoring import rescorer_probs_fn
-from magnet_jax.hybrid_inference import prefix_rng
-from magnet_jax.musicgen import generate as musicgen_generate
-from magnet_jax.pipeline import MagnetPipeline
+from magnet_jax.pipelines.companion import prefix_rng
+from magnet_jax.pipelines.magnet import MagnetPipeline
 from tests.reference import companion_ref as CR
 from tests.reference import musicgen_ref as G
 

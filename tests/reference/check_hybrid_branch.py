@@ -41,7 +41,7 @@ def main(git_dir="/work/.mirror/facebookresearch+audiocraft/repo"):
     import jax.numpy as jnp
 
     from magnet_jax.model.hybrid import semi_autoregressive_mask
-    from magnet_jax.training import hybrid_objective as H
+    from magnet_jax.objectives import hybrid as H
     lmmod = _load(git_dir, "audiocraft/models/lm_hybrid_magnet.py", "audiocraft.models.lm_hybrid_magnet")
     solmod = _load(git_dir, "audiocraft/solvers/hybrid_magnet.py", "audiocraft.solvers.hybrid_magnet")
     T, K, ctx, B = 16, 4, 2, 1

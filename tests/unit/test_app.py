@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from magnet_jax import app
+from magnet_jax.jobs import app
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pytest
 from magnet_jax.data.descriptions import augment_description
 from magnet_jax.data.input_pipeline import FileCrop, crop_window, make_dataset
 from magnet_jax.data.segment_index import SegmentIndex, build_index
-from magnet_jax.masking import masked_cross_entropy
+from magnet_jax.objectives.magnet import masked_cross_entropy
 from magnet_jax.text import load_t5_tokenizer
 
 K, MASK_ID = 2, 64

@@ -3,11 +3,11 @@ the chroma length / matching / null chroma, the stereo codebook interleaving ord
 import numpy as np
 import pytest
 
+from magnet_jax.codec.stereo import StereoCodec
 from magnet_jax.convert import CheckpointError
 from magnet_jax.convert.musicgen import channels_from_xp_cfg, config_from_xp_cfg
+from magnet_jax.model import chroma as CH
 from magnet_jax.model.musicgen_melody import MusicGenMelodyConfig
-from magnet_jax.musicgen import chroma as CH
-from magnet_jax.musicgen.stereo import StereoCodec
 
 
 def _xp(melody=True, text_fuse="prepend", **chroma):

@@ -1,4 +1,4 @@
-"""Web demo (Gradio) on :class:`~magnet_jax.pipeline.MagnetPipeline`: generate, continue, infill.
+"""Web demo (Gradio) on :class:`~magnet_jax.pipelines.magnet.MagnetPipeline`: generate, continue, infill.
 
 The handlers are plain functions (unit-tested without a browser); :func:`build_app` wires them to a
 ``gr.Blocks`` page with a bounded queue, so concurrent requests wait their turn instead of interleaving; a waiting
@@ -151,7 +151,7 @@ class Models:
         from magnet_jax import hub
         load = self.loader
         if load is None:
-            from magnet_jax.pipeline import MagnetPipeline
+            from magnet_jax.pipelines.magnet import MagnetPipeline
             load = MagnetPipeline.load
         try:
             return load(name)
@@ -293,7 +293,7 @@ def build_app(models: Models | None = None, default_model: str = DEFAULT_MODEL, 
         except UserError as e:
             raise gr.Error(public_message(str(e))) from None
         except Exception as e:        # noqa: BLE001 - logged here; the visitor sees no server detail
-            logging.getLogger("magnet_jax.app").exception("request failed")
+            logging.getLogger("magnet_jax.jobs.app").exception("request failed")
             raise gr.Error(f"generation failed ({type(e).__name__}); the server log has the details") from None
         return r.wav_paths[0], r.spectrograms[0], r.waveforms[0], r.wav_paths, r.message
 

@@ -1,6 +1,6 @@
 """MusicGenPipeline: text -> music with the autoregressive MusicGen LM (T5 -> MusicGen decode -> EnCodec).
 
-The sibling of :class:`~magnet_jax.pipeline.MagnetPipeline` behind the same ``from_pretrained`` (the
+The sibling of :class:`~magnet_jax.pipelines.magnet.MagnetPipeline` behind the same ``from_pretrained`` (the
 checkpoint's ``xp.cfg`` ``lm_model: transformer_lm`` selects it); text encoding, audio I/O, ``generate`` and
 ``continuation`` are shared, only the codes generation differs.
 
@@ -10,9 +10,9 @@ window) and adding ``extend_stride`` new seconds.
 
 MusicGen-melody (``facebook/musicgen-melody``): ``generate(texts, melody=wav_or_path, melody_sample_rate=sr)``
 or audiocraft's ``generate_with_chroma(descriptions, melody_wavs, melody_sample_rate)``; the melody's chroma
-(:mod:`magnet_jax.musicgen.chroma`) is prepended to the LM input. Long-form windows see the melody from their
+(:mod:`magnet_jax.model.chroma`) is prepended to the LM input. Long-form windows see the melody from their
 start time on, wrapped around periodically (as audiocraft). Stereo models decode to ``[B, 2, N]``
-(:mod:`magnet_jax.musicgen.stereo`).
+(:mod:`magnet_jax.codec.stereo`).
 """
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from magnet_jax.musicgen import chroma as _chroma
-from magnet_jax.musicgen.config import MusicGenGenerationConfig
-from magnet_jax.musicgen.generate import generate as _generate
-from magnet_jax.pipeline import MagnetPipeline, _as_texts
+from magnet_jax.decoding.config import MusicGenGenerationConfig
+from magnet_jax.decoding.musicgen import generate as _generate
+from magnet_jax.model import chroma as _chroma
+from magnet_jax.pipelines.magnet import MagnetPipeline, _as_texts
 from magnet_jax.util import deadline
 
 

@@ -24,12 +24,11 @@ import numbers
 import jax
 from flax import nnx
 
-from magnet_jax.decoding.config import GenerationConfig
+from magnet_jax.decoding.config import GenerationConfig, MusicGenGenerationConfig
 from magnet_jax.decoding.inputs import prepare_inputs
 from magnet_jax.decoding.loop import decode_loop
 from magnet_jax.decoding.model_logits import cfg_logits_fn
 from magnet_jax.decoding.rescoring import check_rescorer, rescorer_probs_fn
-from magnet_jax.musicgen.config import MusicGenGenerationConfig
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "config", "trace", "rescorer_graphdef"))

@@ -3,7 +3,7 @@
 ``MagnetPipeline.from_pretrained`` returns it for a checkpoint whose ``xp.cfg`` is the ``hybrid_magnet``
 branch's (:mod:`magnet_jax.convert.hybrid`), ``MagnetPipeline.from_config("hybrid_tiny")`` for a random one.
 Text encoding, the codec and ``generate`` (codes -> audio) are the MAGNeT pipeline's; the codes come from
-:func:`magnet_jax.decoding.hybrid_generate.generate`. Within the model's window only (no long-form, no audio
+:func:`magnet_jax.decoding.hybrid.generate`. Within the model's window only (no long-form, no audio
 prompt, no infill: the hybrid model's prefix is its own autoregressive output).
 """
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Sequence
 
 import jax
 
-from magnet_jax.decoding.hybrid_generate import DEFAULT_PREFIX_SECONDS
-from magnet_jax.decoding.hybrid_generate import generate as hybrid_generate
-from magnet_jax.musicgen.config import MusicGenGenerationConfig
-from magnet_jax.pipeline import MagnetPipeline, _as_texts
+from magnet_jax.decoding.config import MusicGenGenerationConfig
+from magnet_jax.decoding.hybrid import DEFAULT_PREFIX_SECONDS
+from magnet_jax.decoding.hybrid import generate as hybrid_generate
+from magnet_jax.pipelines.magnet import MagnetPipeline, _as_texts
 
 
 @dataclasses.dataclass

@@ -5,7 +5,7 @@
     mask   = padding_mask & (t + delays[k] < T)      # keep_only_valid_steps: a codebook's last delays[k] frames
     ce     = mean_k  CE(logits_k[mask_k], codes_k[mask_k])    # per-codebook mean over its valid tokens
 
-CFG dropout as MAGNeT's trainer (:func:`magnet_jax.masking.cfg_dropout`; audiocraft's
+CFG dropout as MAGNeT's trainer (:func:`magnet_jax.objectives.magnet.cfg_dropout`; audiocraft's
 ``ClassifierFreeGuidanceDropout``: one draw for the whole batch, or per sample with ``per_sample_cfg``).
 
 :func:`prepare_batch` / :func:`loss_from_batch` are the trainer's objective interface
@@ -18,8 +18,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import optax
 
-from magnet_jax import masking
-from magnet_jax.musicgen import pattern
+from magnet_jax.model import delay_pattern as pattern
+from magnet_jax.objectives import magnet as masking
 
 
 def prepare_batch(codes, padding_mask, text_mask, key, *, delays, special: int, cfg_dropout_p: float = 0.0,

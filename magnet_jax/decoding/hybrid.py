@@ -1,6 +1,6 @@
 """Hybrid-MAGNeT generation: an autoregressive prefix, then MAGNeT decoding of the rest (paper §3.4).
 
-1. **Prefix**: :func:`magnet_jax.musicgen.generate` (KV cache, delay pattern, CFG, MusicGen sampling) on the
+1. **Prefix**: :func:`magnet_jax.decoding.musicgen.generate` (KV cache, delay pattern, CFG, MusicGen sampling) on the
    hybrid LM (a :class:`~magnet_jax.model.MusicGenLM`) for ``P = prefix_frames`` frames on every codebook, as
    the branch's ``ar_generate(max_gen_len=P)``.
 2. **Rest**: :func:`magnet_jax.decoding.decode_loop` with the prefix as a prompt (kept bit-identical on every
@@ -8,7 +8,7 @@
    its ``logits_fn``.
 
 Deviation from the branch (whose ``_generate_magnet`` cannot run: it feeds non-delayed codes to a delayed-layout
-mask): the rest is decoded as the model is trained (:mod:`magnet_jax.training.hybrid_objective`): the
+mask): the rest is decoded as the model is trained (:mod:`magnet_jax.objectives.hybrid`): the
 delayed sequence, rows ``< P`` causal, and for stage ``s`` the codebooks ``k > s`` hidden (mask id) from
 frame ``P - k`` on, as in training, although the prefix knows them up to frame ``P``.
 
@@ -25,13 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from magnet_jax.decoding.config import GenerationConfig
+from magnet_jax.decoding.config import GenerationConfig, MusicGenGenerationConfig
 from magnet_jax.decoding.inputs import prepare_inputs
 from magnet_jax.decoding.loop import LogitsFn, decode_loop
+from magnet_jax.decoding.musicgen import generate as ar_generate
 from magnet_jax.decoding.spans import units_for
 from magnet_jax.model.hybrid import HybridMagnetLM
-from magnet_jax.musicgen.config import MusicGenGenerationConfig
-from magnet_jax.musicgen.generate import generate as ar_generate
 
 # The autoregressive prefix when none is asked for (seconds). The paper's hybrid models generate "the first
 # few seconds" autoregressively; the branch's generate step reads an (undefined) max_prompt_len.
@@ -90,7 +89,7 @@ def _key(rng):
 def generate(lm: HybridMagnetLM, text_hidden=None, text_mask=None, *, config: GenerationConfig = GenerationConfig(),
              ar_config: MusicGenGenerationConfig = MusicGenGenerationConfig(), prefix_frames: int, rng=None,
              num_frames: int | None = None, num_samples: int | None = None):
-    """Codes int32 [B, K, T'] (``T'`` as :func:`magnet_jax.decoding.generate`: ``nonoverlap`` trims to whole
+    """Codes int32 [B, K, T'] (``T'`` as :func:`magnet_jax.decoding.magnet.generate`: ``nonoverlap`` trims to whole
     spans); frames ``< prefix_frames`` are the autoregressive prefix on every codebook.
 
     ``rng``: a key or int seed; the prefix uses ``fold_in(rng, 0)``, the rest ``fold_in(rng, 1)``.
@@ -98,7 +97,7 @@ def generate(lm: HybridMagnetLM, text_hidden=None, text_mask=None, *, config: Ge
     """
     if not isinstance(lm, HybridMagnetLM):
         raise ValueError(f"hybrid generation needs a HybridMagnetLM, got {type(lm).__name__} (a MAGNeT checkpoint "
-                         f"is generated with magnet_jax.decoding.generate)")
+                         f"is generated with magnet_jax.decoding.magnet.generate)")
     c = lm.config
     T = int(num_frames or c.segment_frames)
     usable = units_for(config.span_arrangement, c.span_len).usable(T, c.span_len)

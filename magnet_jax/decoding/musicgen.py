@@ -20,10 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from magnet_jax.decoding.config import MusicGenGenerationConfig
+from magnet_jax.decoding.sampling import sample_next
 from magnet_jax.model import MusicGenLM
-from magnet_jax.musicgen import pattern
-from magnet_jax.musicgen.config import MusicGenGenerationConfig
-from magnet_jax.musicgen.sampling import sample_next
+from magnet_jax.model import delay_pattern as pattern
 
 UNKNOWN = -1   # not generated yet (audiocraft's ``unknown_token``)
 

@@ -13,7 +13,7 @@ Per sample (pure jnp, static shapes):
 4. cross-entropy on every prefix token (autoregressive, all codebooks, delay pattern) and on the masked suffix
    tokens of codebook ``s``, valid frames only; **one token mean over both** (the branch's
    ``_compute_cross_entropy_hybrid_magnet``: ``F.cross_entropy(ignore_index)`` over the union);
-5. CFG dropout of the text as MAGNeT's (:func:`magnet_jax.masking.cfg_dropout`).
+5. CFG dropout of the text as MAGNeT's (:func:`magnet_jax.objectives.magnet.cfg_dropout`).
 
 Deviations from the branch, which does not run ("unclean, not working yet"): its ``get_mask`` does not
 exist (we use its ``calc_spans_mask``); its ``run_step`` calls MusicGen's per-codebook ``_compute_cross_entropy``
@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from magnet_jax import masking
+from magnet_jax.objectives import magnet as masking
 
 
 @functools.lru_cache(maxsize=16)
@@ -106,7 +106,7 @@ def _logits(lm, batch: dict, text_hidden):
 
 def loss_from_batch(lm, batch: dict, text_hidden):
     """Pooled cross-entropy of a :class:`~magnet_jax.model.hybrid.HybridMagnetLM` on a :func:`prepare_batch`
-    result -> (loss, num_tokens), as :func:`magnet_jax.masking.loss_from_batch`."""
+    result -> (loss, num_tokens), as :func:`magnet_jax.objectives.magnet.loss_from_batch`."""
     return masking.masked_cross_entropy(_logits(lm, batch, text_hidden), batch["targets"], batch["weights"])
 
 

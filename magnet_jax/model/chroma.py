@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-log = logging.getLogger("magnet_jax.musicgen")
+log = logging.getLogger("magnet_jax.model.chroma")
 
 
 @functools.lru_cache(maxsize=8)
