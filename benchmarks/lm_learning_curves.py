@@ -34,6 +34,7 @@ Writes benchmarks/results/lm_learning_curves.json and benchmarks/figures/lm_lear
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -58,9 +59,11 @@ flags.DEFINE_float("lr", 1e-3, "peak learning rate (bundled: 1e-3)")
 flags.DEFINE_integer("warmup", 30, "warmup steps (cosine to 0 at --steps)")
 flags.DEFINE_float("cfg_dropout", 0.3, "classifier-free-guidance dropout (drawn once per step, applied on both)")
 flags.DEFINE_integer("smooth", 20, "moving-average window of the training-loss curves (figure, summary)")
-flags.DEFINE_integer("threads", 2, "torch intra-op threads")
+flags.DEFINE_integer("threads", 1, "torch intra-op threads (1: a shared CPU's oversubscription stalls more)")
 flags.DEFINE_string("json", None, "JSON output (default benchmarks/results/lm_learning_curves.json)")
 flags.DEFINE_string("figure", None, "figure (default benchmarks/figures/lm_learning_curves.png)")
+flags.DEFINE_bool("plot_only", False, "only redraw the figure from --json (or the default results file)")
+flags.DEFINE_string("merge", None, "an earlier JSON of this benchmark (same settings): its runs are kept, not rerun")
 FLAGS = flags.FLAGS
 
 KEYS = ("codes", "padding_mask", "text_hidden", "text_mask")
@@ -68,9 +71,9 @@ KEYS = ("codes", "padding_mask", "text_hidden", "text_mask")
 
 # ----------------------------------------------------------------------------- config
 def train_config():
-    from magnet_jax.bundled.config import lm_config
+    from magnet_jax.configs import get_config
     from magnet_jax.training import TrainConfig
-    c = lm_config()
+    c = get_config("bundled")
     c.model.update(dict(dim=FLAGS.dim, num_heads=FLAGS.heads, num_layers=FLAGS.layers,
                         segment_duration=float(FLAGS.segment)))
     c.text.name = FLAGS.t5
@@ -406,8 +409,15 @@ def figure(runs: dict, path):
     n_q = _evals(next(iter(runs.values()))).shape[1]
     fig = plt.figure(figsize=(14, 6.5))
     gs = fig.add_gridspec(2, n_q)
-    ax0 = fig.add_subplot(gs[0, :])
+    ax0, axd = fig.add_subplot(gs[0, :n_q - 1]), fig.add_subplot(gs[0, n_q - 1])
     axes = [fig.add_subplot(gs[1, s]) for s in range(n_q)]
+    for k in runs:                                 # per-step |ours - audiocraft| on identical batches and draws
+        if k.startswith("ours:") and "audiocraft:" + k[5:] in runs:
+            diff = np.abs(_train(runs[k]) - _train(runs["audiocraft:" + k[5:]]))
+            axd.semilogy(np.arange(1, len(diff) + 1), np.maximum(diff, 1e-8), lw=0.8, label=f"seed {k[5:]}")
+    axd.set(title="|train loss ours - audiocraft|", xlabel="step")
+    axd.grid(alpha=0.3)
+    axd.legend(fontsize=8)
     colors = {("ours", 0): "C0", ("audiocraft", 0): "C3", ("ours", 1): "C9", ("audiocraft", 1): "C1"}
     for k, run in runs.items():
         impl, seed = k.split(":")[0], int(k.split(":")[1])
@@ -436,6 +446,11 @@ def figure(runs: dict, path):
 # ----------------------------------------------------------------------------- main
 def main(_):
     from pathlib import Path
+    fig_path = Path(FLAGS.figure) if FLAGS.figure else ROOT / "benchmarks" / "figures" / "lm_learning_curves.png"
+    if FLAGS.plot_only:
+        figure(json.load(open(FLAGS.json or ROOT / "benchmarks" / "results" / "lm_learning_curves.json"))["runs"],
+               fig_path)
+        return
 
     import jax
     import torch
@@ -454,7 +469,19 @@ def main(_):
     graphdef, params0, param_specs = initial_model("", FLAGS.init_seed, cfg.model, mesh)
     params0 = jax.device_get(params0)
     results = {}
+    settings = dict(steps=FLAGS.steps, eval_every=FLAGS.eval_every, eval_batches=FLAGS.eval_batches,
+                    init_seed=FLAGS.init_seed, model=cfg.model.architecture(), batch_size=cfg.data.batch_size,
+                    lr=cfg.optim.learning_rate, warmup=cfg.optim.warmup_steps, cfg_dropout=cfg.step.cfg_dropout)
+    if FLAGS.merge and os.path.exists(FLAGS.merge):
+        old = json.load(open(FLAGS.merge))
+        if old.get("settings") != json.loads(json.dumps(settings)):
+            raise ValueError(f"--merge={FLAGS.merge} was run with other settings: {old.get('settings')}")
+        results.update({k: v for k, v in old["runs"].items() if k in [f"{n}:{s}" for n, s in runs_spec]})
+        print(f"kept from {FLAGS.merge}: {sorted(results)}", flush=True)
+    m = cfg.model
     for name, seed in runs_spec:
+        if f"{name}:{seed}" in results:
+            continue
         t = time.perf_counter()
         if name == "ours":
             rows, evals = run_ours(cfg, graphdef, params0, param_specs, train[seed], held, seed, train_draw)
@@ -463,23 +490,23 @@ def main(_):
             rows, evals = run_audiocraft(cfg, ref, train[seed], held, seed, train_draw, eval_draw)
         else:
             raise ValueError(f"unknown run {name!r} (ours, audiocraft)")
-        results[f"{name}:{seed}"] = {"seconds": time.perf_counter() - t, "train": rows, "eval": evals}
+        results[f"{name}:{seed}"] = {"seconds": time.perf_counter() - t, "train": rows, "eval": evals,
+                                     "machine": machine(), "loadavg_at_end": os.getloadavg()}
         print(f"[{name}:{seed}] done in {time.perf_counter() - t:.0f}s", flush=True)
+        summary = summarize(results)
+        payload = dict(benchmark="lm_learning_curves", settings=settings,
+                       model=dict(dim=m.dim, heads=m.num_heads, layers=m.num_layers, n_q=m.n_q, card=m.card,
+                                  text_dim=m.text_dim, segment_s=m.segment_duration, frames=m.segment_frames),
+                       optim=dict(optimizer="adamw", lr=cfg.optim.learning_rate, warmup=cfg.optim.warmup_steps,
+                                  schedule=cfg.optim.schedule, total_steps=cfg.optim.total_steps, b1=cfg.optim.b1,
+                                  b2=cfg.optim.b2, weight_decay=cfg.optim.weight_decay, eps=cfg.optim.eps,
+                                  max_grad_norm=cfg.optim.max_grad_norm),
+                       batch_size=cfg.data.batch_size, cfg_dropout=cfg.step.cfg_dropout, t5=cfg.text.name,
+                       data=data_info, heldout_weights="raw (not EMA)", torch_threads=FLAGS.threads,
+                       machine=machine(), loadavg=os.getloadavg(), summary=summary, runs=results)
+        write_json("lm_learning_curves", payload, FLAGS.json)
     summary = summarize(results)
-    m = cfg.model
-    payload = dict(benchmark="lm_learning_curves", steps=FLAGS.steps, eval_every=FLAGS.eval_every,
-                   eval_batches=FLAGS.eval_batches, init_seed=FLAGS.init_seed,
-                   model=dict(dim=m.dim, heads=m.num_heads, layers=m.num_layers, n_q=m.n_q, card=m.card,
-                              text_dim=m.text_dim, segment_s=m.segment_duration, frames=m.segment_frames),
-                   optim=dict(optimizer="adamw", lr=cfg.optim.learning_rate, warmup=cfg.optim.warmup_steps,
-                              schedule=cfg.optim.schedule, total_steps=cfg.optim.total_steps, b1=cfg.optim.b1,
-                              b2=cfg.optim.b2, weight_decay=cfg.optim.weight_decay, eps=cfg.optim.eps,
-                              max_grad_norm=cfg.optim.max_grad_norm),
-                   batch_size=cfg.data.batch_size, cfg_dropout=cfg.step.cfg_dropout, t5=cfg.text.name,
-                   data=data_info, heldout_weights="raw (not EMA)", machine=machine(), loadavg=os.getloadavg(),
-                   summary=summary, runs=results)
-    write_json("lm_learning_curves", payload, FLAGS.json)
-    figure(results, Path(FLAGS.figure) if FLAGS.figure else ROOT / "benchmarks" / "figures" / "lm_learning_curves.png")
+    figure(results, fig_path)
     short = lambda d: {k: v for k, v in d.items() if not isinstance(v, list)}  # noqa: E731
     for k, v in summary["pairs"].items():
         print(f"gap {k}: {short(v)}")
