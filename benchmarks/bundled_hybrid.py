@@ -2,7 +2,7 @@
 text encoder), batch 1, one description, the whole window: latency of ``pipe.generate_codes`` (T5 + the LM's
 decoding, no codec) and of ``pipe.generate`` (+ the codec's decoder), in one run, JSON.
 
-The hybrid model is a folder laid out as the bundled one (``magnet_jax.bundled.package.assemble`` of its
+The hybrid model is a folder laid out as the bundled one (``magnet_jax.bundled.build.assemble`` of its
 ``tools/train.py --config=configs/magnet.py:hybrid_bundled`` workdir); its AR prefix is ``--prefix`` seconds.
 Each pipeline is called once first (compile included, reported apart); the latency is the minimum of ``--reps``.
 

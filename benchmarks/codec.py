@@ -4,7 +4,7 @@
   python -m benchmarks.codec --seconds 5 --batches 1 --reps 2  # quick look
 
 Both run in this one process on the same random weights (the reference is saved with
-``save_pretrained`` and loaded back with :func:`magnet_jax.codec.load_encodec`), on the same clips,
+``save_pretrained`` and loaded back with :func:`magnet_jax.convert.encodec.load_encodec`), on the same clips,
 with the same thread budget (XLA's CPU pool uses every core; torch gets ``--threads``, default every
 core). Reported: seconds of audio coded per wall-clock second (higher is better), the best of
 ``--reps`` timed runs (magnet_jax after one untimed run that compiles for the shape; transformers
@@ -35,7 +35,7 @@ def main(_):
     import torch
 
     import tests.reference.shim  # noqa: F401
-    from magnet_jax.codec import load_encodec
+    from magnet_jax.convert.encodec import load_encodec
     from tests.reference import encodec_ref as R
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -113,8 +113,31 @@ def tpu_compile_table(result: dict) -> str:
     return "\n".join(out)
 
 
+def lora_table(result: dict) -> str:
+    """Full fine-tuning vs LoRA: the same step at the same shape (benchmarks/lora.py)."""
+    mib = 2.0 ** 20
+    out = ["| training | trainable params | optimizer state MiB | train state MiB | XLA arguments MiB | "
+           "XLA temporaries MiB | XLA peak MiB | ms / step |", "|---" * 8 + "|"]
+    c, res = result["config"], result["results"]
+    for name, label in (("full", "full fine-tuning"), ("lora", f"LoRA rank {c['lora']['rank']}")):
+        r, m = res[name], res[name]["memory"]
+        out.append(f"| {label} | {r['trainable_params'] / 1e6:.3f} M ({100 * r['trainable_fraction']:.1f} %) | "
+                   f"{r['optimizer_state_bytes'] / mib:.1f} | {r['train_state_bytes'] / mib:.1f} | "
+                   f"{m['argument_size_in_bytes'] / mib:.1f} | {m['temp_size_in_bytes'] / mib:.1f} | "
+                   f"{m['peak_bytes'] / mib:.1f} | {r['step_s'] * 1e3:.0f} |")
+    ratio, n = res["ratios"], len(res["full"]["step_times_s"])
+    out.append(f"\ndim {c['dim']}, {c['heads']} heads, {c['layers']} layers ({c['base_params'] / 1e6:.2f} M params), "
+               f"batch {c['batch']} x {c['frames']} frames, float32; LoRA alpha {c['lora']['alpha']:g} on "
+               f"{len(c['lora']['targets'])} projections per layer; step time: median of {n} "
+               f"interleaved steps. LoRA / full: step time {ratio['step_time_lora_over_full']:.2f} (fastest steps "
+               f"{ratio['min_step_time_lora_over_full']:.2f}), XLA peak {ratio['peak_bytes_lora_over_full']:.2f}, "
+               f"optimizer state {ratio['optimizer_state_lora_over_full']:.3f}. {_machine(result['machine'])}"
+               + (f"; load average {result['loadavg'][0]:.1f}." if result.get("loadavg") else "."))
+    return "\n".join(out)
+
+
 TABLES = {"codec_round_trip": eval_table, "bundled_eval": eval_table, "codec_throughput": throughput_table,
-          "codec_learning_curves": learning_curves_table, "tpu_compile": tpu_compile_table}
+          "codec_learning_curves": learning_curves_table, "tpu_compile": tpu_compile_table, "lora": lora_table}
 
 
 def table(name: str) -> str:

@@ -79,7 +79,7 @@ def main():
     import tensorflow_datasets as tfds
     import torch
 
-    from magnet_jax.codec import load_encodec
+    from magnet_jax.convert.encodec import load_encodec
     from magnet_jax.data import tokenize as tok
     from tests.reference import encodec_ref as R
 

@@ -6,13 +6,10 @@ models; the default) or ``bundled`` (the bundled offline model); ``hybrid_NAME``
 ``hybrid_bundled``, ...) trains NAME as a Hybrid-MAGNeT (AR prefix + non-autoregressive rest).
 Override any field on the command line, e.g.
 ``--config=configs/magnet.py:magnet_small_10secs --config.model.dtype=bfloat16 --config.generation.temp=2.5``.
-The defaults live in magnet_jax/configs.py.
+The architectures live in magnet_jax/presets.py, the training defaults in magnet_jax/configs.py.
 """
 from magnet_jax.configs import get_config as _get
 
 
 def get_config(arg: str = "tiny"):
-    if arg == "bundled":   # the bundled offline model's LM (magnet_jax/bundled/config.py)
-        from magnet_jax.bundled.config import lm_config
-        return lm_config()
     return _get(arg or "tiny")

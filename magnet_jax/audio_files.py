@@ -1,4 +1,4 @@
-"""Writing generated audio: WAV files (soundfile) and spectrogram PNGs (matplotlib, Agg backend)."""
+"""Writing generated audio: WAV files (soundfile), spectrogram and waveform PNGs (matplotlib, Agg backend)."""
 from __future__ import annotations
 
 import re
@@ -63,6 +63,28 @@ def save_spectrogram(path: str | Path, wav: np.ndarray, sample_rate: int, title:
     ax.set_ylabel("kHz")
     ax.set_title(title[:90])
     fig.colorbar(im, ax=ax, label="dB")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def save_waveform(path: str | Path, wav: np.ndarray, sample_rate: int, title: str = "") -> Path:
+    """The samples over time, one line per channel, on [-1, 1]."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = np.asarray(wav, np.float32).reshape(-1, np.shape(wav)[-1])
+    t = np.arange(x.shape[-1]) / sample_rate
+    fig, ax = plt.subplots(figsize=(8, 1.8), dpi=100)
+    for ch in x:
+        ax.plot(t, ch, linewidth=0.4)
+    ax.set_xlim(0, t[-1] if t.size else 1)
+    ax.set_ylim(-1, 1)
+    ax.set_xlabel("time (s)")
+    ax.set_title(title[:90])
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

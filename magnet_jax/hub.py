@@ -49,8 +49,10 @@ _REACHABLE: dict[str, bool] = {}
 
 
 def hub_reachable() -> bool:
-    """Whether the hub endpoint accepts a connection (checked once per process, ~1 s when offline).
+    """Whether the hub endpoint accepts a connection: one probe per process and endpoint, at most 2 s.
 
+    The project's one network probe: when it says no, :func:`resolve_file` reads only the local cache, and the
+    generate job (:func:`magnet_jax.jobs.generate.load_pipeline`) may fall back to its offline model.
     huggingface_hub retries an unreachable hub for ~25 s per file before it falls back to its cache; a warm
     cache on a machine without network must not wait that long. ``HF_HUB_OFFLINE=1`` skips the check; behind a
     proxy (``HTTPS_PROXY`` ...) a direct connection says nothing, so the hub is assumed reachable.

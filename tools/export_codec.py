@@ -7,7 +7,7 @@ transformers: OUT/config.json + OUT/model.safetensors (``EncodecModel.from_pretr
 audiocraft: OUT/compression_state_dict.bin (``audiocraft.models.loaders.load_compression_model``).
 magnet_jax: OUT/config.json + OUT/model.safetensors of a frame codec (configs/codec.py:bundled); auto picks
 magnet_jax for a frame codec, transformers for an EnCodec.
-All are read by magnet_jax.codec.load_encodec and tools/tokenize_dataset.py --codec=OUT.
+All are read by magnet_jax.convert.encodec.load_encodec and tools/tokenize_dataset.py --codec=OUT.
 --config: the configuration the codec was trained with (default: WORKDIR/config.json when the trainer
 wrote one).
 """

@@ -12,7 +12,8 @@
       --rescorer=facebook/musicgen-small --hybrid_prefix_seconds=3
 
 --model: a hub id, a local folder (state_dict.bin + compression_state_dict.bin), or config:NAME.
---offline_fallback=default (config:tiny): used only when the hub cannot be reached and the model is not cached.
+--offline_fallback=default (bundled: the small model this project trained offline, magnet_jax/bundled):
+used only when the hub cannot be reached and the model is not cached.
 Files are named NNN_text_seedS.{wav,png}; existing files are never overwritten unless --overwrite.
 Every GenerationConfig field is a flag of the same name (unset = the model's default).
 """
@@ -40,7 +41,7 @@ flags.DEFINE_integer("seed", 0, "PRNG seed")
 flags.DEFINE_string("out_dir", "out", "where WAVs and PNGs go")
 flags.DEFINE_boolean("overwrite", False, "replace existing output files of the same name")
 flags.DEFINE_string("offline_fallback", None, "model to use if the hub is unreachable and --model is not cached; "
-                    "'default' = the project's offline model (config:tiny)")
+                    "'default' = the project's offline model (bundled)")
 flags.DEFINE_string("t5", None, "T5 hub id or local folder (default: the one the checkpoint names)")
 flags.DEFINE_string("codec", None, "EnCodec hub id or local folder (default: the one the checkpoint names)")
 flags.DEFINE_string("prompt_wav", None, "audio to continue")

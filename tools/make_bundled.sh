@@ -68,7 +68,7 @@ else "$PY" tools/train.py --config=configs/magnet.py:bundled --workdir="$W/lm_tr
 
 step "7/8 assemble -> $W/bundled"
 if [[ -f $W/bundled/bundled.json ]]; then echo "   exists, skipped"
-else "$PY" -c "import sys; from magnet_jax.bundled.package import assemble; assemble(sys.argv[1], \
+else "$PY" -c "import sys; from magnet_jax.bundled.build import assemble; assemble(sys.argv[1], \
 lm=sys.argv[2], codec=sys.argv[3], t5=sys.argv[4], info={'corpus': sys.argv[5], 'codec_steps': int(sys.argv[6])})" \
        "$W/bundled" "$W/lm_train" "$W/codec" "$W/t5" "$(basename "$CORPUS")" \
        "$(ls "$W/codec_train/checkpoints" | grep -E '^[0-9]+$' | sort -n | tail -1)"; fi   # the codec's last step

@@ -1,15 +1,13 @@
 """The bundled model's folder: ``lm/`` (magnet-jax safetensors export), ``codec/`` (transformers EnCodec layout),
 ``t5/`` (tokenizer + frozen T5, HF layout), ``bundled.json`` (provenance). All read with no torch, no network.
 
-:func:`assemble` writes such a folder from a trained codec export, an LM export and a text folder;
-``MagnetPipeline.from_pretrained("bundled")`` loads the one packaged at :data:`~magnet_jax.bundled.config.WEIGHTS_DIR`
-(any folder in this layout loads the same way).
+This is the run-time side, used by the pipeline: ``MagnetPipeline.from_pretrained("bundled")`` loads the folder
+packaged at :data:`~magnet_jax.bundled.config.WEIGHTS_DIR` (any folder in this layout loads the same way).
+:func:`magnet_jax.bundled.build.assemble` writes one (build time).
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from pathlib import Path
 
 from magnet_jax.bundled.config import NAME, WEIGHTS_DIR
@@ -38,47 +36,3 @@ def resolve(name_or_path: str | os.PathLike) -> Path | None:
         return WEIGHTS_DIR
     p = Path(name_or_path).expanduser()
     return p if is_bundled_layout(p) else None
-
-
-def _lm_export_dir(lm: str | os.PathLike) -> Path:
-    """An LM export folder, or a ``tools/train.py`` workdir (its ``export/``: the EMA weights)."""
-    p = Path(lm)
-    for cand in (p, p / "export"):
-        if all((cand / f).is_file() for f in LM_FILES):
-            return cand
-    raise FileNotFoundError(f"{lm}: no LM export ({LM_FILES[0]}); pass a tools/train.py workdir or its export/")
-
-
-def assemble(out: str | os.PathLike, *, lm: str | os.PathLike, codec: str | os.PathLike,
-             t5: str | os.PathLike, info: dict | None = None) -> Path:
-    """Writes the bundled folder ``out`` from an LM export (or train workdir), a transformers-layout codec export
-    (``tools/export_codec.py --format=transformers``) and a text folder (:func:`~magnet_jax.bundled.text.
-    build_text_encoder`). The LM's config records ``t5`` / ``kind`` so the folder is self-describing.
-    Written to ``out.tmp`` first, then renamed: a stopped run leaves no half folder."""
-    from magnet_jax.codec import load_encodec
-    from magnet_jax.convert.t5 import load_text_stack
-
-    out = Path(out)
-    lm_dir, codec, t5 = _lm_export_dir(lm), Path(codec), Path(t5)
-    meta = json.loads((lm_dir / LM_FILES[1]).read_text())
-    m = meta["model"]
-    c = load_encodec(str(codec))                     # checks the parts fit before anything is written
-    if (c.num_codebooks, c.cardinality, float(c.frame_rate)) != (m["n_q"], m["card"], float(m["frame_rate"])):
-        raise ValueError(f"codec {codec} has {c.num_codebooks} x {c.cardinality} codes at {c.frame_rate} Hz, the "
-                         f"LM expects {m['n_q']} x {m['card']} at {m['frame_rate']} Hz")
-    load_text_stack(str(t5), int(m["text_dim"]))
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "lm").mkdir(parents=True)
-    shutil.copy2(lm_dir / LM_FILES[0], tmp / "lm" / LM_FILES[0])
-    meta.update(t5="t5", kind="music")               # t5 relative to the bundled folder (see pipeline)
-    (tmp / "lm" / LM_FILES[1]).write_text(json.dumps(meta, indent=1))
-    shutil.copytree(codec, tmp / "codec")
-    shutil.copytree(t5, tmp / "t5")
-    sizes = {p: sum(f.stat().st_size for f in (tmp / p).rglob("*") if f.is_file()) for p in PARTS}
-    (tmp / INFO).write_text(json.dumps({"name": NAME, "sizes_bytes": sizes, "sample_rate": c.sample_rate,
-                                        "lm_step": meta.get("step"), **(info or {})}, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out

@@ -2,7 +2,7 @@
 
 Public API (stable)::
 
-    codec = magnet_jax.codec.load_encodec("facebook/encodec_32khz")   # or a local folder / file
+    codec = magnet_jax.convert.encodec.load_encodec("facebook/encodec_32khz")   # or a local folder / file
     codes = codec.encode(wav)        # wav float [B, C, N] -> int32 [B, K, T],  T = ceil(N / hop)
     audio = codec.decode(codes)      # -> float32 [B, C, T * hop]   (the references' lengths)
     codec.sample_rate, codec.frame_rate, codec.num_codebooks, codec.cardinality, codec.channels
@@ -90,7 +90,7 @@ def renormalize(x, renorm: bool):
 
 
 class Encodec(CodecInterface):
-    """EnCodec inference model. Build with :func:`magnet_jax.codec.load_encodec`."""
+    """EnCodec inference model. Build with :func:`magnet_jax.convert.encodec.load_encodec`."""
 
     def __init__(self, config: CodecConfig, net: EncodecNet | None = None):
         self.config = config

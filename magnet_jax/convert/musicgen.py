@@ -1,11 +1,11 @@
 """audiocraft MusicGen / AudioGen LM checkpoints (``lm_model: transformer_lm``) -> ``MusicGenLM``.
 
 Same released layout as MAGNeT (``state_dict.bin`` with ``xp.cfg`` + ``best_state``) and the same tensor
-names, so the key mapping and the safetensors cache are :mod:`magnet_jax.convert.audiocraft`'s; this module
-reads the MusicGen-specific ``xp.cfg`` fields (causal, the delay pattern, MusicGen-melody's
-``conditioners.self_wav.chroma_stem`` and ``fuser.prepend``, stereo's ``interleave_stereo_codebooks``) and refuses
-what is not implemented by name (``sum`` fusers, other conditioners, biases, ...).
-``load_audiocraft_checkpoint`` dispatches here on ``xp.cfg.lm_model``.
+names, so the key mapping is :mod:`magnet_jax.convert.lm_params`' and the T5, kind and cache are
+:mod:`magnet_jax.convert.checkpoint`'s; this module reads the MusicGen-specific ``xp.cfg`` fields (causal, the
+delay pattern, MusicGen-melody's ``conditioners.self_wav.chroma_stem`` and ``fuser.prepend``, stereo's
+``interleave_stereo_codebooks``) and refuses what is not implemented by name (``sum`` fusers, other conditioners,
+biases, ...). ``load_audiocraft_checkpoint`` dispatches here on ``xp.cfg.lm_model``.
 """
 from __future__ import annotations
 
@@ -13,42 +13,31 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from magnet_jax.convert import audiocraft
-from magnet_jax.convert.audiocraft import (
+from magnet_jax.convert.audiocraft_xp import ExportFacts, shared_xp_cfg
+from magnet_jax.convert.checkpoint import (
     CheckpointError,
     LoadedCheckpoint,
-    _read_xp_cfg,
-    _t5_name,
-    params_from_state_dict,
+    check_transformer,
+    delays_from_xp_cfg,
+    kind_from_xp_cfg,
+    read_t5_name,
+    read_xp_cfg,
 )
+from magnet_jax.convert.lm_params import build_checkpoint, params_from_state_dict, to_np
 from magnet_jax.model import MusicGenConfig
+from magnet_jax.model.families import BY_NAME, family_of
 from magnet_jax.model.musicgen_melody import MusicGenMelodyConfig
 from magnet_jax.text.presets import WIDTHS
 
-LM_MODEL = "transformer_lm"
+LM_MODEL = BY_NAME["musicgen"].lm_model
 CHROMA_PREFIX = "condition_provider.conditioners.self_wav"
-_SOLVER_KINDS = {"musicgen": "music", "audiogen": "audio"}        # audiocraft solvers/builders.py
-_EXPECTED = {"norm": "layer_norm", "norm_first": True, "bias_ff": False, "bias_attn": False, "bias_proj": False,
-             "positional_embedding": "sin", "activation": "gelu", "causal": True, "layer_scale": None,
-             "qk_layer_norm": False, "qk_layer_norm_cross": False, "kv_repeat": 1, "xpos": False,
-             "positional_scale": 1.0, "past_context": None}
 
 
 def _validate(cfg: dict) -> None:
     if cfg.get("lm_model") != LM_MODEL:
         raise CheckpointError(f"not a MusicGen checkpoint: xp.cfg has lm_model={cfg.get('lm_model')!r}")
-    tl = cfg.get("transformer_lm") or {}
-    for key, want in _EXPECTED.items():
-        if key in tl and tl[key] != want and not (isinstance(want, float) and float(tl[key]) == want):
-            raise CheckpointError(f"unsupported MusicGen variant: transformer_lm.{key}={tl[key]!r} "
-                                  f"(magnet-jax implements {want!r}, as in every released model)")
-    pat = cfg.get("codebooks_pattern") or {}
-    if pat.get("modeling") != "delay":
-        raise CheckpointError(f"unsupported codebooks_pattern.modeling={pat.get('modeling')!r} (only 'delay', "
-                              f"as in every released MusicGen)")
-    delay = pat.get("delay") or {}
-    if delay.get("flatten_first", 0) or delay.get("empty_initial", 0):
-        raise CheckpointError("unsupported delay pattern: flatten_first / empty_initial must be 0")
+    check_transformer(cfg, "MusicGen", causal=True)
+    delays_from_xp_cfg(cfg, int((cfg.get("transformer_lm") or {}).get("n_q", 4)), "MusicGen")
     fuser = cfg.get("fuser") or {}
     for method in ("sum", "input_interpolate"):
         if fuser.get(method):
@@ -89,17 +78,16 @@ def channels_from_xp_cfg(cfg: dict) -> int:
 
 def config_from_xp_cfg(xp_cfg: str | Mapping[str, Any], **overrides) -> MusicGenConfig:
     """MusicGenConfig from an audiocraft MusicGen / AudioGen ``xp.cfg`` (YAML string or mapping)."""
-    cfg = _read_xp_cfg(xp_cfg)
+    cfg = read_xp_cfg(xp_cfg)
     _validate(cfg)
     tl = cfg.get("transformer_lm") or {}
     try:
         n_q = int(tl.get("n_q", 4))
-        delays = (cfg["codebooks_pattern"].get("delay") or {}).get("delays") or list(range(n_q))
         kw = dict(n_q=n_q, card=int(tl.get("card", 2048)), dim=int(tl["dim"]), num_heads=int(tl["num_heads"]),
                   num_layers=int(tl["num_layers"]), hidden_scale=int(tl.get("hidden_scale", 4)),
                   segment_duration=float((cfg.get("dataset") or {}).get("segment_duration", 30.0)),
-                  max_period=float(tl.get("max_period", 10000.0)), text_dim=WIDTHS[_t5_name(cfg)],
-                  delays=tuple(int(d) for d in delays))
+                  max_period=float(tl.get("max_period", 10000.0)), text_dim=WIDTHS[read_t5_name(cfg)],
+                  delays=delays_from_xp_cfg(cfg, n_q, "MusicGen"))
         wav = (cfg.get("conditioners") or {}).get("self_wav")
         if wav is None:
             return MusicGenConfig(**{**kw, **overrides})
@@ -116,20 +104,13 @@ def config_from_xp_cfg(xp_cfg: str | Mapping[str, Any], **overrides) -> MusicGen
         raise CheckpointError(f"xp.cfg: bad MusicGen value ({e})") from None
 
 
-def kind_from_xp_cfg(cfg: dict) -> str:
-    solver = cfg.get("solver")
-    if solver in _SOLVER_KINDS:
-        return _SOLVER_KINDS[solver]
-    return "audio" if int(cfg.get("sample_rate", 32000)) == 16000 else "music"
-
-
-def checkpoint_from_package(pkg: Mapping[str, Any], **kw) -> LoadedCheckpoint:
-    """A read ``state_dict.bin`` package -> LoadedCheckpoint (``kw``: as
-    :func:`magnet_jax.convert.audiocraft.checkpoint_from_package`)."""
-    raw = _read_xp_cfg(pkg["xp.cfg"])
-    return audiocraft.checkpoint_from_package(pkg, config_from_xp_cfg(pkg["xp.cfg"]), kind=kind_from_xp_cfg(raw),
-                                              lm_model=LM_MODEL, params_fn=params_from_melody_state_dict,
-                                              channels=channels_from_xp_cfg(raw), **kw)
+def checkpoint_from_package(pkg: Mapping[str, Any], *, source: str, **kw) -> LoadedCheckpoint:
+    """A read ``state_dict.bin`` package -> LoadedCheckpoint (``kw``: ``codec_source``, ``cached``, ``overrides``
+    of :func:`magnet_jax.convert.lm_params.build_checkpoint`)."""
+    cfg = config_from_xp_cfg(pkg["xp.cfg"])
+    return build_checkpoint(pkg, cfg, kind=kind_from_xp_cfg(pkg["xp.cfg"], source), lm_model=family_of(cfg).lm_model,
+                            params_fn=params_from_melody_state_dict,
+                            channels=channels_from_xp_cfg(read_xp_cfg(pkg["xp.cfg"])), source=source, **kw)
 
 
 def params_from_melody_state_dict(sd: Mapping[str, Any], cfg: MusicGenConfig) -> dict:
@@ -146,7 +127,7 @@ def params_from_melody_state_dict(sd: Mapping[str, Any], cfg: MusicGenConfig) ->
     window = sd.pop(f"{CHROMA_PREFIX}.chroma.spec.window", None)    # torchaudio's buffer: must be hann(n_fft)
     n_fft = 2 ** cfg.chroma_radix2_exp
     hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
-    if window is not None and (np.shape(window) != (n_fft,) or np.abs(_np(window) - hann).max() > 1e-3):
+    if window is not None and (np.shape(window) != (n_fft,) or np.abs(to_np(window) - hann).max() > 1e-3):
         raise CheckpointError(f"{CHROMA_PREFIX}.chroma.spec.window is not a {n_fft}-point hann window")
     pre = "transformer.layers.0."
     if pre + "cross_attention.in_proj_weight" not in sd:      # no cross-attention: unused zero weights
@@ -158,11 +139,21 @@ def params_from_melody_state_dict(sd: Mapping[str, Any], cfg: MusicGenConfig) ->
     elif cfg.text_fuse == "prepend":
         raise CheckpointError("the checkpoint has cross-attention weights but its fuser prepends the description")
     flat = params_from_state_dict(sd, cfg)
-    flat["chroma_kernel"], flat["chroma_bias"] = _np(w).T, _np(b)
+    flat["chroma_kernel"], flat["chroma_bias"] = to_np(w).T, to_np(b)
     return flat
 
 
-def _np(t) -> np.ndarray:
-    if hasattr(t, "detach"):
-        t = t.detach().cpu().float().numpy()
-    return np.asarray(t, np.float32)
+SOLVERS = {"music": "musicgen", "audio": "audiogen"}        # audiocraft solvers/builders.py, by kind
+
+
+def xp_cfg_from_config(cfg: MusicGenConfig, facts: ExportFacts) -> dict:
+    """The inverse of :func:`config_from_xp_cfg` for MusicGen / AudioGen (``facts.channels=2``: the stereo layout,
+    codebooks interleaved); MusicGen-melody is refused by name (its chroma conditioner is not written)."""
+    if isinstance(cfg, MusicGenMelodyConfig):
+        raise CheckpointError("exporting MusicGen-melody to audiocraft is not implemented (its chroma conditioner "
+                              "is not written): export it with --format=magnet_jax")
+    stereo = {"interleave_stereo_codebooks": {"use": True, "per_timestep": False}} if facts.channels == 2 else {}
+    return shared_xp_cfg(cfg, facts, lm_model=LM_MODEL, solver=SOLVERS[facts.kind], causal=True,
+                         codebooks_pattern={"modeling": "delay", "delay": {"delays": list(cfg.delays),
+                                                                           "flatten_first": 0, "empty_initial": 0}},
+                         sections=stereo, backend="torch")

@@ -18,7 +18,7 @@ WEIGHT_SIDES = ("magnet", "rescorer")
 def first_stage_steps(segment_duration: float) -> int:
     """Decoding steps of the first codebook for a model with this window: ``int(20 * duration // 10)``.
 
-    Policy (differs from audiocraft for 30 s models; README "Differences from audiocraft"):
+    Policy (differs from audiocraft for 30 s models; docs/DIFFERENCES.md):
     ``MAGNeT.set_generation_params`` defaults to ``[20, 10, 10, 10]`` for every model, while audiocraft's
     MAGNeT demo notebook (and the model card) use ``[int(20 * duration // 10), 10, 10, 10]``, i.e.
     ``[60, 10, 10, 10]`` for the 30 s models. We follow the demo: the first stage gets 20 steps per 10 s

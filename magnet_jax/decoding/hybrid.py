@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from magnet_jax.decoding._module import as_key, rebuilder
 from magnet_jax.decoding.config import GenerationConfig, MusicGenGenerationConfig
 from magnet_jax.decoding.inputs import prepare_inputs
 from magnet_jax.decoding.loop import LogitsFn, decode_loop
@@ -40,11 +41,7 @@ DEFAULT_PREFIX_SECONDS = 3.0
 def hybrid_logits_fn(graphdef, state, text_hidden, text_mask, prefix_frames) -> LogitsFn:
     """``logits_fn`` of a :class:`HybridMagnetLM` (``nnx.split``) for prompt step ``prefix_frames`` [B], with
     classifier-free guidance as MAGNeT's (``[cond; null]`` as one 2B batch; null = zero text, zero mask)."""
-    leaves, treedef = jax.tree.flatten(state)
-
-    def model():   # rebuilt per call: the layer scan refuses variables from an outer trace level
-        return nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
-
+    model = rebuilder(graphdef, state)   # rebuilt per call: the layer scan refuses outer-level variables
     lm = model()
     c = lm.config
     P = jnp.asarray(prefix_frames, jnp.int32)
@@ -78,14 +75,6 @@ def _decode(graphdef, config: GenerationConfig, state, text_hidden, text_mask, k
     return codes
 
 
-def _key(rng):
-    if rng is None:
-        return jax.random.key(0)
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        return jax.random.key(int(rng))
-    return rng
-
-
 def generate(lm: HybridMagnetLM, text_hidden=None, text_mask=None, *, config: GenerationConfig = GenerationConfig(),
              ar_config: MusicGenGenerationConfig = MusicGenGenerationConfig(), prefix_frames: int, rng=None,
              num_frames: int | None = None, num_samples: int | None = None):
@@ -110,7 +99,7 @@ def generate(lm: HybridMagnetLM, text_hidden=None, text_mask=None, *, config: Ge
         B = text_hidden.shape[0]
     else:
         B = int(num_samples or 1)
-    key = _key(rng)
+    key = as_key(rng)
     prefix = ar_generate(lm, text_hidden, text_mask, config=ar_config, rng=jax.random.fold_in(key, 0),
                          num_frames=int(prefix_frames), prompt=np.zeros((B, c.n_q, 0), np.int32))
     text_hidden, text_mask, known, keep = prepare_inputs(c, text_hidden, text_mask, prefix, None, None, None, T,

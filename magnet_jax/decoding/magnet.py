@@ -19,11 +19,11 @@ Beyond the reference:
 from __future__ import annotations
 
 import functools
-import numbers
 
 import jax
 from flax import nnx
 
+from magnet_jax.decoding._module import as_key
 from magnet_jax.decoding.config import GenerationConfig, MusicGenGenerationConfig
 from magnet_jax.decoding.inputs import prepare_inputs
 from magnet_jax.decoding.loop import decode_loop
@@ -45,16 +45,6 @@ def _decode(graphdef, config: GenerationConfig, state, text_hidden, text_mask, k
     return codes, (tr.to_dict() if tr is not None else None)
 
 
-def _key(rng):
-    if rng is None:
-        return jax.random.key(0)
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        return jax.random.key(int(rng))
-    if not isinstance(rng, jax.Array):
-        raise ValueError(f"rng must be a jax.random.key or an int seed, got {type(rng).__name__}")
-    return rng
-
-
 def generate_with_trace(lm, text_hidden=None, text_mask=None, *, config: GenerationConfig = GenerationConfig(),
                         rng=None, prompt=None, prompt_lens=None, infill_mask=None, init_codes=None,
                         num_frames=None, num_samples=None, trace=True, rescorer=None):
@@ -71,7 +61,7 @@ def generate_with_trace(lm, text_hidden=None, text_mask=None, *, config: Generat
                              "(MagnetPipeline.from_pretrained(id, rescorer=...), tools/generate.py --rescorer=...)")
         check_rescorer(lm.config, rescorer.config)
         resc = dict(zip(("rescorer_graphdef", "rescorer_state"), nnx.split(rescorer)))
-    return _decode(graphdef, config, state, text_hidden, text_mask, known, keep, _key(rng), trace=trace, **resc)
+    return _decode(graphdef, config, state, text_hidden, text_mask, known, keep, as_key(rng), trace=trace, **resc)
 
 
 def generate(lm, text_hidden=None, text_mask=None, *, config: GenerationConfig = GenerationConfig(), rng=None,

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from magnet_jax.decoding._module import as_key, rebuilder
 from magnet_jax.decoding.config import MusicGenGenerationConfig
 from magnet_jax.decoding.sampling import sample_next
 from magnet_jax.model import MusicGenLM
@@ -57,7 +58,8 @@ def _branch(lm, text_hidden, text_mask, chroma):
 @functools.partial(jax.jit, static_argnames=("graphdef", "config", "frames"))
 def _generate(graphdef, state, text_hidden, text_mask, prompt, rng, chroma, *, config: MusicGenGenerationConfig,
               frames: int):
-    lm = nnx.merge(graphdef, state)
+    model = rebuilder(graphdef, state)
+    lm = model()
     c = lm.config
     B, K, P = prompt.shape
     delays = c.delays
@@ -98,13 +100,12 @@ def _generate(graphdef, state, text_hidden, text_mask, prompt, rng, chroma, *, c
     heads_dkc = lm.heads_dkc()                       # once: in the loop XLA would transpose the heads every step
 
     def body(step, carry):
-        seq, caches, st = carry
-        m = nnx.merge(graphdef, st)
+        seq, caches = carry
         chunk = jax.lax.dynamic_slice_in_dim(seq, step - 1, 1, axis=2)
-        logits, caches = _guided(m, config, chunk, npre + step - 1, caches, conds, mode, heads_dkc=heads_dkc)
-        return write(seq, step, logits[:, :, -1], jax.random.fold_in(rng, step)), caches, st
+        logits, caches = _guided(model(), config, chunk, npre + step - 1, caches, conds, mode, heads_dkc=heads_dkc)
+        return write(seq, step, logits[:, :, -1], jax.random.fold_in(rng, step)), caches
 
-    seq, _, _ = jax.lax.fori_loop(start + 1, S, body, (seq, caches, state))
+    seq, _ = jax.lax.fori_loop(start + 1, S, body, (seq, caches))
     return pattern.revert_sequence(seq, delays, frames)
 
 
@@ -112,7 +113,8 @@ def generate(lm: MusicGenLM, text_hidden=None, text_mask=None, *, config: MusicG
              rng=None, num_frames: int | None = None, prompt=None, chroma=None):
     """Codes int32 [B, K, num_frames] (the prompt's frames first). ``num_frames`` defaults to the model's
     window (``segment_frames``); ``text_hidden=None`` generates unconditionally (``B`` from ``prompt``).
-    ``chroma`` [B, Tc, n_chroma]: MusicGen-melody's melody (None: no melody, the null chroma)."""
+    ``chroma`` [B, Tc, n_chroma]: MusicGen-melody's melody (None: no melody, the null chroma).
+    ``rng``: a ``jax.random.key`` or an int seed (default ``key(0)``); step ``s`` samples with ``fold_in(rng, s)``."""
     config = MusicGenGenerationConfig() if config is None else config
     c = lm.config
     T = int(num_frames or c.segment_frames)
@@ -137,6 +139,5 @@ def generate(lm: MusicGenLM, text_hidden=None, text_mask=None, *, config: MusicG
     if prompt.shape[-1] >= T:
         raise ValueError(f"prompt of {prompt.shape[-1]} frames is not shorter than num_frames={T}: "
                          "ask for more frames or shorten the prompt")
-    rng = jax.random.PRNGKey(0) if rng is None else rng
     graphdef, state = nnx.split(lm)
-    return _generate(graphdef, state, text_hidden, text_mask, prompt, rng, chroma, config=config, frames=T)
+    return _generate(graphdef, state, text_hidden, text_mask, prompt, as_key(rng), chroma, config=config, frames=T)

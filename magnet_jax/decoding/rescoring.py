@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
+from magnet_jax.decoding._module import rebuilder
 from magnet_jax.decoding.config import GenerationConfig
 from magnet_jax.model import delay_pattern as pattern
 from magnet_jax.model.attention_masks import causal_mask
@@ -53,36 +53,29 @@ def check_rescorer(magnet_config, rescorer_config) -> None:
 def rescorer_probs_fn(graphdef, state, text_hidden, text_mask, cfg_coef: float):
     """``rescore_fn(codes int32 [B, K, T], stage: int) -> float32 [B, T]``: the rescorer's CFG probability of
     ``codes[:, stage, t]`` for every frame ``t``, from one forward over the delayed sequence (the conditional
-    and null rows as one 2B batch; without text, the B null rows only)."""
-    lm = nnx.merge(graphdef, state)
-    leaves, treedef = jax.tree.flatten(state)
+    and null rows as one 2B batch, the text keys / values once per generate and the null rows' zero
+    cross-attention skipped, as :func:`~magnet_jax.decoding.model_logits.cfg_logits_fn`; without text, the B
+    null rows only)."""
+    model = rebuilder(graphdef, state)
+    lm = model()
     c = lm.config
     delays = c.delays
-
-    def model():   # rebuilt per call (the layer scan refuses variables from an outer trace level)
-        return nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
-
     if text_hidden is None:
-        cond = key_mask = None
+        cross_kv = key_mask = None
     else:
-        proj = lm.project_text(text_hidden, text_mask)                         # once per generate
-        cond = jnp.concatenate([proj, jnp.zeros_like(proj)], 0)
-        key_mask = lm.text_key_mask(jnp.concatenate([text_mask, jnp.zeros_like(text_mask)], 0))
+        cross_kv = lm.cross_keys_values(lm.project_text(text_hidden, text_mask))    # once per generate
+        key_mask = lm.text_key_mask(text_mask)    # the null rows' zero masks do not change the cond rows' mask
 
     def rescore(codes, stage: int):
         B, K, T = codes.shape
         m = model()
         seq = pattern.build_sequence(codes, delays, c.mask_id)[:, :, :T + max(delays)]     # [B, K, S']
         S = seq.shape[-1]
-        if cond is None:
-            rows = seq
-            ctx = jnp.zeros((B, 1, c.dim), m.compute_dtype)                    # a zero key: zero cross-attention
-        else:
-            rows, ctx = jnp.concatenate([seq, seq], 0), cond
-        h = m.run_layers(m.embed_codes(rows), ctx, causal_mask(S, S), key_mask)   # [N, S', dim]
+        rows = seq if cross_kv is None else jnp.concatenate([seq, seq], 0)
+        h, _ = m.step_layers(m.embed_codes(rows), cross_kv, key_mask, self_mask=causal_mask(S, S), n_cond=B)
         steps = jnp.arange(T) + delays[stage]                                  # the steps predicting frame t
         logits = dense(h[:, steps], m.heads[...][stage], m.compute_dtype, jnp.float32)   # [N, T, card]
-        if cond is not None:
+        if cross_kv is not None:
             cond_l, uncond_l = logits[:B], logits[B:]
             logits = uncond_l + (cond_l - uncond_l) * jnp.float32(cfg_coef)
         probs = jax.nn.softmax(logits, axis=-1)

@@ -126,7 +126,7 @@ def evaluate(manifest: str | Path, out: str | Path, *, model: str | None = None,
     # the real row's FAD is train clips vs held-out clips: the distance two real sets of this corpus have
     result["rows"]["real"] = _row(real, sr, metas, clf, emb, [(c, sr) for c in train_clips])
     gens = {}
-    from magnet_jax.codec import load_encodec
+    from magnet_jax.convert.encodec import load_encodec
     for name, path in (codecs or {}).items():
         result["rows"][f"codec:{name}"], gens[f"codec:{name}"] = _codec_row(
             name, load_encodec(path), real, sr, metas, clf, emb, ref, log)

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from magnet_jax.configs import RELEASED
+from magnet_jax.jobs import requests
+from magnet_jax.presets import RELEASED
 from magnet_jax.util import deadline, user_input
 from magnet_jax.util.user_input import UserError
 
@@ -34,6 +35,7 @@ MAX_TEXTS = 8
 MAX_DURATION = 60.0          # seconds one request may ask for (Models.max_duration; configurable at start-up)
 TIME_LIMIT = 300.0           # seconds one request may run (Models.time_limit; None / 0: no limit)
 MAX_QUEUE = 32               # requests waiting at once (build_app's max_queue); more are refused by Gradio
+CONCURRENCY = 1              # requests generating at once: the others wait their turn in the queue
 _PATH = re.compile(r"(?:[A-Za-z]:)?(?:~|\.{0,2})?(?:/[^\s'\"/,;:()\[\]]+)+/?")
 
 
@@ -99,7 +101,7 @@ def parse_steps(text: str | None) -> tuple[int, ...] | None:
 
 def parse_texts(text: str | None) -> list[str]:
     """One description per line; blank lines dropped. Empty -> a clear error."""
-    texts = [t.strip() for t in (text or "").splitlines() if t.strip()]
+    texts = requests.text_lines(text)
     if not texts:
         raise UserError("type at least one description (one per line)")
     if len(texts) > MAX_TEXTS:
@@ -108,19 +110,9 @@ def parse_texts(text: str | None) -> list[str]:
 
 
 def read_upload(path: str | None, what: str) -> tuple[np.ndarray, int] | None:
-    """An uploaded file -> (float32 [C, N], sample rate); a non-audio file -> a clear error."""
-    if not path:
-        return None
-    from magnet_jax.data.audio_io import read_audio
-    try:
-        wav, sr = read_audio(path)
-    except Exception as e:  # noqa: BLE001 - any decoder failure is the same user error
-        raise UserError(f"the {what} is not a readable audio file ({Path(path).name}): upload a WAV / FLAC / OGG "
-                        f"/ MP3 clip") from e
-    wav = np.asarray(wav, np.float32)
-    if wav.size == 0 or not np.all(np.isfinite(wav)):
-        raise UserError(f"the {what} is empty or holds NaN / inf samples")
-    return wav, int(sr)
+    """An uploaded file -> (float32 [C, N], sample rate); a non-audio file -> a clear error (naming the file,
+    never its server folder)."""
+    return requests.read_audio_input(path, f"the {what} ({Path(path).name})" if path else what)
 
 
 @dataclass
@@ -175,9 +167,9 @@ def run_request(models: Models, *, model: str, text: str, duration: float, seed:
     """One request of the page: validate, generate, write WAV + spectrogram + waveform PNGs."""
     t0 = time.perf_counter()
     texts = parse_texts(text)
-    duration = float(duration)
-    if not math.isfinite(duration) or duration <= 0:
-        raise UserError(f"duration must be a positive number of seconds, got {duration}")
+    duration = requests.duration("duration", duration)
+    if duration is None:
+        raise UserError("set the duration (seconds)")
     if duration > models.max_duration:
         raise UserError(f"duration {duration:g} s is more than the {models.max_duration:g} s one request may ask "
                         f"for here")
@@ -207,62 +199,27 @@ def run_request(models: Models, *, model: str, text: str, duration: float, seed:
 
 def _generate(pipe, texts, duration, seed, overrides, prompt, infill, infill_start, infill_end):
     if infill is not None:
-        wav, sr = infill
-        clip = wav.shape[-1] / sr
-        if infill_start is None or infill_end is None:
-            raise UserError("set the infill start and end (seconds) for the uploaded clip")
-        if not (0 <= float(infill_start) < float(infill_end) <= clip):
-            raise UserError(f"the infill region [{infill_start}, {infill_end}) s is outside the {clip:.2f} s clip")
-        if clip > pipe.window_seconds:
-            raise UserError(f"infill works within one window: the clip is {clip:.1f} s, the model's window is "
-                            f"{pipe.window_seconds:g} s (trim it)")
-        out = pipe.infill(wav, sr, texts, start=float(infill_start), end=float(infill_end), seed=int(seed),
-                          **overrides)
+        start, end = requests.check_infill(infill, infill_start, infill_end, pipe.window_seconds)
+        out = pipe.infill(*infill, texts, start=start, end=end, seed=int(seed), **overrides)
     elif prompt is not None:
-        wav, sr = prompt
-        if wav.shape[-1] / sr >= duration:
-            raise UserError(f"the audio prompt ({wav.shape[-1] / sr:.1f} s) must be shorter than the duration "
-                            f"({duration:g} s)")
-        out = pipe.continuation(wav, sr, texts, duration=duration, seed=int(seed), **overrides)
+        requests.check_prompt(prompt, duration)
+        out = pipe.continuation(*prompt, texts, duration=duration, seed=int(seed), **overrides)
     else:
         out = pipe.generate(texts, duration=duration, seed=int(seed), **overrides)
     return out
 
 
 def _write(pipe, texts, out, seed, out_dir, t0, step) -> Result:
-    from magnet_jax.audio_files import save_spectrogram, write_wav
     step(0.9, "writing audio")
     folder = Path(out_dir or tempfile.mkdtemp(prefix="magnet_app_"))
-    wavs, specs, waves = [], [], []
-    for i, (t, w) in enumerate(zip(texts, out)):
-        stem = f"{i:02d}_seed{int(seed)}"
-        wavs.append(str(write_wav(folder / f"{stem}.wav", w, pipe.sample_rate)))
-        specs.append(str(save_spectrogram(folder / f"{stem}_spec.png", w, pipe.sample_rate, title=t)))
-        waves.append(str(save_waveform(folder / f"{stem}_wave.png", w, pipe.sample_rate, title=t)))
+    stems = [folder / f"{i:02d}_seed{int(seed)}" for i in range(len(texts))]
+    clips = [requests.write_clip(f"{s}.wav", w, pipe.sample_rate, t, spectrogram=f"{s}_spec.png",
+                                 waveform=f"{s}_wave.png") for s, t, w in zip(stems, texts, out)]
+    wavs, specs, waves = ([c[k] for c in clips] for k in ("wav", "png", "waveform"))
     secs = time.perf_counter() - t0
     step(1.0, "done")
     return Result(wavs, specs, waves, secs, f"{len(texts)} clip(s) of {out.shape[-1] / pipe.sample_rate:.2f} s "
                                              f"in {secs:.1f} s with {pipe.name}")
-
-
-def save_waveform(path, wav: np.ndarray, sample_rate: int, title: str = "") -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    x = np.asarray(wav, np.float32).reshape(-1, np.shape(wav)[-1])
-    t = np.arange(x.shape[-1]) / sample_rate
-    fig, ax = plt.subplots(figsize=(8, 1.8), dpi=100)
-    for ch in x:
-        ax.plot(t, ch, linewidth=0.4)
-    ax.set_xlim(0, t[-1] if t.size else 1)
-    ax.set_ylim(-1, 1)
-    ax.set_xlabel("time (s)")
-    ax.set_title(title[:90])
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 EXAMPLES = [
@@ -337,5 +294,5 @@ def build_app(models: Models | None = None, default_model: str = DEFAULT_MODEL, 
                                     arrangement, prompt, infill, infill_start, infill_end],
                           [audio, spec, wave, files, status], show_progress="full")
         cancel.click(None, None, None, cancels=[event])
-    demo.queue(default_concurrency_limit=1, max_size=max_queue)
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=max_queue)
     return demo

@@ -1,18 +1,17 @@
 """The generate batch job behind ``tools/generate.py``: a request -> WAV + spectrogram PNG files.
 
 Every user error is a :class:`RequestError` (one line: what is wrong and what to do), raised before any
-generation starts where it can be known then (inputs, output folder, existing files).
+generation starts where it can be known then (inputs, output folder, existing files). The checks shared with the
+web page (texts, durations, audio inputs) and the clip writing are :mod:`magnet_jax.jobs.requests`.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-import socket
-import threading
 from pathlib import Path
-from urllib.parse import urlparse
 
 from magnet_jax import hub
+from magnet_jax.jobs import requests
 from magnet_jax.pipelines.magnet import MagnetPipeline
 from magnet_jax.util import user_input
 from magnet_jax.util.user_input import UserError
@@ -66,8 +65,7 @@ def texts_of(req: GenerationRequest) -> list:
     """One entry per clip: each text ``num_samples`` times (``None`` = unconditional)."""
     texts = list(req.texts)
     if req.text_file:
-        body = user_input.text_file("text_file", req.text_file)
-        texts += [line.strip() for line in body.splitlines() if line.strip()]
+        texts += requests.text_lines(user_input.text_file("text_file", req.text_file))
     if req.unconditional:
         if texts:
             raise RequestError("--unconditional takes no --text / --text_file")
@@ -77,10 +75,6 @@ def texts_of(req: GenerationRequest) -> list:
     if any(not t.strip() for t in texts):
         raise RequestError("empty --text: describe the audio, or use --unconditional")
     return [t for t in texts for _ in range(req.num_samples)]
-
-
-def _finite(name: str, value, *, positive: bool = False):
-    user_input.finite(name, value, positive=positive)
 
 
 def check_size(num_clips: int, duration: float | None, batch_size: int, allow_large: bool) -> None:
@@ -114,13 +108,7 @@ def _available_memory() -> int | None:
 
 
 def _read_input_audio(flag: str, path: str | None):
-    from magnet_jax.data.audio_io import AudioError, read_audio
-    if path is None:
-        return None
-    try:
-        return read_audio(path)
-    except AudioError as e:
-        raise RequestError(f"--{flag}={path!r}: {e} (give a WAV / FLAC / OGG / MP3 file)") from None
+    return requests.read_audio_input(path, f"--{flag}={path!r}")
 
 
 def check_request(req: GenerationRequest) -> list:
@@ -129,13 +117,13 @@ def check_request(req: GenerationRequest) -> list:
                      hint=" (pass --allow_large to lift this cap)")
     user_input.count("batch_size", req.batch_size)
     user_input.seed("seed", req.seed)
-    _finite("duration", req.duration, positive=True)
-    _finite("extend_stride", req.extend_stride, positive=True)
-    _finite("infill_start", req.infill_start)
-    _finite("infill_end", req.infill_end)
+    requests.duration("--duration", req.duration)
+    user_input.finite("extend_stride", req.extend_stride, positive=True)
+    user_input.finite("infill_start", req.infill_start)
+    user_input.finite("infill_end", req.infill_end)
     for k, v in req.overrides.items():
         if isinstance(v, float):
-            _finite(k, v)
+            user_input.finite(k, v)
     if (req.infill_start is None) != (req.infill_end is None) or (
             (req.infill_start is None) == bool(req.infill_wav)):
         raise RequestError("infill needs --infill_wav, --infill_start and --infill_end together")
@@ -143,7 +131,7 @@ def check_request(req: GenerationRequest) -> list:
         raise RequestError("--melody conditions a new generation: use it without --prompt_wav / --infill_wav")
     if req.prompt_wav and req.infill_wav:
         raise RequestError("use either --prompt_wav (continuation) or --infill_wav, not both")
-    _finite("hybrid_prefix_seconds", req.hybrid_prefix_seconds, positive=True)
+    user_input.finite("hybrid_prefix_seconds", req.hybrid_prefix_seconds, positive=True)
     if req.hybrid_prefix_seconds is not None and req.infill_wav:
         raise RequestError("--hybrid_prefix_seconds does not apply to infill: use one or the other")
     if req.infill_wav and req.duration is not None:
@@ -171,37 +159,6 @@ def clip_paths(out: Path, texts: list, seed: int, overwrite: bool) -> list[tuple
 
 
 # ---------------------------------------------------------------------------------- model loading
-def hub_reachable(timeout: float = 1.0) -> bool:
-    """Whether the Hugging Face hub answers a TCP connect within ``timeout`` s (False when HF_HUB_OFFLINE
-    is set). One quick probe instead of huggingface_hub's retries."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return False
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    answered = []
-
-    def connect():   # in a thread: the name lookup itself has no timeout
-        try:
-            with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
-                                          timeout):
-                answered.append(True)
-        except OSError:
-            pass
-    t = threading.Thread(target=connect, daemon=True)
-    t.start()
-    t.join(timeout)
-    return bool(answered)
-
-
-def _go_offline() -> None:
-    """From now on huggingface_hub only reads its local cache (no network attempts, no retries)."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        from huggingface_hub import constants
-        constants.HF_HUB_OFFLINE = True
-    except ImportError:  # pragma: no cover - a core dependency
-        pass
-
-
 def _missing_local_path(model: str) -> bool:
     """A name that can only mean a local path (absolute, ./, ~, several parts, or under an existing
     folder) but does not exist: a typo, never something to look up on the hub."""
@@ -219,9 +176,8 @@ def load_pipeline(model: str, offline_fallback: str | None = None, log=print, **
     if _missing_local_path(model):
         raise RequestError(f"--model={model!r}: no such local folder or file (a hub model is 'owner/name', "
                            f"a random-init one config:NAME)")
-    offline = offline_fallback is not None and not model.startswith("config:") and not hub_reachable()
-    if offline:
-        _go_offline()
+    # the hub's one probe: unreachable, every look-up reads the local cache without retries (magnet_jax.hub)
+    offline = offline_fallback is not None and not model.startswith("config:") and not hub.hub_reachable()
     try:
         return MagnetPipeline.load(model, **kw)
     except hub.HubError as e:
@@ -241,7 +197,7 @@ def run_to_files(req: GenerationRequest, log=print) -> list[dict]:
     """Runs a request; writes ``out_dir/NNN_slug_seedS.wav`` + ``.png`` per clip; returns their records."""
     from tqdm import tqdm
 
-    from magnet_jax.audio_files import check_finite, save_spectrogram, write_wav
+    from magnet_jax.audio_files import check_finite
 
     texts = check_request(req)
     prompt_audio = _read_input_audio("prompt_wav", req.prompt_wav)
@@ -251,6 +207,10 @@ def run_to_files(req: GenerationRequest, log=print) -> list[dict]:
     paths = clip_paths(out, texts, req.seed, req.overwrite)
     pipe = load_pipeline(req.model, req.offline_fallback, log, t5=req.t5, codec=req.codec, rescorer=req.rescorer)
     hybrid = {} if req.hybrid_prefix_seconds is None else {"hybrid_prefix_seconds": req.hybrid_prefix_seconds}
+    if infill_audio is not None:
+        requests.check_infill(infill_audio, req.infill_start, req.infill_end, pipe.window_seconds)
+    if prompt_audio is not None:
+        requests.check_prompt(prompt_audio, req.duration)
     if melody is not None and not getattr(pipe, "has_melody", False):
         raise RequestError(f"--melody needs a MusicGen-melody model (facebook/musicgen-melody); {pipe.name} has none")
     own = req.overrides
@@ -290,10 +250,8 @@ def run_to_files(req: GenerationRequest, log=print) -> list[dict]:
         check_finite(wav, f"batch {ci} ({n} clips)")   # before writing any file of the batch
         for j, text in enumerate(chunk):
             wav_path, png_path = paths[ci * req.batch_size + j]
-            write_wav(wav_path, wav[j], pipe.sample_rate)
-            save_spectrogram(png_path, wav[j], pipe.sample_rate, text or "")
-            records.append({"text": text, "wav": str(wav_path), "png": str(png_path),
-                            "seconds": wav.shape[-1] / pipe.sample_rate})
+            records.append({"text": text, **requests.write_clip(wav_path, wav[j], pipe.sample_rate, text or "",
+                                                                 spectrogram=png_path)})
     for r in records:
         log(f"wrote {r['wav']} ({r['seconds']:.2f} s) and {r['png']}")
     return records

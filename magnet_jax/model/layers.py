@@ -20,7 +20,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from magnet_jax.model.attention import attention, resolve_impl
-from magnet_jax.model.attention_masks import causal_mask
 from magnet_jax.sharding import constrain
 from magnet_jax.util import param
 
@@ -75,6 +74,18 @@ def dense(x, kernel, dtype, out_dtype=None):
     return y.reshape(x.shape[:-1] + out)
 
 
+def plus_lora(y, module, name: str, x, dtype):
+    """``y`` (a projection of ``x [..., in]``) plus the low-rank term ``scale (x @ a) @ b`` of the LoRA adapter
+    that :func:`magnet_jax.model.lora.attach` put on ``module`` as ``lora_<name>`` (training with adapters);
+    ``y`` itself when there is none."""
+    ad = getattr(module, "lora_" + name, None)
+    if ad is None:
+        return y
+    a = ad.a[...]
+    h = dense(x, a.reshape(-1, a.shape[-1]), dtype) * jnp.asarray(ad.scale, dtype)
+    return y + dense(h, ad.b[...], dtype).reshape(y.shape)
+
+
 class SelfAttention(nnx.Module):
     def __init__(self, dim: int, heads: int, *, rngs: nnx.Rngs, attention_impl: str = "xla"):
         hd = dim // heads
@@ -87,11 +98,12 @@ class SelfAttention(nnx.Module):
     def project(self, x, dtype):
         """q, k, v [B, T, H, Dh] in the compute dtype."""
         qkv = dense(x, self.qkv[...], dtype)                                  # [B, T, 3, H, Dh]
-        q = constrain(qkv[:, :, 0], ("batch", "length", "heads", "head_dim"))
-        return q, qkv[:, :, 1], qkv[:, :, 2]
+        q, k, v = (plus_lora(qkv[:, :, i], self, n, x, dtype) for i, n in enumerate("qkv"))
+        return constrain(q, ("batch", "length", "heads", "head_dim")), k, v
 
     def output(self, o, dtype):
-        return dense(o.reshape(o.shape[:2] + (-1,)), self.out[...].reshape(-1, self.out.shape[-1]), dtype)
+        o = o.reshape(o.shape[:2] + (-1,))
+        return plus_lora(dense(o, self.out[...].reshape(-1, self.out.shape[-1]), dtype), self, "out", o, dtype)
 
     def attend(self, q, k, v, mask):
         """Attention (``mask``: None, a BandMask or a dense bool mask) with this layer's implementation."""
@@ -113,12 +125,16 @@ class CrossAttention(nnx.Module):
 
     def keys_values(self, cond, dtype):
         """[B, S, 2, H, Dh]: the text's keys and values (constant over a decode: computed once)."""
-        return dense(cond, self.kv[...], dtype)
+        kv = dense(cond, self.kv[...], dtype)
+        if hasattr(self, "lora_k") or hasattr(self, "lora_v"):
+            kv = jnp.stack([plus_lora(kv[:, :, i], self, n, cond, dtype) for i, n in enumerate("kv")], axis=2)
+        return kv
 
     def attend(self, x, kv, key_mask, dtype):
-        q = dense(x, self.q[...], dtype)
+        q = plus_lora(dense(x, self.q[...], dtype), self, "q", x, dtype)
         o = attention(q, kv[:, :, 0], kv[:, :, 1], key_mask, resolve_impl(self.attention_impl))
-        return dense(o.reshape(o.shape[:2] + (-1,)), self.out[...].reshape(-1, self.out.shape[-1]), dtype)
+        o = o.reshape(o.shape[:2] + (-1,))
+        return plus_lora(dense(o, self.out[...].reshape(-1, self.out.shape[-1]), dtype), self, "out", o, dtype)
 
     def __call__(self, x, cond, key_mask, dtype):
         return self.attend(x, self.keys_values(cond, dtype), key_mask, dtype)
@@ -155,9 +171,9 @@ class FeedForward(nnx.Module):
         self.w2 = param(trunc_normal(rngs.params(), (hidden, dim), 1 / math.sqrt(hidden)), ("mlp", "embed"))
 
     def __call__(self, x, dtype):
-        h = gelu_erf(dense(x, self.w1[...], dtype))                          # exact erf GELU
+        h = gelu_erf(plus_lora(dense(x, self.w1[...], dtype), self, "w1", x, dtype))   # exact erf GELU
         h = constrain(h, ("batch", "length", "mlp"))
-        return dense(h, self.w2[...], dtype)
+        return plus_lora(dense(h, self.w2[...], dtype), self, "w2", h, dtype)
 
 
 class TransformerLayer(nnx.Module):
@@ -175,20 +191,33 @@ class TransformerLayer(nnx.Module):
         self.cross_attn.out[...] = trunc_normal(rngs.params(), self.cross_attn.out.shape, o_std)
 
     def __call__(self, x, cond, self_mask, text_key_mask, dtype):
-        x = x + self.self_attn(self.norm1(x), self_mask, dtype)
-        x = x + self.cross_attn(self.norm_cross(x), cond, text_key_mask, dtype)
-        x = x + self.ffn(self.norm2(x), dtype)
-        return constrain(x, ("batch", "length", "act_embed"))
+        """The full forward (training, full recompute): :meth:`step` with the text's keys / values projected here."""
+        return self.step(x, self.cross_attn.keys_values(cond, dtype), text_key_mask, dtype, self_mask=self_mask)[0]
 
-    def cached(self, x, cross_kv, text_key_mask, cache_k, cache_v, pos, dtype):
-        """Causal step over a chunk ``x [B, Tq, D]`` at positions ``pos .. pos+Tq-1`` (``pos`` may be traced),
-        attending to this layer's static-size caches ``[B, Tmax, H, Dh]`` with the chunk's own keys / values
-        written in. Returns ``(x, k, v)`` (the chunk's keys / values, for the caller to store)."""
+    def step(self, x, cross_kv, text_key_mask, dtype, *, self_mask=None, cache=None, pos=0, n_cond=None):
+        """The layer's one body, for the forward and every decode step: ``x [N, T, D]`` (float32) at positions
+        ``pos .. pos+T-1`` (``pos`` may be traced), the text's keys / values ``cross_kv [n_cond, S, 2, H, Dh]``
+        given (:meth:`CrossAttention.keys_values`, once per generation: ``TransformerLM.cross_keys_values``).
+
+        * self-attention under ``self_mask`` (None, a BandMask or a dense bool mask) to the layer's own keys /
+          values, or with ``cache = (k, v)`` (static-size ``[N, Tmax, H, Dh]``) to the cache with the chunk's
+          written in at ``pos``;
+        * cross-attention for rows ``< n_cond`` (None: all); the others (CFG's null rows, whose zero condition
+          has zero keys and values) skip it: it would add exactly 0.
+
+        Returns ``(x, (k, v))``: the chunk's keys / values [N, T, H, Dh] for the caller to store (None without
+        ``cache``)."""
         q, k, v = self.self_attn.project(self.norm1(x), dtype)
-        ck = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), (0, pos, 0, 0))
-        cv = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), (0, pos, 0, 0))
-        allowed = causal_mask(x.shape[1], cache_k.shape[1], pos)
-        x = x + self.self_attn.output(self.self_attn.attend(q, ck, cv, allowed), dtype)
-        x = x + self.cross_attn.attend(self.norm_cross(x), cross_kv, text_key_mask, dtype)
+        new = None
+        if cache is not None:
+            new = (k, v)
+            k = jax.lax.dynamic_update_slice(cache[0], k.astype(cache[0].dtype), (0, pos, 0, 0))
+            v = jax.lax.dynamic_update_slice(cache[1], v.astype(cache[1].dtype), (0, pos, 0, 0))
+        x = x + self.self_attn.output(self.self_attn.attend(q, k, v, self_mask), dtype)
+        if n_cond is None or n_cond == x.shape[0]:
+            x = x + self.cross_attn.attend(self.norm_cross(x), cross_kv, text_key_mask, dtype)
+        elif n_cond:
+            h = self.cross_attn.attend(self.norm_cross(x[:n_cond]), cross_kv, text_key_mask, dtype)
+            x = jnp.concatenate([x[:n_cond] + h, x[n_cond:]], 0)
         x = x + self.ffn(self.norm2(x), dtype)
-        return x, k, v
+        return constrain(x, ("batch", "length", "act_embed")), new

@@ -8,6 +8,7 @@ Public API (stable)::
 
     lm(sequence int32 [B, K, S], text_hidden [B, S_txt, E], text_mask [B, S_txt]) -> float32 [B, K, S, card]
     cache = lm.init_cache(batch, length)               # static-size KV cache (compute dtype)
+    cross_kv = lm.cross_keys_values(cond)              # every layer's text keys / values, once per decode
     logits, cache = lm.decode(chunk [B, K, Tq], pos, cache, cross_kv, key_mask)   # incremental, pos traced
 
 A ``prefix`` [B, P, dim] (MusicGen-melody's prepended conditions, audiocraft's fuser ``prepend``) takes
@@ -20,8 +21,8 @@ import jax.numpy as jnp
 
 from magnet_jax.model.attention_masks import causal_mask
 from magnet_jax.model.config import MusicGenConfig
-from magnet_jax.model.layers import dense, sinusoidal_positions
-from magnet_jax.model.transformer import TransformerLM, over_layers
+from magnet_jax.model.layers import sinusoidal_positions
+from magnet_jax.model.transformer import TransformerLM
 
 __all__ = ["MusicGenLM"]
 
@@ -65,27 +66,18 @@ class MusicGenLM(TransformerLM):
         shape = (c.num_layers, batch, length, c.num_heads, c.head_dim)
         return {"k": jnp.zeros(shape, self.compute_dtype), "v": jnp.zeros(shape, self.compute_dtype)}
 
-    def cross_keys_values(self, cond):
-        """[layers, B, S_txt, 2, H, Dh]: every layer's text keys / values (computed once per decode)."""
-        kv = jnp.moveaxis(self.layers.cross_attn.kv[...], 0, 1)               # [D, L, 2, H, Dh]
-        return jnp.moveaxis(dense(cond, kv, self.compute_dtype), 2, 0)
-
     def decode(self, chunk, pos, cache, cross_kv, key_mask, prefix=None, heads_dkc=None):
         """Logits float32 [B, K, Tq, card] for the sequence steps ``pos .. pos+Tq-1`` given in ``chunk``,
         attending to the cached steps before ``pos``; returns ``(logits, cache)`` with the chunk stored.
         Equal to the matching columns of a full recompute (``__call__``). ``pos`` counts cache positions: a
         ``prefix`` [B, P, dim] (given with the first chunk) occupies the first P, the chunk follows it.
+        ``cross_kv``: :meth:`cross_keys_values` of the cross-attention condition, once per decode;
         ``heads_dkc``: :meth:`heads_dkc`, computed once outside a decoding loop."""
         chunk = self.check_codes(chunk)
         dt = self.compute_dtype
         x, P = self.embed_with_prefix(chunk, prefix, pos)
-
-        def body(x, layer, ck, cv, ckv):
-            x, k, v = layer.cached(x, ckv, key_mask, ck, cv, pos, dt)
-            return x, (k, v)
-
-        x, (k, v) = over_layers(body, x, self.layers, cache["k"], cache["v"], cross_kv, config=self.config,
-                                stacked_out=True)
+        allowed = causal_mask(x.shape[1], cache["k"].shape[2], pos)
+        h, (k, v) = self.step_layers(x, cross_kv, key_mask, self_mask=allowed, cache=cache, pos=pos)
         cache = {"k": jax.lax.dynamic_update_slice(cache["k"], k.astype(dt), (0, 0, pos, 0, 0)),
                  "v": jax.lax.dynamic_update_slice(cache["v"], v.astype(dt), (0, 0, pos, 0, 0))}
-        return self.all_logits(self.out_norm(x[:, P:]), heads_dkc), cache
+        return self.all_logits(h[:, P:], heads_dkc), cache

@@ -7,6 +7,10 @@ Forward::
     x     = layers(x, cond, self_mask, text key mask)              # scanned (or looped) over layers
     logits_k = LN_out(x) @ W_k                                     # K bias-free heads, float32
 
+Decoding (MAGNeT's ``logits_fn``, the rescorer, MusicGen's cached decode) runs the same layer body
+(``TransformerLayer.step``) through :meth:`TransformerLM.step_layers`, with every layer's text keys / values
+computed once per generation (:meth:`TransformerLM.cross_keys_values`).
+
 Subclasses only choose the self-attention mask (MAGNeT: none / restricted band per stage; MusicGen:
 causal) and their public call signature. Parameter names (``emb``, ``layers.*``, ``heads``, ...) are the
 same for both, so conversion, sharding rules and checkpoints are shared.
@@ -111,6 +115,33 @@ class TransformerLM(nnx.Module):
             body = nnx.remat(body, policy=jax.checkpoint_policies.nothing_saveable)
         return self.out_norm(over_layers(body, x, self.layers, config=c))
 
+    def cross_keys_values(self, cond):
+        """[layers, N, S, 2, H, Dh]: every layer's cross-attention keys / values of the projected text ``cond``
+        [N, S, dim], as one GEMM (constant over a decode: computed once per generation)."""
+        kv = jnp.moveaxis(self.layers.cross_attn.kv[...], 0, 1)               # [D, L, 2, H, Dh]
+        return jnp.moveaxis(dense(cond, kv, self.compute_dtype), 2, 0)
+
+    def step_layers(self, x, cross_kv, key_mask, *, self_mask=None, cache=None, pos=0, n_cond=None):
+        """The layer stack of a decoding step (:meth:`TransformerLayer.step` per layer) on a float32 residual
+        stream ``x [N, T, dim]`` with the text's keys / values precomputed (:meth:`cross_keys_values`; None: no
+        row cross-attends) for the first ``n_cond`` rows (None: all). ``cache``: ``{"k", "v"}`` [layers, N, Tmax,
+        H, Dh] (:meth:`MusicGenLM.init_cache`), the chunk at cache positions ``pos ..``. Returns the final-normed
+        hidden and, with a cache, the chunk's stacked keys / values ``(k, v)`` [layers, N, T, H, Dh] (else None)."""
+        c = self.config
+        dt = self.compute_dtype
+        if cross_kv is None:
+            cross_kv, n_cond = jnp.zeros((c.num_layers, 0), dt), 0           # scanned over, never read
+        x = constrain(x, ("batch", "length", "act_embed"))
+
+        def body(x, layer, ckv, *kv):
+            x, new = layer.step(x, ckv, key_mask, dt, self_mask=self_mask, cache=kv or None, pos=pos, n_cond=n_cond)
+            return x if cache is None else (x, new)
+
+        if cache is None:
+            return self.out_norm(over_layers(body, x, self.layers, cross_kv, config=c)), None
+        x, kv = over_layers(body, x, self.layers, cross_kv, cache["k"], cache["v"], config=c, stacked_out=True)
+        return self.out_norm(x), kv
+
     def heads_dkc(self):
         """The output heads as [D, K, card] (one GEMM for every codebook). A decoding loop computes it once
         and hands it to :meth:`all_logits`: inside the loop XLA would redo the transpose on every step."""
@@ -129,19 +160,26 @@ def over_layers(body, x, layers, *xs, config: LMConfig, stacked_out: bool = Fals
     stacked. ``config.scan_layers``: one ``nnx.scan`` (compiled once, whatever the depth; ``scan_unroll``), or a
     Python loop over static per-layer slices, which XLA compiles per layer but runs without the scan's per-step
     dynamic-slices of the weights, stacked residuals and, inside a decoding loop, with the weight slices
-    hoisted out of it (README, benchmarks)."""
+    hoisted out of it (docs/performance_notes.md, benchmarks)."""
     if config.scan_layers:
         scan = nnx.scan(body, in_axes=(nnx.Carry,) + (0,) * (1 + len(xs)),
                         out_axes=(nnx.Carry, 0) if stacked_out else nnx.Carry, unroll=config.scan_unroll,
                         transform_metadata={nnx.PARTITION_NAME: "layers"})
         return scan(x, layers, *xs)
     n = config.num_layers
-    # jnp.split, not p[i]: its transpose is one concatenate of the per-layer gradients (p[i]'s is n pads + adds)
-    unstack = lambda a: [q[0] for q in jnp.split(a, n, axis=0)]                        # noqa: E731
+
+    def unstack(a):
+        """The n per-layer slices of ``a``. jnp.split, not a[i]: its transpose is one concatenate of the
+        per-layer gradients (a[i]'s is n pads + adds)."""
+        return [q[0] for q in jnp.split(a, n, axis=0)]
+
+    def pick(tree, i):
+        """Layer i's slice of every leaf of an unstacked tree (leaves: lists of slices)."""
+        return jax.tree.map(lambda slices: slices[i], tree, is_leaf=lambda v: isinstance(v, list))
+
     gdef, state = nnx.split(layers)
     per_param = jax.tree.map(unstack, state)
     per_xs = [jax.tree.map(unstack, t) for t in xs]
-    pick = lambda tree, i: jax.tree.map(lambda ps: ps[i], tree, is_leaf=lambda v: isinstance(v, list))  # noqa: E731
     ys = []
     for i in range(n):
         out = body(x, nnx.merge(gdef, pick(per_param, i)), *(pick(t, i) for t in per_xs))

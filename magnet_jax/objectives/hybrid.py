@@ -8,7 +8,8 @@ Per sample (pure jnp, static shapes):
    non-autoregressive suffix;
 3. suffix input: codebooks ``< s`` ground truth, codebook ``s`` span-masked (MAGNeT spans; mask rate
    ``cos(pi u / 2)``, ``u ~ U(0, 1)``; span starts only at frames ``>= max(P - s, 0)``, their number from the
-   span LUT of the suffix's length, as the branch's 2-D LUT), codebooks ``> s`` fully masked; the prefix is
+   span LUT of the suffix's length, as the branch's 2-D LUT: :func:`magnet_jax.objectives.magnet.span_mask`
+   with ``first``), codebooks ``> s`` fully masked; the prefix is
    ground truth on every codebook;
 4. cross-entropy on every prefix token (autoregressive, all codebooks, delay pattern) and on the masked suffix
    tokens of codebook ``s``, valid frames only; **one token mean over both** (the branch's
@@ -21,41 +22,10 @@ exist (we use its ``calc_spans_mask``); its ``run_step`` calls MusicGen's per-co
 """
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from magnet_jax.objectives import magnet as masking
-
-
-@functools.lru_cache(maxsize=16)
-def span_lut_table(frames: int, span_len: int) -> np.ndarray:
-    """int32 [frames + 1, 101]: row ``L`` = the span LUT of a sequence of ``L`` frames (row 0 unused); the
-    branch's ``mean_maskrate_to_k`` indexed by suffix length."""
-    rows = [np.zeros(101, np.int32)] + [masking.span_lut(L, span_len) for L in range(1, frames + 1)]
-    return np.stack(rows)
-
-
-def suffix_span_mask(key, mask_rate, first, frames: int, span_len: int):
-    """bool [B, T]: MAGNeT spans inside ``[first[b], T)`` per sample (``first`` int [B])."""
-    B = mask_rate.shape[0]
-    t = jnp.arange(frames)[None, :]
-    allowed = t >= first[:, None]
-    noise = jnp.where(allowed, jax.random.uniform(key, (B, frames)), 2.0)
-    ranks = jnp.argsort(jnp.argsort(noise, axis=-1), axis=-1)      # allowed frames first, in random order
-    length = frames - first
-    if span_len <= 1:
-        n = jnp.maximum(jnp.round(length * mask_rate), 1).astype(jnp.int32)
-        return (ranks < n[:, None]) & allowed
-    lut = jnp.asarray(span_lut_table(frames, span_len))
-    n_starts = jnp.maximum(lut[length, jnp.round(100 * mask_rate).astype(jnp.int32)], 1)
-    starts = (ranks < n_starts[:, None]) & allowed
-    mask = starts
-    for shift in range(1, span_len):
-        mask = mask | jnp.pad(starts, ((0, 0), (shift, 0)))[:, :frames]
-    return mask
 
 
 def prepare_batch(codes, padding_mask, text_mask, key, *, num_codebooks: int, mask_id: int, span_len: int = 3,
@@ -79,7 +49,7 @@ def prepare_batch(codes, padding_mask, text_mask, key, *, num_codebooks: int, ma
     rate = (masking.cosine_mask_rate(jax.random.uniform(k_rate, (B,))) if mask_rate is None
             else jnp.broadcast_to(jnp.asarray(mask_rate, jnp.float32), (B,)))
     first = jnp.maximum(prompt_step - stage, 0)                  # the stage codebook's first suffix frame
-    spans = suffix_span_mask(k_span, rate, first, T, span_len)   # [B, T]
+    spans = masking.span_mask(k_span, rate, T, span_len, first=first)   # [B, T]: spans in [first, T)
     k = jnp.arange(K)[None, :, None]
     t = jnp.arange(T)[None, None, :]
     suffix = t >= (prompt_step[:, None, None] - k)               # [B, K, T]
@@ -109,6 +79,26 @@ def loss_from_batch(lm, batch: dict, text_hidden):
     result -> (loss, num_tokens), as :func:`magnet_jax.objectives.magnet.loss_from_batch`."""
     return masking.masked_cross_entropy(_logits(lm, batch, text_hidden), batch["targets"], batch["weights"])
 
+
+
+class HybridObjective:
+    """Hybrid-MAGNeT's objective as the train step's :class:`~magnet_jax.objectives.base.Objective` (a per-sample
+    stage and prompt step; ``step_config.per_sample_stage`` does not apply)."""
+    name = "hybrid"
+    PER_SAMPLE_KEYS = ("inputs", "targets", "weights", "text_mask", "stage", "prompt_step")
+
+    def prepare(self, batch, key, *, model_config, step_config, stage=None) -> dict:
+        m, s = model_config, step_config
+        return prepare_batch(batch["codes"], batch["padding_mask"], batch["text_mask"], key, num_codebooks=m.n_q,
+                             mask_id=m.mask_id, span_len=m.span_len, stage=stage,
+                             cfg_dropout_p=float(s.cfg_dropout) if stage is None else 0.0,
+                             per_sample_cfg=bool(s.per_sample_cfg))
+
+    def loss(self, lm, prepared: dict, text_hidden):
+        return loss_from_batch(lm, prepared, text_hidden)
+
+
+OBJECTIVE = HybridObjective()
 
 def hybrid_loss(lm, codes, padding_mask, text_hidden, text_mask, key, *, cfg_dropout_p: float = 0.0,
                 per_sample_cfg: bool = False, stage=None, prompt_step=None, mask_rate=None):

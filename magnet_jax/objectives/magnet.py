@@ -38,25 +38,46 @@ def span_lut(length: int, span_len: int = 3) -> np.ndarray:
     return np.asarray([int(np.searchsorted(u2mean, m / 100.0)) for m in range(101)], np.int32)
 
 
+@functools.lru_cache(maxsize=16)
+def span_lut_table(frames: int, span_len: int) -> np.ndarray:
+    """int32 [frames + 1, 101]: row ``L`` = the span LUT of a sequence of ``L`` frames (row 0 unused); the
+    Hybrid-MAGNeT branch's ``mean_maskrate_to_k`` indexed by suffix length."""
+    rows = [np.zeros(101, np.int32)] + [span_lut(L, span_len) for L in range(1, frames + 1)]
+    return np.stack(rows)
+
+
 def cosine_mask_rate(t):
     return jnp.cos(t * (math.pi / 2))
 
 
-def span_mask(key, mask_rate, length: int, span_len: int = 3, lut_length: int | None = None):
+def span_mask(key, mask_rate, length: int, span_len: int = 3, lut_length: int | None = None, first=None):
     """bool [B, T] span mask with per-sample target rates ``mask_rate`` [B].
 
     ``lut_length``: sequence length the LUT is computed for (the reference: the segment length);
-    defaults to ``length``.
+    defaults to ``length``. ``first`` int [B] (Hybrid-MAGNeT's suffix): spans start only at frames
+    ``>= first[b]``, their number from the LUT of the suffix's length ``length - first[b]``.
     """
     B = mask_rate.shape[0]
     noise = jax.random.uniform(key, (B, length))
+    if first is not None:
+        allowed = jnp.arange(length)[None, :] >= first[:, None]
+        noise = jnp.where(allowed, noise, 2.0)                      # allowed frames rank first
+        frames = length - first
+    else:
+        frames = length
     ranks = jnp.argsort(jnp.argsort(noise, axis=-1), axis=-1)      # a uniform random permutation per row
     if span_len <= 1:
-        n = jnp.maximum(jnp.round(length * mask_rate), 1).astype(jnp.int32)
-        return ranks < n[:, None]
-    lut = jnp.asarray(span_lut(lut_length or length, span_len))
-    n_starts = jnp.maximum(lut[jnp.round(100 * mask_rate).astype(jnp.int32)], 1)
+        n_starts = jnp.maximum(jnp.round(frames * mask_rate), 1).astype(jnp.int32)
+    else:
+        percent = jnp.round(100 * mask_rate).astype(jnp.int32)
+        if first is None:
+            n_starts = jnp.asarray(span_lut(lut_length or length, span_len))[percent]
+        else:
+            n_starts = jnp.asarray(span_lut_table(length, span_len))[frames, percent]
+        n_starts = jnp.maximum(n_starts, 1)
     starts = ranks < n_starts[:, None]
+    if first is not None:
+        starts = starts & allowed
     mask = starts
     for shift in range(1, span_len):
         mask = mask | jnp.pad(starts, ((0, 0), (shift, 0)))[:, :length]
@@ -138,6 +159,26 @@ def loss_from_batch(lm, batch: dict, text_hidden):
         logits = lm.stage_logits(batch["inputs"], None, batch["key_mask"], batch["stage"], cond=cond)
     return masked_cross_entropy(logits, batch["targets"], batch["weights"])
 
+
+
+class MagnetObjective:
+    """MAGNeT's span masking as the train step's :class:`~magnet_jax.objectives.base.Objective`."""
+    name = "magnet"
+    PER_SAMPLE_KEYS = ("inputs", "targets", "weights", "text_mask", "stage")   # stage: [B] with per_sample_stage
+
+    def prepare(self, batch, key, *, model_config, step_config, stage=None) -> dict:
+        m, s = model_config, step_config
+        draws = {} if stage is not None else dict(cfg_dropout_p=float(s.cfg_dropout),
+                                                  per_sample_stage=bool(s.per_sample_stage),
+                                                  per_sample_cfg=bool(s.per_sample_cfg))
+        return prepare_batch(batch["codes"], batch["padding_mask"], batch["text_mask"], key, num_codebooks=m.n_q,
+                             mask_id=m.mask_id, span_len=m.span_len, stage=stage, **draws)
+
+    def loss(self, lm, prepared: dict, text_hidden):
+        return loss_from_batch(lm, prepared, text_hidden)
+
+
+OBJECTIVE = MagnetObjective()
 
 def magnet_loss(lm, codes, padding_mask, text_hidden, text_mask, key, *, cfg_dropout_p: float = 0.0,
                 per_sample_stage: bool = False, per_sample_cfg: bool = False, stage=None):

@@ -8,8 +8,8 @@
 CFG dropout as MAGNeT's trainer (:func:`magnet_jax.objectives.magnet.cfg_dropout`; audiocraft's
 ``ClassifierFreeGuidanceDropout``: one draw for the whole batch, or per sample with ``per_sample_cfg``).
 
-:func:`prepare_batch` / :func:`loss_from_batch` are the trainer's objective interface
-(``config.objective=musicgen``, :mod:`magnet_jax.training.step`): ``stage=k`` restricts the loss to codebook k
+:class:`MusicGenObjective` (``config.objective=musicgen``; :func:`prepare_batch` / :func:`loss_from_batch`) is what
+the train step (:mod:`magnet_jax.training.step`) calls: ``stage=k`` restricts the loss to codebook k
 (evaluation reports the per-codebook CE; their mean is the loss). With gradient accumulation the step takes
 the token-weighted mean of the micro-batch losses (equal to the loss when the codebooks' valid counts match).
 """
@@ -60,6 +60,27 @@ def loss_from_batch(lm, batch: dict, text_hidden):
     active = (n_k > 0).astype(jnp.float32)
     return jnp.sum(per_k * active) / jnp.maximum(jnp.sum(active), 1.0), jnp.sum(n_k)
 
+
+
+class MusicGenObjective:
+    """MusicGen's delay-pattern CE as the train step's :class:`~magnet_jax.objectives.base.Objective` (every
+    codebook; ``stage`` restricts the loss to one, for evaluation; ``step_config.per_sample_stage`` does not
+    apply)."""
+    name = "musicgen"
+    PER_SAMPLE_KEYS = ("inputs", "targets", "weights", "text_mask")
+
+    def prepare(self, batch, key, *, model_config, step_config, stage=None) -> dict:
+        m, s = model_config, step_config
+        return prepare_batch(batch["codes"], batch["padding_mask"], batch["text_mask"], key, delays=m.delays,
+                             special=m.mask_id, stage=stage,
+                             cfg_dropout_p=float(s.cfg_dropout) if stage is None else 0.0,
+                             per_sample_cfg=bool(s.per_sample_cfg))
+
+    def loss(self, lm, prepared: dict, text_hidden):
+        return loss_from_batch(lm, prepared, text_hidden)
+
+
+OBJECTIVE = MusicGenObjective()
 
 def musicgen_loss(lm, codes, text_hidden, text_mask, *, padding_mask=None, rng=None, cfg_dropout: float = 0.0,
                   per_sample_cfg: bool = False):

@@ -7,7 +7,7 @@
 text encoder, checked when it is attached (one-line errors): sample rate, frame rate, codebooks and card of the
 codec; the T5 the checkpoint names (unless ``t5=`` overrides both) and its width.
 
-**Hybrid inference from two released models** (:func:`hybrid_codes`): MusicGen writes the first seconds, MAGNeT
+**Hybrid inference from two released models** (:func:`prefix_codes`): MusicGen writes the first seconds, MAGNeT
 the rest.
 
 ``pipe.generate(texts, duration=D, hybrid_prefix_seconds=P)`` on a MAGNeT pipeline with a companion MusicGen:
@@ -30,11 +30,16 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
+from magnet_jax import presets
+from magnet_jax.convert import encodec as codec_loader
+from magnet_jax.convert import load_audiocraft_checkpoint
 from magnet_jax.decoding.config import GenerationConfig, MusicGenGenerationConfig
 from magnet_jax.decoding.musicgen import generate as musicgen_generate
 from magnet_jax.decoding.rescoring import check_rescorer
 from magnet_jax.model import MusicGenLM
+from magnet_jax.text.presets import canonical_t5_name
 
 
 @dataclasses.dataclass
@@ -54,19 +59,14 @@ def _check_codec(magnet_codec, other, name: str) -> None:
 
 
 def from_config(name: str, magnet_lm, magnet_codec, seed: int = 0) -> Companion:
-    """A random-init MusicGen with the architecture of config ``name`` (``config:tiny``: tests, benchmarks)."""
-    from flax import nnx
-
-    from magnet_jax.configs import get_config, model_config
-    from magnet_jax.model import MusicGenConfig
-    c = get_config(name)
-    mcfg = model_config(c)
-    if int(c.codec.sample_rate) != magnet_codec.sample_rate or mcfg.frame_rate != magnet_codec.frame_rate:
-        raise ValueError(f"rescorer config:{name}: {int(c.codec.sample_rate)} Hz / {mcfg.frame_rate} Hz frames, "
+    """A random-init MusicGen with the architecture of preset ``name`` (``config:tiny``: tests, benchmarks)."""
+    p = presets.get(name)
+    mcfg = presets.musicgen_config(p.model)
+    if p.sample_rate != magnet_codec.sample_rate or mcfg.frame_rate != magnet_codec.frame_rate:
+        raise ValueError(f"rescorer config:{name}: {p.sample_rate} Hz / {mcfg.frame_rate} Hz frames, "
                          f"MAGNeT's codec {magnet_codec.sample_rate} Hz / {magnet_codec.frame_rate:g} Hz: "
                          "pick a config with MAGNeT's codec")
-    shared = {f: getattr(mcfg, f) for f in MusicGenConfig.__dataclass_fields__ if f in mcfg.__dataclass_fields__}
-    lm = MusicGenLM(MusicGenConfig(**shared), rngs=nnx.Rngs(seed + 1))
+    lm = MusicGenLM(mcfg, rngs=nnx.Rngs(seed + 1))
     check_rescorer(magnet_lm.config, lm.config)
     return Companion(lm, MusicGenGenerationConfig(), name=f"musicgen-config:{name}")
 
@@ -78,10 +78,6 @@ def load_companion(src: str, *, magnet_lm, magnet_codec, magnet_codec_source: st
     shares MAGNeT's codec and text encoder."""
     if src.startswith("config:"):
         return from_config(src.split(":", 1)[1], magnet_lm, magnet_codec)
-    from magnet_jax.codec import load_encodec
-    from magnet_jax.convert import load_audiocraft_checkpoint
-    from magnet_jax.text.presets import canonical_t5_name
-
     ck = load_audiocraft_checkpoint(src, dtype=dtype)
     if ck.lm_model != "transformer_lm":
         raise ValueError(f"rescorer {src!r} is a {ck.lm_model} checkpoint; give a MusicGen / AudioGen one "
@@ -92,7 +88,7 @@ def load_companion(src: str, *, magnet_lm, magnet_codec, magnet_codec_source: st
                          "the two must share the text encoder (pick a MusicGen with MAGNeT's T5)")
     codec_src = codec_override or ck.codec_source
     if codec_src != magnet_codec_source:
-        _check_codec(magnet_codec, load_encodec(codec_src, num_codebooks=ck.lm.config.n_q), src)
+        _check_codec(magnet_codec, codec_loader.load_encodec(codec_src, num_codebooks=ck.lm.config.n_q), src)
     try:
         check_rescorer(magnet_lm.config, ck.lm.config)
     except ValueError as e:
@@ -115,43 +111,26 @@ def split_overrides(overrides: dict) -> tuple[dict, dict]:
     return ({k: v for k, v in overrides.items() if k not in mg}, {k: v for k, v in overrides.items() if k in mg})
 
 
-def prefix_frames(pipe, prefix_seconds: float, total: int, have: int) -> int:
-    """``prefix_seconds`` in frames, checked: at least one frame beyond the prompt, inside the output and
-    inside the companion's window (MusicGen never runs beyond it)."""
+def prefix_frames(comp: Companion, prefix_seconds: float, frame_rate: float, total: int, have: int) -> int:
+    """``prefix_seconds`` in frames, checked: at least one frame beyond the prompt (``have`` frames), inside the
+    output (``total`` frames) and inside the companion's window (MusicGen never runs beyond it)."""
     p = float(prefix_seconds)
-    n = int(round(p * pipe.frame_rate)) if np.isfinite(p) else -1
-    window = pipe.rescorer.lm.config.segment_frames
+    n = int(round(p * frame_rate)) if np.isfinite(p) else -1
+    window = comp.lm.config.segment_frames
     if not have < n < total:
         raise ValueError(f"hybrid_prefix_seconds={prefix_seconds!r} is {n} frames: give a prefix longer than the "
                          f"prompt ({have} frames) and shorter than the output ({total} frames)")
     if n > window:
         raise ValueError(f"hybrid_prefix_seconds={prefix_seconds!r} is beyond the MusicGen window "
-                         f"({window / pipe.frame_rate:g} s): give at most that")
+                         f"({window / frame_rate:g} s): give at most that")
     return n
 
 
-def hybrid_codes(pipe, texts, *, prefix_seconds: float, duration: float | None = None, seed: int = 0,
-                 num_samples: int | None = None, prompt=None, init_codes=None, infill_mask=None,
-                 **kw) -> jax.Array:
-    """Codes int32 [B, K, T]: MusicGen's ``prefix_seconds``, then MAGNeT's continuation (see the module doc).
-    ``kw``: ``generate_codes``' long-form options and generation overrides."""
-    from magnet_jax.pipelines.magnet import _as_texts
-    if pipe.rescorer is None:
-        raise ValueError("hybrid_prefix_seconds needs a MusicGen: MagnetPipeline.from_pretrained(magnet_id, "
-                         "rescorer='facebook/musicgen-small') (tools/generate.py --rescorer=...)")
-    if init_codes is not None or infill_mask is not None:
-        raise ValueError("hybrid_prefix_seconds does not apply to infill: use one or the other")
-    overrides, mg_overrides = split_overrides({k: v for k, v in kw.items()
-                                               if k not in ("extend_stride", "long_form", "progress")})
-    options = {k: v for k, v in kw.items() if k in ("extend_stride", "long_form", "progress")}
-    texts = _as_texts(texts)
-    total = pipe.check_duration(pipe.window_seconds if duration is None else duration)
-    hidden, mask, B, prompt = pipe.condition(texts, num_samples, prompt)
-    have = 0 if prompt is None else int(prompt.shape[-1])
-    n = prefix_frames(pipe, prefix_seconds, total, have)
-    mg_cfg = pipe.rescorer.generation.replace(**mg_overrides) if mg_overrides else pipe.rescorer.generation
-    start = jnp.zeros((B, pipe.lm.config.n_q, 0), jnp.int32) if prompt is None else prompt
-    prefix = musicgen_generate(pipe.rescorer.lm, hidden, mask, config=mg_cfg, rng=prefix_rng(seed), num_frames=n,
-                               prompt=start)
-    return pipe.generate_codes(texts, duration=duration, seed=seed, num_samples=B, prompt=prefix,
-                               **options, **overrides)
+def prefix_codes(comp: Companion, hidden, mask, batch: int, prompt, n: int, seed: int,
+                 overrides: dict | None = None) -> jax.Array:
+    """Codes int32 [B, K, n]: the companion's first ``n`` frames (continuing ``prompt`` [B, K, P] when given),
+    with key :func:`prefix_rng` ``(seed)`` and its generation config with the MusicGen-only ``overrides``
+    (:func:`split_overrides`). MAGNeT continues them as its prompt (``MagnetPipeline.generate_codes``)."""
+    cfg = comp.generation.replace(**overrides) if overrides else comp.generation
+    start = jnp.zeros((batch, comp.lm.config.n_q, 0), jnp.int32) if prompt is None else prompt
+    return musicgen_generate(comp.lm, hidden, mask, config=cfg, rng=prefix_rng(seed), num_frames=n, prompt=start)

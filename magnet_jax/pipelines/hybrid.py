@@ -1,10 +1,10 @@
 """HybridMagnetPipeline: text -> music with one Hybrid-MAGNeT LM (AR prefix, then MAGNeT decoding of the rest).
 
 ``MagnetPipeline.from_pretrained`` returns it for a checkpoint whose ``xp.cfg`` is the ``hybrid_magnet``
-branch's (:mod:`magnet_jax.convert.hybrid`), ``MagnetPipeline.from_config("hybrid_tiny")`` for a random one.
-Text encoding, the codec and ``generate`` (codes -> audio) are the MAGNeT pipeline's; the codes come from
-:func:`magnet_jax.decoding.hybrid.generate`. Within the model's window only (no long-form, no audio
-prompt, no infill: the hybrid model's prefix is its own autoregressive output).
+branch's (:mod:`magnet_jax.convert.hybrid`), ``MagnetPipeline.from_config("hybrid_tiny")`` for a random one
+(:mod:`magnet_jax.pipelines.load`). Text encoding, the codec, the window bound and ``generate`` (codes -> audio)
+are the MAGNeT pipeline's; the codes come from :func:`magnet_jax.decoding.hybrid.generate`. Within the model's
+window only (no long-form, no audio prompt, no infill: the hybrid model's prefix is its own autoregressive output).
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import jax
 from magnet_jax.decoding.config import MusicGenGenerationConfig
 from magnet_jax.decoding.hybrid import DEFAULT_PREFIX_SECONDS
 from magnet_jax.decoding.hybrid import generate as hybrid_generate
-from magnet_jax.pipelines.magnet import MagnetPipeline, _as_texts
+from magnet_jax.pipelines.base import as_texts
+from magnet_jax.pipelines.magnet import MagnetPipeline
 
 
 @dataclasses.dataclass
@@ -25,27 +26,12 @@ class HybridMagnetPipeline(MagnetPipeline):
     ar_generation: MusicGenGenerationConfig = dataclasses.field(default_factory=MusicGenGenerationConfig)
     prefix_seconds: float = DEFAULT_PREFIX_SECONDS
 
-    @classmethod
-    def from_config(cls, name: str = "hybrid_tiny", seed: int = 0) -> "HybridMagnetPipeline":
-        """Random-init hybrid pipeline of config ``name`` (``hybrid_tiny``; any ``hybrid_NAME``)."""
-        from flax import nnx
-
-        from magnet_jax.configs import get_config, model_config
-        from magnet_jax.model.hybrid import HybridMagnetConfig, HybridMagnetLM
-        mcfg = model_config(get_config(name))
-        if not isinstance(mcfg, HybridMagnetConfig):
-            raise ValueError(f"config {name!r} is not a Hybrid-MAGNeT config: use hybrid_{name}")
-        base = MagnetPipeline.from_config(name[len("hybrid_"):] if name.startswith("hybrid_") else name, seed)
-        lm = HybridMagnetLM(mcfg, rngs=nnx.Rngs(seed))
-        return cls(lm, base.codec, base.tokenizer, base.t5, base.generation, name=f"config:{name}")
+    config_family = "hybrid"
 
     def prefix_frames(self, prefix_seconds: float | None) -> int:
-        p = self.prefix_seconds if prefix_seconds is None else float(prefix_seconds)
-        n = int(round(p * self.frame_rate)) if math.isfinite(p) else 0
-        if n < 1:
-            raise ValueError(f"prefix_seconds={prefix_seconds!r}: give a finite number of seconds, at least one "
-                             f"frame ({1 / self.frame_rate:g} s)")
-        return n
+        """``prefix_seconds`` (default :attr:`prefix_seconds`) in frames, at least one."""
+        return self.seconds_to_frames(self.prefix_seconds if prefix_seconds is None else prefix_seconds,
+                                      "prefix_seconds")
 
     def generate_codes(self, texts: Sequence[str | None] | str | None, *, duration: float | None = None,
                        seed: int = 0, num_samples: int | None = None, prompt=None, init_codes=None, infill_mask=None,
@@ -64,20 +50,20 @@ class HybridMagnetPipeline(MagnetPipeline):
             raise ValueError("Hybrid-MAGNeT generates its own autoregressive prefix: audio prompts (continuation) "
                              "and infill are not supported; use a MAGNeT model for those")
         cfg = self._config(overrides)
-        texts = _as_texts(texts)
+        texts = as_texts(texts)
         total = self.check_duration(self.window_seconds if duration is None else duration)
         usable = self.lm_frames(cfg)
         if total > usable:
             raise ValueError(f"duration {total / self.frame_rate:g} s is beyond the hybrid model's "
                              f"{usable / self.frame_rate:g} s window (long-form is not supported for Hybrid-MAGNeT)")
         P = self.prefix_frames(prefix_seconds)
-        span = self.lm.config.span_len if cfg.span_arrangement == "nonoverlap" else 1
+        span = self._span(cfg)
         n = min(span * math.ceil(total / span), usable)
         if P >= n:
             raise ValueError(f"prefix of {P} frames ({P / self.frame_rate:g} s) is not shorter than the "
                              f"{n} frames generated: lower prefix_seconds or raise duration")
-        hidden, mask, B, _ = self.condition(texts, num_samples, None)
-        codes = hybrid_generate(self.lm, hidden, mask, config=cfg, ar_config=ar_config or self.ar_generation,
+        cond = self.condition(texts, num_samples, None)
+        codes = hybrid_generate(self.lm, cond.hidden, cond.mask, config=cfg, ar_config=ar_config or self.ar_generation,
                                 prefix_frames=P, rng=jax.random.key(seed), num_frames=n,
-                                num_samples=None if texts is not None else B)
+                                num_samples=None if texts is not None else cond.batch)
         return codes[..., :total]

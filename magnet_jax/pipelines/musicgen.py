@@ -1,8 +1,10 @@
 """MusicGenPipeline: text -> music with the autoregressive MusicGen LM (T5 -> MusicGen decode -> EnCodec).
 
 The sibling of :class:`~magnet_jax.pipelines.magnet.MagnetPipeline` behind the same ``from_pretrained`` (the
-checkpoint's ``xp.cfg`` ``lm_model: transformer_lm`` selects it); text encoding, audio I/O, ``generate`` and
-``continuation`` are shared, only the codes generation differs.
+checkpoint's ``xp.cfg`` ``lm_model: transformer_lm`` selects it, :mod:`magnet_jax.pipelines.load`); text encoding,
+audio I/O, ``generate`` and ``continuation`` are the shared :class:`~magnet_jax.pipelines.base.TextToAudioPipeline`'s,
+only the codes generation differs (no infill: MusicGen only continues a prompt).
+``MusicGenPipeline.from_config("tiny")``: a random-init MusicGen of the preset's architecture.
 
 Long-form as audiocraft's ``BaseGenModel.generate_tokens``: beyond the window, windows of at most the
 window's length, each continuing the last ``window - extend_stride`` seconds (default stride 18 s of a 30 s
@@ -24,48 +26,37 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from magnet_jax.data.audio_io import convert_channels, read_audio, resample
 from magnet_jax.decoding.config import MusicGenGenerationConfig
 from magnet_jax.decoding.musicgen import generate as _generate
 from magnet_jax.model import chroma as _chroma
-from magnet_jax.pipelines.magnet import MagnetPipeline, _as_texts
+from magnet_jax.pipelines.base import TextToAudioPipeline, as_texts
 from magnet_jax.util import deadline
 
 
 @dataclasses.dataclass
-class MusicGenPipeline(MagnetPipeline):
+class MusicGenPipeline(TextToAudioPipeline):
     generation: MusicGenGenerationConfig = dataclasses.field(default_factory=MusicGenGenerationConfig)
 
+    config_family = "musicgen"
+
     @classmethod
-    def from_config(cls, name: str = "tiny", seed: int = 0) -> "MusicGenPipeline":
-        """Random-init MusicGen pipeline with the architecture of config ``name`` (the packaged tiny text
-        stack and a random EnCodec), for tests, demos and benchmarks."""
-        from flax import nnx
-
-        from magnet_jax.model import MusicGenConfig, MusicGenLM
-        base = MagnetPipeline.from_config(name, seed)
-        shared = {f: getattr(base.lm.config, f) for f in MusicGenConfig.__dataclass_fields__
-                  if f in base.lm.config.__dataclass_fields__}
-        lm = MusicGenLM(MusicGenConfig(**shared), rngs=nnx.Rngs(seed))
-        return cls(lm, base.codec, base.tokenizer, base.t5, MusicGenGenerationConfig(), name=f"musicgen-config:{name}")
-
-    def lm_frames(self, config=None) -> int:
-        return self.lm.config.segment_frames
+    def default_generation(cls, kind: str, segment_duration: float) -> MusicGenGenerationConfig:
+        return MusicGenGenerationConfig()
 
     def generate_codes(self, texts: Sequence[str | None] | str | None, *, duration: float | None = None,
                        seed: int = 0, num_samples: int | None = None, prompt=None, extend_stride: float | None = None,
-                       long_form: bool = True, progress=None, init_codes=None, infill_mask=None, melody=None,
-                       melody_sample_rate: int | None = None, **overrides) -> jax.Array:
+                       long_form: bool = True, progress=None, melody=None, melody_sample_rate: int | None = None,
+                       hybrid_prefix_seconds: float | None = None, **overrides) -> jax.Array:
         """Codes int32 [B, K, T] for ``duration`` seconds (default: the window); ``prompt`` codes [B or 1, K, P]
         are continued (and kept at the start). Generation parameters as :class:`MusicGenGenerationConfig`.
         ``melody`` (MusicGen-melody): a path, an array [N] / [C, N] / [B, C, N] at ``melody_sample_rate``
         (default: the model's), or a list of those / None, one per text."""
-        if init_codes is not None or infill_mask is not None:
-            raise ValueError("infill needs a masked (MAGNeT) model; MusicGen only continues a prompt")
-        if overrides.pop("hybrid_prefix_seconds", None) is not None:
+        if hybrid_prefix_seconds is not None:
             raise ValueError("hybrid_prefix_seconds applies to a MAGNeT pipeline with rescorer=MUSICGEN; "
                              "a MusicGen writes the whole clip itself")
         cfg = self._config({**overrides, **({"extend_stride": extend_stride} if extend_stride else {})})
-        texts = _as_texts(texts)
+        texts = as_texts(texts)
         total = self.check_duration(self.window_seconds if duration is None else duration)
         hidden, mask, B, prompt = self.condition(texts, num_samples, prompt)
         melodies = self._melodies(melody, melody_sample_rate, B)
@@ -107,7 +98,6 @@ class MusicGenPipeline(MagnetPipeline):
             return None
         if not self.has_melody:
             raise ValueError(f"{self.name or 'this model'} has no melody conditioner: load facebook/musicgen-melody")
-        from magnet_jax.data.audio_io import convert_channels, read_audio, resample
         if isinstance(melody, np.ndarray) and melody.ndim == 3 or isinstance(melody, (list, tuple)):
             items = list(melody)
         else:
@@ -158,10 +148,5 @@ class MusicGenPipeline(MagnetPipeline):
         """audiocraft's ``MusicGen.generate_with_chroma``: waveforms [B, C, N] (+ the codes with ``return_tokens``)."""
         codes = self.generate_codes(descriptions, duration=duration, seed=seed, melody=melody_wavs,
                                     melody_sample_rate=melody_sample_rate, progress=progress, **kw)
-        wav = self.decode_codes(codes)
-        if duration is not None:
-            wav = wav[..., :int(round(duration * self.sample_rate))]
+        wav = self._audio(codes, duration)
         return (wav, np.asarray(codes)) if return_tokens else wav
-
-    def infill(self, *a, **k):
-        raise ValueError("infill needs a masked (MAGNeT) model; MusicGen only continues a prompt")

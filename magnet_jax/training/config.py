@@ -12,23 +12,24 @@ import dataclasses
 import math
 from typing import Any, Mapping
 
-from magnet_jax.model.config import MagnetConfig
+from magnet_jax.model import families, lora
+from magnet_jax.model.config import LMConfig
 from magnet_jax.util import strict_from_dict
 
 
-def model_config_class(objective: str):
-    """The model config of a training objective: MagnetConfig, or HybridMagnetConfig for ``hybrid``."""
-    if objective == "hybrid":
-        from magnet_jax.model.hybrid import HybridMagnetConfig  # function-level: model.hybrid imports musicgen
-        return HybridMagnetConfig
-    if objective == "musicgen":
-        from magnet_jax.model.config import MusicGenConfig
-        return MusicGenConfig
-    return MagnetConfig
+def model_config_class(objective: str) -> type[LMConfig]:
+    """The model config a training objective trains (:func:`magnet_jax.model.families.family_for_objective`):
+    MagnetConfig for ``magnet``, HybridMagnetConfig for ``hybrid``, MusicGenConfig for ``musicgen``."""
+    return families.family_for_objective(objective).config_class
 
 
 class ConfigError(ValueError):
     """A user error in a config (the train CLI reports it in one line, exit 2)."""
+
+
+def _check_objective(objective: str) -> None:
+    if objective not in families.OBJECTIVES:
+        raise ConfigError(f"config.objective={objective!r}: use {', '.join(families.OBJECTIVES)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,9 +56,10 @@ class StepConfig:
     cfg_dropout: float = 0.3
     per_sample_stage: bool = False
     per_sample_cfg: bool = False
-    # magnet: MAGNeT's span masking. hybrid: Hybrid-MAGNeT (objectives/hybrid.py: AR prefix + span-masked
-    # suffix, a per-sample stage and prompt step); config.model is then a HybridMagnetConfig (model.delays).
-    # musicgen: MusicGen's delay-pattern CE on every codebook (musicgen/objective.py; config.model a MusicGenConfig).
+    # objectives/table.OBJECTIVES; config.model is the family's config (model/families.py). magnet: MAGNeT's span
+    # masking. hybrid: Hybrid-MAGNeT (objectives/hybrid.py: AR prefix + span-masked suffix, a per-sample stage and
+    # prompt step; a HybridMagnetConfig, model.delays). musicgen: MusicGen's delay-pattern CE on every codebook
+    # (objectives/musicgen.py; a MusicGenConfig).
     objective: str = "magnet"
 
 
@@ -87,6 +89,24 @@ class LoopConfig:
     max_consecutive_skips: int = 20     # stop after this many non-finite steps in a row (0 = never)
     init_from: str = ""                 # fine-tune: released checkpoint (hub id / folder); "" = from scratch
     peak_tflops_per_device: float = 0.0  # for MFU; 0 = known TPU table, or a measured matmul on CPU
+
+
+@dataclasses.dataclass(frozen=True)
+class LoRATrainConfig:
+    """LoRA fine-tuning (model/lora.py, training/lora.py): only the adapters (and their optimizer state and EMA) are
+    trained and checkpointed; the export holds the merged weights and the adapter alone. 0 = full fine-tuning."""
+    lora_rank: int = 0
+    lora_alpha: float = lora.DEFAULT_ALPHA          # the update is scaled by alpha / rank
+    lora_targets: tuple[str, ...] = lora.DEFAULT_TARGETS   # of lora.TARGETS (a tuple, or one comma-separated string)
+
+    def __post_init__(self):
+        object.__setattr__(self, "lora_targets", lora.parse_targets(self.lora_targets))
+
+    def adapter(self) -> lora.LoRAConfig | None:
+        """The adapters' config; None for full fine-tuning."""
+        if not self.lora_rank:
+            return None
+        return lora.LoRAConfig(rank=self.lora_rank, alpha=self.lora_alpha, targets=self.lora_targets)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,18 +145,20 @@ AUDIO_RECIPE = dict(batch_size=128, total_steps=200_000, learning_rate=5e-4, sch
                     warmup_steps=3000, cfg_dropout=0.1, min_segment_ratio=1.0, merge_text_p=0.0)
 AUDIO_TEXT = dict(name="t5-large", word_dropout=0.0)
 
-_FLAT = (OptimConfig, StepConfig, DataConfig, LoopConfig)
+_FLAT = (OptimConfig, StepConfig, DataConfig, LoopConfig, LoRATrainConfig)
+_FLAT_NAMES = ("optim", "step", "data", "loop", "lora")
 _SECTIONS = {"text": TextConfig, "codec": CodecSpec, "mesh": MeshConfig, "distributed": DistributedConfig}
 _NOT_TRAINING = ("name", "checkpoint", "generation")     # read by generation / the pipeline, not by training
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    model: MagnetConfig
+    model: LMConfig                     # the objective's family config (model_config_class)
     optim: OptimConfig = OptimConfig()
     step: StepConfig = StepConfig()
     data: DataConfig = DataConfig()
     loop: LoopConfig = LoopConfig()
+    lora: LoRATrainConfig = LoRATrainConfig()
     text: TextConfig = TextConfig()
     codec: CodecSpec = CodecSpec()
     mesh: MeshConfig = MeshConfig()
@@ -147,7 +169,8 @@ class TrainConfig:
         """Every config field training reads, by ConfigDict path (for ``--help``)."""
         out = {"": [f.name for g in _FLAT for f in dataclasses.fields(g)]}
         out.update({s: [f.name for f in dataclasses.fields(c)] for s, c in _SECTIONS.items()})
-        out["model"] = [f.name for f in dataclasses.fields(model_config_class("hybrid"))]   # hybrid: + delays
+        trained = [model_config_class(o) for o in families.OBJECTIVES]       # each objective's model fields
+        out["model"] = list(dict.fromkeys(f.name for c in trained for f in dataclasses.fields(c)))
         return out
 
     @staticmethod
@@ -167,11 +190,12 @@ class TrainConfig:
         d = dict(c.to_dict() if hasattr(c, "to_dict") else c)
         for k in _NOT_TRAINING:
             d.pop(k, None)
+        _check_objective(d.get("objective", StepConfig.objective))
         try:
-            model = model_config_class(d.get("objective", "magnet")).from_dict(d.pop("model"))
+            model = model_config_class(d.get("objective", StepConfig.objective)).from_dict(d.pop("model"))
             sections = {s: strict_from_dict(k, d.pop(s, {})) for s, k in _SECTIONS.items()}
             groups = {}
-            for g, gname in zip(_FLAT, ("optim", "step", "data", "loop")):
+            for g, gname in zip(_FLAT, _FLAT_NAMES):
                 names = {f.name for f in dataclasses.fields(g)}
                 groups[gname] = g(**{k: d.pop(k) for k in list(d) if k in names})
         except (TypeError, ValueError) as e:
@@ -184,7 +208,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Refuses what cannot train: non-finite or out-of-range hyper-parameters, fp16, zero intervals."""
-        for group in (self.optim, self.step, self.data, self.loop, self.text):
+        for group in (self.optim, self.step, self.data, self.loop, self.lora, self.text):
             for f in dataclasses.fields(group):
                 v = getattr(group, f.name)
                 if isinstance(v, float) and not math.isfinite(v):
@@ -214,13 +238,18 @@ class TrainConfig:
                          lr_min_ratio=o.lr_min_ratio).items():
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"config.{k}={v} must be in [0, 1]")
-        if s.objective not in ("magnet", "hybrid", "musicgen"):
-            raise ConfigError(f"config.objective={s.objective!r}: use magnet, hybrid or musicgen")
+        _check_objective(s.objective)
         if o.schedule not in ("cosine", "inverse_sqrt", "constant"):
             raise ConfigError(f"config.schedule={o.schedule!r}: use cosine, inverse_sqrt or constant")
         if dc.batch_size % s.grad_accum_steps:
             raise ConfigError(f"config.batch_size={dc.batch_size} is not divisible by "
                               f"config.grad_accum_steps={s.grad_accum_steps}")
+        if self.lora.lora_rank < 0:
+            raise ConfigError(f"config.lora_rank={self.lora.lora_rank} must not be negative (0 = full fine-tuning)")
+        try:
+            self.lora.adapter()
+        except ValueError as e:
+            raise ConfigError(f"config.lora_*: {e}") from None
         if self.model.dtype == "float16":
             # No loss scaling in the train step: fp16 activation gradients underflow. bf16 has fp32's range.
             raise ConfigError("config.model.dtype=float16 is not supported for training (no loss scaling): "

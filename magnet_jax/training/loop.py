@@ -4,6 +4,8 @@ Per host: its slice of the dataset -> per-process batch -> one global array per 
 (``make_array_from_process_local_data``) -> the jitted sharded step. Logging (``log_every``) is the
 only host sync. Checkpoints every ``checkpoint_every`` steps, at the end, and on SIGTERM. Evaluation
 and the exported weights (``WORKDIR/export``) use the EMA, as audiocraft's validation and ``best_state``.
+With ``config.lora_rank > 0`` the train state holds LoRA adapters on the frozen base (training/lora.py): evaluation
+and the export use the base with the EMA adapters merged in, and the export also holds the adapter alone.
 """
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ from magnet_jax import hub, sharding
 from magnet_jax.convert.t5 import load_text_stack
 from magnet_jax.data.input_pipeline import data_source, find_builder_dir, make_dataset
 from magnet_jax.data.tokenize.codec_record import check_codec_compatible, read_codec_info
-from magnet_jax.model import MagnetConfig, MagnetLM
+from magnet_jax.model.config import LMConfig
+from magnet_jax.model.families import lm_class  # the LM class of a config (loop.lm_class: tools, tests)
+from magnet_jax.training import lora as LT
 from magnet_jax.training import state as S
 from magnet_jax.training.checkpoint import Checkpointer, PreemptionFlag
 from magnet_jax.training.config import DataConfig, DistributedConfig, TrainConfig
@@ -49,16 +53,7 @@ def maybe_initialize_distributed(d: DistributedConfig) -> None:
                                    process_id=int(d.process_id), initialization_timeout=120)
 
 
-def lm_class(mcfg: MagnetConfig):
-    """MagnetLM, or HybridMagnetLM for a HybridMagnetConfig (``config.objective=hybrid``)."""
-    from magnet_jax.model import MusicGenConfig, MusicGenLM
-    from magnet_jax.model.hybrid import HybridMagnetConfig, HybridMagnetLM
-    if isinstance(mcfg, MusicGenConfig):          # config.objective=musicgen
-        return MusicGenLM
-    return HybridMagnetLM if isinstance(mcfg, HybridMagnetConfig) else MagnetLM
-
-
-def initial_model(init_from: str, seed: int, mcfg: MagnetConfig, mesh):
+def initial_model(init_from: str, seed: int, mcfg: LMConfig, mesh):
     """(graphdef, params, param_specs): from ``init_from`` (fine-tuning; a MAGNeT checkpoint also starts a
     Hybrid-MAGNeT of its architecture, which has the same parameters) or a seeded random init, created directly
     with its shardings (no full copy on one device)."""
@@ -101,7 +96,7 @@ def eval_batches(batches, limit: int) -> list:
     return local[:n]
 
 
-def export_ema(graphdef, ema, mcfg: MagnetConfig, folder: Path, step: int) -> None:
+def export_ema(graphdef, ema, mcfg: LMConfig, folder: Path, step: int) -> None:
     """The EMA weights as ``magnet_jax_lm.safetensors`` + config (``convert.load_lm_safetensors``)."""
     from jax.experimental import multihost_utils
 
@@ -182,7 +177,16 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict:
 
     tx, schedule = make_optimizer(cfg.optim), make_schedule(cfg.optim)
     graphdef, params, param_specs = initial_model(lp.init_from, lp.seed, mcfg, mesh)
-    specs = S.state_specs(tx, params, param_specs)
+    adapter = cfg.lora.adapter()
+    base, trained_specs, frozen, merged = None, param_specs, (), None
+    if adapter is not None:     # LoRA: the state trains adapters; the base is a frozen input of the step
+        base = params
+        params, trained_specs = LT.initial_adapters(base, param_specs, adapter, lp.seed, mesh)
+        frozen, merge = (base,), LT.make_merge(param_specs, trained_specs, adapter, mesh)
+        merged = lambda adapters: merge(base, adapters)  # noqa: E731
+        if not lp.init_from:
+            log.warning("config.lora_rank=%d without config.init_from: adapters on a random base", adapter.rank)
+    specs = S.state_specs(tx, params, trained_specs)
     ckpt = Checkpointer(workdir / "checkpoints", keep=lp.keep_checkpoints)
     state = ckpt.restore(S.abstract_state(tx, params, specs, mesh), data_iter)
     if state is None:
@@ -193,7 +197,8 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict:
     del params
     b_sh = sharding.batch_shardings(BATCH_KEYS, mesh)
     step_fn = make_train_step(graphdef, t5_graphdef, cfg.step, tx, schedule, mcfg, specs, mesh, BATCH_KEYS,
-                              update_bound=finite_update_bound(cfg.optim))
+                              update_bound=finite_update_bound(cfg.optim), lora=adapter, base_specs=param_specs)
+    ema_model = (lambda ema: ema) if merged is None else merged     # the EMA weights evaluated and exported
     eval_fn = make_eval_step(graphdef, t5_graphdef, mcfg, param_specs, mesh, BATCH_KEYS,
                              cfg.step) if d.eval_split else None
     eval_set = None
@@ -209,7 +214,7 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict:
         with PreemptionFlag() as preempted, sharding.use_mesh(mesh):
             while step < total:
                 batch = _global_batch(next(data_iter), b_sh)
-                state, metrics = step_fn(state, batch, t5_params, seed_key)
+                state, metrics = step_fn(state, batch, t5_params, seed_key, *frozen)
                 step += 1
                 if step % lp.log_every == 0 or step == total:
                     m = jax.device_get(metrics)
@@ -231,8 +236,10 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict:
                 if eval_fn is not None and (step % lp.eval_every == 0 or step == total):
                     if eval_set is None:
                         eval_set = eval_batches(iter(dataset(d.eval_split, False)), lp.eval_batches)
-                    losses = [np.asarray(eval_fn(state.ema, _global_batch(b, b_sh), t5_params,
+                    weights = ema_model(state.ema)
+                    losses = [np.asarray(eval_fn(weights, _global_batch(b, b_sh), t5_params,
                                                  jax.random.PRNGKey(1000 + i))) for i, b in enumerate(eval_set)]
+                    del weights
                     if losses:
                         per_stage = np.mean(losses, 0)
                         ev = {f"eval_loss_stage{k}": float(v) for k, v in enumerate(per_stage)}
@@ -248,7 +255,9 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict:
                     log.warning("SIGTERM: checkpoint saved at step %d, stopping", step)
                     break
         if step >= total:
-            export_ema(graphdef, state.ema, mcfg, workdir / "export", step)
+            export_ema(graphdef, ema_model(state.ema), mcfg, workdir / "export", step)
+            if adapter is not None:
+                LT.export_adapter(workdir / "export", state.ema, adapter, base=lp.init_from, model=mcfg, step=step)
     finally:
         ckpt.close()
         writer.close()

@@ -45,8 +45,9 @@ def test_export_cli_round_trip(workdir, tmp_path, fmt):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "wrote" in r.stdout
     from configs.codec import get_config
-    from magnet_jax.codec import export_inference_codec, load_encodec
+    from magnet_jax.codec import export_inference_codec
     from magnet_jax.codec_training.export import load_trained
+    from magnet_jax.convert.encodec import load_encodec
     ours = export_inference_codec(*load_trained(get_config("tiny_gan_free"), workdir))
     back = load_encodec(out)
     wav = (0.3 * np.sin(2 * np.pi * 300 * np.arange(4001) / 8000)).astype(np.float32)[None, None]

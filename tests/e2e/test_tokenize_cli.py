@@ -1,7 +1,7 @@
 """Offline tokenization end to end (magnet_jax.data.tokenize): corpus -> EnCodec codes -> TFDS ArrayRecord.
 
 A small random-weight transformers EncodecModel is saved with ``save_pretrained`` and loaded through
-``magnet_jax.codec.load_encodec``; the corpus (tests/tokenize_corpus.py) mixes tones, chords and noise in
+``magnet_jax.convert.encodec.load_encodec``; the corpus (tests/tokenize_corpus.py) mixes tones, chords and noise in
 wav / flac / ogg / mp3 at several rates and channel counts, with sidecars, plus deliberately broken inputs.
 Checks: the report lists exactly the broken inputs as skipped (with the right reason), the dataset reads
 back without TensorFlow, every example's codes equal a direct encode of the same resampled segment, Beam
@@ -37,7 +37,7 @@ def codec_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def codec(codec_dir):
-    from magnet_jax.codec import load_encodec
+    from magnet_jax.convert.encodec import load_encodec
     return load_encodec(codec_dir[0])
 
 

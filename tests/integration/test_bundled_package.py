@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from magnet_jax.bundled import build, package
 from magnet_jax.bundled import config as bconfig
-from magnet_jax.bundled import package
 from magnet_jax.bundled.text import build_text_encoder
 from magnet_jax.codec.random_init import random_encodec
+from magnet_jax.configs import get_config
 from magnet_jax.convert import save_lm_safetensors
 from magnet_jax.convert.encodec_export import export_codec
 from magnet_jax.model import MagnetConfig, MagnetLM
@@ -30,8 +31,8 @@ def parts(tmp_path_factory):
 
 def test_assemble_then_from_pretrained_generates_offline(parts, tmp_path):
     root, codec = parts
-    out = package.assemble(tmp_path / "weights", lm=root / "train", codec=root / "codec", t5=root / "t5",
-                           info={"corpus": "test"})
+    out = build.assemble(tmp_path / "weights", lm=root / "train", codec=root / "codec", t5=root / "t5",
+                         info={"corpus": "test"})
     assert package.is_bundled_layout(out) and not (tmp_path / "weights.tmp").exists()
     info = json.loads((out / package.INFO).read_text())
     assert info["lm_step"] == 7 and info["corpus"] == "test" and info["sample_rate"] == 16000
@@ -51,9 +52,9 @@ def test_assemble_refuses_parts_that_do_not_fit(parts, tmp_path):
     other = random_encodec(sample_rate=16000, frame_rate=50, num_codebooks=4, bins=32, seed=1)
     export_codec(other, tmp_path / "codec32", "transformers")
     with pytest.raises(ValueError, match="4 x 32 codes"):
-        package.assemble(tmp_path / "w", lm=root / "train", codec=tmp_path / "codec32", t5=root / "t5")
+        build.assemble(tmp_path / "w", lm=root / "train", codec=tmp_path / "codec32", t5=root / "t5")
     with pytest.raises(FileNotFoundError, match="no LM export"):
-        package.assemble(tmp_path / "w", lm=tmp_path, codec=root / "codec", t5=root / "t5")
+        build.assemble(tmp_path / "w", lm=tmp_path, codec=root / "codec", t5=root / "t5")
     assert not (tmp_path / "w").exists()
 
 
@@ -62,9 +63,9 @@ def test_bundled_name_resolves_to_the_package_folder(parts, tmp_path, monkeypatc
     monkeypatch.setattr(package, "WEIGHTS_DIR", tmp_path / "missing")
     with pytest.raises(package.BundledMissingError, match="make_bundled.sh"):
         MagnetPipeline.from_pretrained("bundled")
-    monkeypatch.setattr(package, "WEIGHTS_DIR", package.assemble(tmp_path / "pkg", lm=root / "train",
-                                                                 codec=root / "codec", t5=root / "t5"))
+    monkeypatch.setattr(package, "WEIGHTS_DIR", build.assemble(tmp_path / "pkg", lm=root / "train",
+                                                               codec=root / "codec", t5=root / "t5"))
     assert package.resolve("bundled") == tmp_path / "pkg"
     assert MagnetPipeline.from_pretrained("bundled").lm.config.dim == 32
     assert package.resolve(str(root / "t5")) is None                         # not the layout: other loaders
-    assert bconfig.WEIGHTS_DIR.name == "weights" and bconfig.lm_config().model.text_dim == 128
+    assert bconfig.WEIGHTS_DIR.name == "weights" and get_config("bundled").model.text_dim == 128

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from magnet_jax.codec import Encodec, load_encodec
+from magnet_jax.codec import Encodec
 from magnet_jax.codec.random_init import random_encodec
 from magnet_jax.convert._torch import load_torch_file
 from magnet_jax.convert._torch_write import save_torch_file
-from magnet_jax.convert.encodec import _canonical_native, _fuse_weight_norm, params_from_state_dict
+from magnet_jax.convert.encodec import _canonical_native, _fuse_weight_norm, load_encodec, params_from_state_dict
 from magnet_jax.convert.encodec_export import export_codec, state_dict
 
 SR = 8000

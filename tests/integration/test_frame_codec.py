@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from magnet_jax.codec import load_encodec
 from magnet_jax.codec.frame_codec import (
     FrameCodec,
     FrameCodecConfig,
@@ -22,6 +21,7 @@ from magnet_jax.codec.training_model import (
     export_inference_codec,
     init_trainable_codec,
 )
+from magnet_jax.convert.encodec import load_encodec
 
 SMALL = FrameCodecConfig(sample_rate=8000, hop_length=160, n_fft=640, width=32, depth=2, dimension=16,
                          total_codebooks=3, num_codebooks=3, bins=32, name="small")
@@ -133,8 +133,8 @@ def test_export_and_load_encodec_give_identical_codes_and_audio(tmp_path):
 
 
 def test_load_refuses_weights_that_do_not_match_the_config(tmp_path):
-    from magnet_jax.codec import CodecFormatError
     from magnet_jax.codec.frame_codec import save_frame_codec
+    from magnet_jax.convert.encodec import CodecFormatError
     save_frame_codec(FrameCodec(SMALL, FrameCodecNet(SMALL)), tmp_path)
     (tmp_path / "config.json").write_text((tmp_path / "config.json").read_text().replace('"width": 32', '"width": 64'))
     with pytest.raises(CodecFormatError, match="shape"):

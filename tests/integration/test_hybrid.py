@@ -85,7 +85,7 @@ def test_prepare_batch_samples_per_sample_draws():
     assert len(set(np.asarray(b["stage"]).tolist())) == K and np.asarray(b["prompt_step"]).max() < 30
     assert len(set(np.asarray(b["prompt_step"]).tolist())) > 8
     assert np.asarray(b["nar_weights"]).sum(axis=(1, 2)).min() >= 1          # at least one span per sample
-    lut = H.span_lut_table(30, 3)
+    lut = H.masking.span_lut_table(30, 3)
     assert lut.shape == (31, 101) and lut[30].tolist() == H.masking.span_lut(30, 3).tolist()
 
 
@@ -189,7 +189,8 @@ def test_a_magnet_checkpoint_initialises_a_hybrid_of_its_architecture(tmp_path):
     """``init_from`` a MAGNeT export into a Hybrid-MAGNeT config: the same parameters, value for value; a
     different architecture is still refused."""
     from magnet_jax import sharding
-    from magnet_jax.convert.audiocraft import flat_params, save_lm_safetensors
+    from magnet_jax.convert import save_lm_safetensors
+    from magnet_jax.convert.checkpoint import flat_params
     from magnet_jax.model import MagnetConfig, MagnetLM
     from magnet_jax.training.loop import initial_model
 

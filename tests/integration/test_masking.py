@@ -39,6 +39,19 @@ def test_span_mask_is_deterministic_and_at_least_one_start():
     assert np.array_equal(a, b) and np.all(np.asarray(a.sum(-1)) >= 1)
 
 
+def test_span_mask_of_a_suffix_is_the_hybrid_form_of_the_same_mask():
+    """One span mask for MAGNeT and Hybrid-MAGNeT: a suffix starting at frame 0 is the whole-sequence mask; a later
+    start keeps the spans in the suffix and draws their number from the suffix length's LUT."""
+    key, rate = jax.random.PRNGKey(5), jax.random.uniform(jax.random.PRNGKey(6), (64,))
+    whole = masking.span_mask(key, rate, 40, 3)
+    assert np.array_equal(whole, masking.span_mask(key, rate, 40, 3, first=jnp.zeros((64,), jnp.int32)))
+    first = jnp.arange(64, dtype=jnp.int32) % 40
+    suffix = np.asarray(masking.span_mask(key, rate, 40, 3, first=first))
+    assert not (suffix & (np.arange(40)[None] < np.asarray(first)[:, None])).any() and suffix.sum(-1).min() >= 1
+    table = masking.span_lut_table(40, 3)
+    assert table.shape == (41, 101) and table[17].tolist() == masking.span_lut(17, 3).tolist()
+
+
 def test_masked_inputs_layout():
     codes = jnp.arange(2 * 4 * 6).reshape(2, 4, 6) % 7
     span = jnp.zeros((2, 6), bool).at[:, 2:4].set(True)

@@ -12,8 +12,8 @@ import torch  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from magnet_jax.codec import (  # noqa: E402
-    CodebookState, CodecConfig, SeanetConfig, codec_train_forward, export_inference_codec, init_trainable_codec,
-    load_encodec)
+    CodebookState, CodecConfig, SeanetConfig, codec_train_forward, export_inference_codec, init_trainable_codec)
+from magnet_jax.convert.encodec import load_encodec  # noqa: E402
 from magnet_jax.convert.encodec_export import export_codec  # noqa: E402
 from tests.reference import encodec_ref as R  # noqa: E402
 

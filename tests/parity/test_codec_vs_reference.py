@@ -13,7 +13,8 @@ import pytest
 import tests.reference.shim  # noqa: F401  (before audiocraft / encodec)
 import torch
 
-from magnet_jax.codec import CodecFormatError, Encodec, load_encodec
+from magnet_jax.codec import Encodec
+from magnet_jax.convert.encodec import CodecFormatError, load_encodec
 from magnet_jax.hub import HubError
 from tests.reference import encodec_ref as R
 

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from magnet_jax import convert, hub
-from magnet_jax.convert import audiocraft as ac
+from magnet_jax.convert import checkpoint as ac
 from magnet_jax.text.presets import T5_MODELS, WIDTHS
 from tests.reference import magnet_ref as R
 

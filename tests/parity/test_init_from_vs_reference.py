@@ -9,7 +9,7 @@ from magnet_jax.configs import get_config, model_config
 def test_init_from_released_checkpoint(tmp_path, monkeypatch):
     """Fine-tuning is a config switch: the initial params are the converted checkpoint's."""
     from magnet_jax.convert import load_audiocraft_lm
-    from magnet_jax.convert.audiocraft import flat_params
+    from magnet_jax.convert.checkpoint import flat_params
     from magnet_jax.training.loop import initial_model
     from tests.reference import magnet_ref as R
     monkeypatch.setenv("MAGNET_JAX_CACHE", str(tmp_path / "cache"))

@@ -108,7 +108,7 @@ def test_training_gradients_match_reference(arch, stage):
     converter. Stage 0 attends fully, stage 1 on the band (the training step's traced stage, custom VJPs)."""
     from flax import nnx, traverse_util
 
-    from magnet_jax.convert.audiocraft import params_from_state_dict
+    from magnet_jax.convert.lm_params import params_from_state_dict
     from magnet_jax.objectives import magnet as masking
     xp, shapes, ref, ours = arch
     tl = xp["transformer_lm"]

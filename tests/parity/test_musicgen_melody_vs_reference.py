@@ -143,7 +143,7 @@ def test_kv_cached_decode_equals_full_recompute(arch):
 def test_pipeline_melody_api(tmp_path, monkeypatch):
     """``MagnetPipeline.from_pretrained(<melody folder>)``: ``generate(texts, melody=...)`` and
     ``generate_with_chroma`` give audiocraft's greedy codes for the pipeline's own T5 states."""
-    import magnet_jax.codec as codec_pkg
+    import magnet_jax.convert.encodec as codec_pkg
     import magnet_jax.convert.t5 as t5_mod
     from magnet_jax.codec.random_init import random_encodec
     from magnet_jax.pipelines.magnet import MagnetPipeline

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from magnet_jax.codec import load_encodec
 from magnet_jax.codec.stereo import StereoCodec
+from magnet_jax.convert.encodec import load_encodec
 from tests.reference import encodec_ref as E
 from tests.reference import musicgen_ref as R
 

@@ -109,7 +109,7 @@ def test_greedy_generate_codes_identical(arch, P):
 def test_pipeline_from_pretrained_dispatches_to_musicgen(tmp_path, monkeypatch):
     """``MagnetPipeline.from_pretrained(<musicgen folder>)`` gives the MusicGen sibling; its greedy codes are
     audiocraft's ``LMModel.generate`` codes for the same text hidden states."""
-    import magnet_jax.codec as codec_pkg
+    import magnet_jax.convert.encodec as codec_pkg
     import magnet_jax.convert.t5 as t5_mod
     from magnet_jax.codec.random_init import random_encodec
     from magnet_jax.pipelines.magnet import MagnetPipeline
@@ -134,7 +134,7 @@ def test_pipeline_from_pretrained_dispatches_to_musicgen(tmp_path, monkeypatch):
 def test_converted_once_and_cached(tmp_path, monkeypatch):
     """The second load reads the safetensors cache (no .bin read), keeps the MusicGen config, and applies
     run-time overrides."""
-    import magnet_jax.convert.audiocraft as ac
+    import magnet_jax.convert.checkpoint as ac
     monkeypatch.setenv("MAGNET_JAX_CACHE", str(tmp_path / "cache"))
     R.make_checkpoint(tmp_path / "ck", R.musicgen_xp_cfg(dim=32, num_heads=2, num_layers=1, card=64,
                                                          delays=[0, 1, 1, 2]), seed=1)

@@ -132,6 +132,7 @@ def test_unreachable_model_is_a_user_error():
 def test_build_app_has_a_queue():
     demo = app.build_app(app.Models(loader=lambda n: FakePipe()))
     assert demo._queue is not None
+    assert demo._queue.default_concurrency_limit == app.CONCURRENCY == 1      # requests generate one at a time
 
 
 # ----------------------------------------------------------------------------- issue 32: bounded and closed

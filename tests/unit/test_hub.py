@@ -96,3 +96,18 @@ def test_unreachable_hub_reads_the_cache_without_retrying(hf_cache, monkeypatch)
     assert calls == [True, True, True]
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")      # behind a proxy a direct probe says nothing
     assert hub.hub_reachable()
+
+
+def test_hub_probe_is_quick(monkeypatch):
+    """One probe (the generate job's offline fallback asks it too), answered within seconds when nothing listens."""
+    import time
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert hub.hub_reachable() is False
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "_REACHABLE", {})
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")        # discard port: nothing listens
+    t = time.monotonic()
+    assert hub.hub_reachable() is False
+    assert time.monotonic() - t < 3.0

@@ -1,9 +1,12 @@
-"""The LM's custom-gradient building blocks (magnet_jax/model/layers.py) against plain autodiff."""
+"""The LM's building blocks (magnet_jax/model/layers.py): the custom gradients against plain autodiff, and the
+layer's one body (``TransformerLayer.step``) in its decoding forms against the full forward."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
-from magnet_jax.model.layers import dense, gelu_erf
+from magnet_jax.model.attention_masks import causal_mask
+from magnet_jax.model.layers import TransformerLayer, dense, gelu_erf
 
 
 def test_gelu_erf_values_and_gradient_equal_autodiff():
@@ -26,3 +29,41 @@ def test_dense_bf16_gradients_keep_the_input_dtypes():
     want = jax.grad(lambda x, k: jnp.sum(jnp.einsum("bti,ijk->btjk", x, k)), argnums=(0, 1))(x, k)
     np.testing.assert_allclose(np.asarray(dx), np.asarray(want[0]), rtol=2e-2, atol=2e-2)
     np.testing.assert_allclose(np.asarray(dk), np.asarray(want[1]), rtol=2e-2, atol=5e-2)
+
+
+def _layer_and_inputs(heads=2, dim=16, N=4, T=7, S=5):
+    layer = TransformerLayer(dim, heads, 4 * dim, 1e-5, rngs=nnx.Rngs(0))
+    k = jax.random.split(jax.random.key(0), 2)
+    x = jax.random.normal(k[0], (N, T, dim))
+    cond = jax.random.normal(k[1], (N, S, dim)).at[N // 2:].set(0.0)       # rows >= N/2: CFG's zero condition
+    return layer, x, cond
+
+
+def test_layer_step_skips_the_zero_condition_rows_exactly():
+    layer, x, cond = _layer_and_inputs()
+    n = x.shape[0] // 2
+    full = layer(x, cond, None, None, jnp.float32)
+    kv = layer.cross_attn.keys_values(cond[:n], jnp.float32)
+    got, new = layer.step(x, kv, None, jnp.float32, n_cond=n)
+    assert new is None
+    np.testing.assert_array_equal(np.asarray(got[n:]), np.asarray(full[n:]))   # 0 added to the null rows
+    np.testing.assert_allclose(np.asarray(got[:n]), np.asarray(full[:n]), rtol=1e-6, atol=1e-6)
+    nothing, _ = layer.step(x[n:], kv[:0], None, jnp.float32, n_cond=0)
+    np.testing.assert_array_equal(np.asarray(nothing), np.asarray(full[n:]))
+
+
+def test_layer_step_with_a_cache_equals_the_causal_forward():
+    layer, x, cond = _layer_and_inputs()
+    N, T, _ = x.shape
+    full = layer(x, cond, causal_mask(T, T), None, jnp.float32)
+    kv = layer.cross_attn.keys_values(cond, jnp.float32)
+    heads, hd = layer.self_attn.qkv.shape[2:]
+    cache = (jnp.zeros((N, T, heads, hd)), jnp.zeros((N, T, heads, hd)))
+    outs, p = [], 0
+    for n in (3, 1, 3):                                                      # a prefill, then steps
+        out, (k, v) = layer.step(x[:, p:p + n], kv, None, jnp.float32, self_mask=causal_mask(n, T, p), cache=cache,
+                                 pos=p)
+        cache = tuple(jax.lax.dynamic_update_slice(c, a, (0, p, 0, 0)) for c, a in zip(cache, (k, v)))
+        outs.append(out)
+        p += n
+    np.testing.assert_allclose(np.asarray(jnp.concatenate(outs, 1)), np.asarray(full), rtol=1e-5, atol=1e-5)

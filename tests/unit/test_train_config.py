@@ -99,3 +99,23 @@ def test_each_group_holds_only_its_fields():
     help_fields = TrainConfig.field_names()
     flat = configs.get_config("tiny").to_dict()
     assert set(help_fields[""]) == {k for k, v in flat.items() if not isinstance(v, dict)} - {"name", "checkpoint"}
+
+
+def test_objectives_and_model_configs_come_from_the_family_table():
+    from magnet_jax.model import families
+    from magnet_jax.objectives import OBJECTIVES
+    from magnet_jax.objectives.table import objective
+    from magnet_jax.training.config import model_config_class
+    assert list(OBJECTIVES) == list(families.OBJECTIVES) == ["magnet", "hybrid", "musicgen"]
+    for name, o in OBJECTIVES.items():
+        assert o.name == name and objective(name) is o
+        assert {"inputs", "targets", "weights", "text_mask"} <= set(o.PER_SAMPLE_KEYS)
+        assert model_config_class(name) is families.family_for_objective(name).config_class
+    assert model_config_class("magnet") is MagnetConfig
+    with pytest.raises(ValueError, match="unknown objective 'nope'"):
+        objective("nope")
+    c = configs.get_config("tiny")
+    c.objective = "nope"
+    with pytest.raises(ConfigError, match="config.objective='nope': use magnet, hybrid, musicgen"):
+        TrainConfig.from_config(c)
+    assert "delays" in TrainConfig.field_names()["model"]          # hybrid / musicgen models have delays

@@ -47,7 +47,7 @@ def _get_codec(path: str, fingerprint: str):
     with _LOCK:
         codec = _CODECS.get(str(path))
         if codec is None:
-            from magnet_jax.codec import load_encodec
+            from magnet_jax.convert.encodec import load_encodec
             codec = load_encodec(path)
             got = codec_fingerprint(codec)
             if got != fingerprint:

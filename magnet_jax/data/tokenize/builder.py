@@ -13,10 +13,10 @@ import tensorflow_datasets as tfds
 from magnet_jax.data.audio_io import AudioError
 from magnet_jax.data.tokenize._paths import write_json
 from magnet_jax.data.tokenize.codec_record import codec_info
-from magnet_jax.data.tokenize.corpus import TEXT_FIELDS, CorpusItem
+from magnet_jax.data.tokenize.corpus import TEXT_FIELDS, CorpusItem, NoUsableInputError
 from magnet_jax.data.tokenize.encoder import SegmentEncoder, make_example, prefetch
 from magnet_jax.data.tokenize.options import DEFAULT_NAME, VERSION, TokenizeOptions
-from magnet_jax.data.tokenize.report import Report, kept_entry
+from magnet_jax.data.tokenize.report import Report, kept_entry, summarize
 from magnet_jax.data.tokenize.segments import safe_prepare
 from magnet_jax.util.user_input import snake_name
 
@@ -118,8 +118,6 @@ class AudioCodes(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         if bar is not None:
             bar.close()
         if not any(e["segments"] for _, e in self.report.kept):   # TFDS would only assert "No examples"
-            from magnet_jax.data.tokenize.driver import NoUsableInputError
-            from magnet_jax.data.tokenize.report import summarize
             s = summarize(self.report.to_json())
             raise NoUsableInputError(f"no usable input: {s['skipped']} of {s['inputs']} inputs skipped ("
                                      + ", ".join(f"{k} {v}" for k, v in s["skip_reasons"].items())

@@ -33,6 +33,10 @@ class CorpusError(UserError):
     """A corpus that cannot be listed at all (missing or empty manifest / folder)."""
 
 
+class NoUsableInputError(CorpusError):
+    """Every input was skipped (the report, written anyway, says why)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class CorpusItem:
     """One input: its path as resolved from the manifest / folder, metadata, or a known problem."""

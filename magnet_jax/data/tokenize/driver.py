@@ -18,7 +18,7 @@ from magnet_jax.data.tokenize.codec_record import (
     codec_info,
     read_codec_info,
 )
-from magnet_jax.data.tokenize.corpus import CorpusError, list_audio_dir, list_manifest
+from magnet_jax.data.tokenize.corpus import CorpusError, NoUsableInputError, list_audio_dir, list_manifest
 from magnet_jax.data.tokenize.lock import BuildLock
 from magnet_jax.data.tokenize.options import DEFAULT_NAME, VERSION, TokenizeOptions
 from magnet_jax.data.tokenize.report import REPORT_FILENAME
@@ -70,10 +70,6 @@ def _recover_previous(dataset_dir: str) -> None:
     else:
         log.warning("restoring %s, kept aside by an interrupted --overwrite rebuild", dataset_dir)
         os.replace(prev, dataset_dir)
-
-
-class NoUsableInputError(CorpusError):
-    """Every input was skipped (the report, written anyway, says why)."""
 
 
 def check_outputs(data_dir: str, report_path: str) -> None:
@@ -151,7 +147,7 @@ def tokenize_corpus(*, codec, data_dir: str, manifest: str | None = None, audio_
                     progress: bool = False, codec_path: str | None = None) -> TokenizeResult:
     """Tokenize a corpus into the TFDS dataset ``data_dir/name/VERSION`` and write the report.
 
-    ``codec``: a hub id or local path (see :func:`magnet_jax.codec.load_encodec`), or a loaded
+    ``codec``: a hub id or local path (see :func:`magnet_jax.convert.encodec.load_encodec`), or a loaded
     ``Encodec`` together with ``codec_path``, where it was loaded from (recorded in the dataset,
     and what Beam workers load). ``beam_options``: a list of Beam pipeline arguments or
     ``PipelineOptions``; when given, the build runs as a Beam pipeline.
@@ -169,7 +165,7 @@ def tokenize_corpus(*, codec, data_dir: str, manifest: str | None = None, audio_
     source = os.path.abspath(manifest) if manifest is not None else os.path.abspath(audio_dir)
     cls = builder_class(name)
     if isinstance(codec, (str, os.PathLike)):
-        from magnet_jax.codec import load_encodec
+        from magnet_jax.convert.encodec import load_encodec
         from magnet_jax.hub import HubError
         codec_path = os.fspath(codec)
         try:
