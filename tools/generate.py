@@ -51,6 +51,8 @@ flags.DEFINE_float("infill_start", None, "infill region start (s)")
 flags.DEFINE_float("infill_end", None, "infill region end (s)")
 flags.DEFINE_string("rescorer", None, "MusicGen (hub id | local dir | config:NAME) sharing the codec and T5: rescores "
                     "with --rescorer_weight, writes the prefix of --hybrid_prefix_seconds")
+flags.DEFINE_string("adapter", None, "a LoRA adapter saved alone (WORKDIR/export of a --lora_rank fine-tune) "
+                    "applied to --model at load")
 flags.DEFINE_float("hybrid_prefix_seconds", None, "hybrid: --rescorer's MusicGen generates these first seconds, "
                    "MAGNeT continues")
 flags.DEFINE_boolean("allow_large", False, "lift the soft caps on one run (1000 clips, 600 s per clip)")
@@ -135,7 +137,7 @@ def main(argv):
         num_samples=FLAGS.num_samples, seed=FLAGS.seed, out_dir=FLAGS.out_dir, overwrite=FLAGS.overwrite,
         offline_fallback=FLAGS.offline_fallback, prompt_wav=FLAGS.prompt_wav, infill_wav=FLAGS.infill_wav,
         infill_start=FLAGS.infill_start, infill_end=FLAGS.infill_end, overrides=_overrides(), t5=FLAGS.t5,
-        codec=FLAGS.codec, melody=FLAGS.melody, rescorer=FLAGS.rescorer,
+        codec=FLAGS.codec, melody=FLAGS.melody, rescorer=FLAGS.rescorer, adapter=FLAGS.adapter,
         hybrid_prefix_seconds=FLAGS.hybrid_prefix_seconds, allow_large=FLAGS.allow_large)
     try:
         run_to_files(req, log=print)

@@ -9,7 +9,7 @@ from flax import nnx
 from magnet_jax import sharding
 from magnet_jax.codec.training_model import CodebookState, TrainableEncodec
 from magnet_jax.codec_training.loop import build, codec_config, rvq_config
-from magnet_jax.training.checkpoint import Checkpointer
+from magnet_jax.training.checkpoint import restore_latest
 
 
 def load_trained(cfg, workdir: str | Path, *, ema: bool = True):
@@ -20,11 +20,7 @@ def load_trained(cfg, workdir: str | Path, *, ema: bool = True):
     mesh = sharding.make_mesh(**cfg.mesh.to_dict())
     graphdef, _, _, _, state = build(cfg, mesh)
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state)
-    ckpt = Checkpointer(Path(workdir) / "checkpoints")
-    try:
-        restored = ckpt.restore(abstract)
-    finally:
-        ckpt.close()
+    restored = restore_latest(Path(workdir) / "checkpoints", abstract)
     if restored is None:
         return None
     src = restored.ema if ema else {"params": restored.params, "codebook": restored.codebook}

@@ -56,6 +56,7 @@ class GenerationRequest:
     t5: str | None = None
     codec: str | None = None
     rescorer: str | None = None                  # companion MusicGen (rescoring, hybrid prefix)
+    adapter: str | None = None                   # a LoRA adapter folder applied to the model at load
     hybrid_prefix_seconds: float | None = None
     allow_large: bool = False                    # lift the soft caps on clips and duration
 
@@ -205,7 +206,8 @@ def run_to_files(req: GenerationRequest, log=print) -> list[dict]:
     melody = _read_input_audio("melody", req.melody)
     out = check_out_dir(req.out_dir)
     paths = clip_paths(out, texts, req.seed, req.overwrite)
-    pipe = load_pipeline(req.model, req.offline_fallback, log, t5=req.t5, codec=req.codec, rescorer=req.rescorer)
+    pipe = load_pipeline(req.model, req.offline_fallback, log, t5=req.t5, codec=req.codec, rescorer=req.rescorer,
+                         adapter=req.adapter)
     hybrid = {} if req.hybrid_prefix_seconds is None else {"hybrid_prefix_seconds": req.hybrid_prefix_seconds}
     if infill_audio is not None:
         requests.check_infill(infill_audio, req.infill_start, req.infill_end, pipe.window_seconds)

@@ -213,6 +213,16 @@ class Checkpointer:
         self.manager.close()
 
 
+def restore_latest(directory: str | Path, abstract, **kw):
+    """The newest checkpoint under ``directory`` restored into ``abstract`` (None when there is none); for
+    exporters, which read a workdir once (damaged steps are set aside as when training resumes)."""
+    ckpt = Checkpointer(directory, async_save=False, **kw)
+    try:
+        return ckpt.restore(abstract)
+    finally:
+        ckpt.close()
+
+
 class PreemptionFlag:
     """Set by SIGTERM (cloud preemption notice); the train loop saves and exits at the next step."""
 

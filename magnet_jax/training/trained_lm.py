@@ -26,7 +26,7 @@ from magnet_jax.convert.lm_files import SAFETENSORS_NAME
 from magnet_jax.model.families import lm_class
 from magnet_jax.model.transformer import TransformerLM
 from magnet_jax.training import state as S
-from magnet_jax.training.checkpoint import Checkpointer
+from magnet_jax.training.checkpoint import restore_latest
 from magnet_jax.training.config import ConfigError, TrainConfig
 from magnet_jax.training.optim import make_optimizer
 from magnet_jax.training.run_config import read_recorded
@@ -78,11 +78,7 @@ def _restore(cfg: TrainConfig, ckpt_dir: Path, ema: bool) -> tuple[TransformerLM
     graphdef, params, specs = S.split_model(nnx.eval_shape(lambda: cls(mcfg, rngs=nnx.Rngs(0))))
     tx = make_optimizer(cfg.optim)
     abstract = S.abstract_state(tx, params, S.state_specs(tx, params, specs), mesh)
-    ckpt = Checkpointer(ckpt_dir, keep=cfg.loop.keep_checkpoints, async_save=False)
-    try:
-        restored = ckpt.restore(abstract)
-    finally:
-        ckpt.close()
+    restored = restore_latest(ckpt_dir, abstract, keep=cfg.loop.keep_checkpoints)
     if restored is None:
         return None
     host = jax.device_get(restored.ema if ema else restored.params)

@@ -152,3 +152,19 @@ def test_unbounded_requests_are_refused_before_loading(kw, message):
 def test_unreadable_text_file_is_a_request_error(tmp_path):
     with pytest.raises(RequestError, match="--text_file=.* is a folder"):
         job.check_request(req(text_file=str(tmp_path)))
+
+
+def test_the_request_passes_its_adapter_and_rescorer_to_the_loader(monkeypatch, tmp_path):
+    seen = {}
+
+    def load_pipeline(model, fallback, log, **kw):
+        seen.update(kw, model=model)
+        raise RequestError("stop here")
+
+    monkeypatch.setattr(job, "load_pipeline", load_pipeline)
+    req = job.GenerationRequest(texts=["calm piano"], model="my/base", adapter=str(tmp_path / "adapter"),
+                                rescorer="my/musicgen", out_dir=str(tmp_path / "out"))
+    with pytest.raises(RequestError, match="stop here"):
+        job.run_to_files(req, log=lambda *_: None)
+    assert seen["model"] == "my/base" and seen["adapter"] == str(tmp_path / "adapter")
+    assert seen["rescorer"] == "my/musicgen"

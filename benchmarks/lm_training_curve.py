@@ -1,0 +1,75 @@
+"""Held-out loss per stage over a training run (one or more consecutive workdirs, e.g. a run and its warm restart),
+against the unigram baseline of the same held-out tokens; JSON + figure.
+
+  python -m benchmarks.lm_training_curve --workdir=W1 --workdir=W2 --unigram_from=EVAL_DIR/eval.json \\
+      --name=bundled_lm_curve
+
+Each workdir's ``metrics.jsonl`` (the trainer's eval rows ``eval_loss_stage*``) is read; a later workdir that
+started from an earlier one's export (``init_from``) continues its step count. The unigram baseline comes from
+``tools/evaluate.py``'s ``eval.json`` (``unigram_stage*``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from absl import app, flags
+
+from benchmarks.common import ROOT, machine, write_json
+
+flags.DEFINE_multi_string("workdir", [], "trainer workdirs, in training order")
+flags.DEFINE_string("unigram_from", None, "tools/evaluate.py eval.json with unigram_stage* (optional)")
+flags.DEFINE_string("name", "lm_training_curve", "results/NAME.json and figures/NAME.png")
+FLAGS = flags.FLAGS
+
+
+def read_run(workdirs: list[str]) -> dict:
+    rows, offset, config = [], 0, None
+    for w in workdirs:
+        last = 0
+        for line in (Path(w) / "metrics.jsonl").read_text().splitlines():
+            d = json.loads(line)
+            if "eval_loss_stage0" in d:
+                rows.append({"step": offset + int(d["step"]), "workdir": w,
+                             **{k: float(v) for k, v in d.items() if k.startswith("eval_loss")}})
+            last = max(last, int(d.get("step", 0)))
+        cfg = json.loads((Path(w) / "config.json").read_text()) if (Path(w) / "config.json").is_file() else {}
+        config = config or cfg
+        rows_w = [r for r in rows if r["workdir"] == w]
+        offset = rows_w[-1]["step"] if rows_w else offset + last
+    return {"rows": rows, "batch_size": (config or {}).get("batch_size"),
+            "learning_rate": (config or {}).get("learning_rate")}
+
+
+def main(argv):
+    run = read_run(FLAGS.workdir)
+    unigram = None
+    if FLAGS.unigram_from:
+        ev = json.loads(Path(FLAGS.unigram_from).read_text())
+        ev = ev.get("lm_loss", ev)                      # tools/evaluate.py nests it under lm_loss
+        unigram = [ev[f"unigram_stage{i}"] for i in range(4) if f"unigram_stage{i}" in ev]
+    payload = {"benchmark": FLAGS.name, "workdirs": FLAGS.workdir, "unigram_per_stage": unigram, **run,
+               "machine": machine()}
+    write_json(FLAGS.name, payload)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    steps = [r["step"] for r in run["rows"]]
+    stages = sorted({k for r in run["rows"] for k in r if k.startswith("eval_loss_stage")})
+    for i, k in enumerate(stages):
+        line, = ax.plot(steps, [r[k] for r in run["rows"]], marker=".", label=f"stage {i}")
+        if unigram and i < len(unigram):
+            ax.axhline(unigram[i], color=line.get_color(), ls=":", lw=1)
+    ax.set_xlabel(f"step (batch {run['batch_size']})")
+    ax.set_ylabel("held-out CE (nats)")
+    ax.set_title("held-out loss per stage (dotted: unigram baseline)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = ROOT / "benchmarks" / "figures" / f"{FLAGS.name}.png"
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    app.run(main)
