@@ -34,8 +34,8 @@ def timeit_mean(fn, reps: int = 8, warmup: int = 1) -> tuple[float, float]:
     return sum(times) / len(times), min(times)
 
 
-def timeit_interleaved(fns: dict, reps: int = 8, block: int = 4) -> dict:
-    """``{name: (mean, min)}`` wall times of each ``fns[name]()`` over ``reps`` runs, taken in alternating blocks
+def interleaved_times(fns: dict, reps: int = 8, block: int = 4) -> dict:
+    """``{name: [seconds of each of ``reps`` counted runs]}`` of each ``fns[name]()``, taken in alternating blocks
     of ``block`` consecutive runs per function, so that drifts of a shared machine's speed hit all sides alike.
     The first run of every block is not counted: it pays the switch (the other side's threads still spinning,
     caches and allocator pools cold)."""
@@ -47,7 +47,12 @@ def timeit_interleaved(fns: dict, reps: int = 8, block: int = 4) -> dict:
                 fn()
                 if i:
                     times[k].append(time.perf_counter() - t0)
-    return {k: (sum(v[:reps]) / reps, min(v[:reps])) for k, v in times.items()}
+    return {k: v[:reps] for k, v in times.items()}
+
+
+def timeit_interleaved(fns: dict, reps: int = 8, block: int = 4) -> dict:
+    """``{name: (mean, min)}`` wall times over :func:`interleaved_times`' counted runs."""
+    return {k: (sum(v) / len(v), min(v)) for k, v in interleaved_times(fns, reps, block).items()}
 
 
 def timed(fn) -> float:

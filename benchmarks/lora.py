@@ -14,26 +14,11 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from benchmarks.common import define_lm_flags, machine, write_json, xla_memory
+from benchmarks.common import define_lm_flags, interleaved_times, machine, write_json, xla_memory
 
 define_lm_flags(batch=4, reps=8)
 flags.DEFINE_integer("rank", 8, "LoRA rank")
 FLAGS = flags.FLAGS
-
-
-def _interleaved(fns: dict, reps: int, block: int = 4) -> dict:
-    """``{name: [seconds of each counted run]}``: the sides alternate in blocks of ``block`` runs, the first run of
-    each block not counted (common.timeit_interleaved's protocol, keeping every time for the median)."""
-    import time
-    times = {k: [] for k in fns}
-    while min(len(v) for v in times.values()) < reps:
-        for k, fn in fns.items():
-            for i in range(block):
-                t0 = time.perf_counter()
-                fn()
-                if i:
-                    times[k].append(time.perf_counter() - t0)
-    return {k: v[:reps] for k, v in times.items()}
 
 
 def _bytes(tree) -> int:
@@ -111,7 +96,7 @@ def main(_):
             h["losses"].append(float(jax.block_until_ready(m)["loss"]))
         return one
 
-    t = _interleaved({name: run(name) for name in sides}, FLAGS.reps)
+    t = interleaved_times({name: run(name) for name in sides}, FLAGS.reps)
     n_base = sum(int(x.size) for x in jax.tree.leaves(base))
     res = {}
     for name in sides:
