@@ -3,12 +3,14 @@ each with its generation, codec and text defaults (:class:`Preset`); ``hybrid_NA
 
 Random-init generation reads this table (``MagnetPipeline.from_config(NAME)``, ``--model=config:NAME``), and
 :mod:`magnet_jax.configs` composes the experiment configs from it (a preset + the training defaults). It reads the
-model and decoding configs and the T5 widths only. :data:`RELEASED` is also read for the released hub ids and kinds.
+model and decoding configs, the T5 widths and the released repos' kinds (``convert.checkpoint``) only.
+:data:`RELEASED` is also read for the released hub ids and kinds.
 """
 from __future__ import annotations
 
 import dataclasses
 
+from magnet_jax.convert.checkpoint import RELEASED_KINDS
 from magnet_jax.decoding.config import GenerationConfig
 from magnet_jax.model.config import LMConfig, MagnetConfig, MusicGenConfig
 from magnet_jax.model.families import Family, family_of
@@ -18,14 +20,20 @@ from magnet_jax.text.presets import WIDTHS
 SMALL = dict(dim=1024, num_heads=16, num_layers=24)
 MEDIUM = dict(dim=1536, num_heads=24, num_layers=48)
 
-# The released checkpoints: hub id, size, window (s) and kind.
+
+
+def _released(hub: str, size: dict, segment: int) -> dict:
+    """A released checkpoint: hub id, size, window (s) and kind (the converter's table of the released repos)."""
+    return dict(hub=hub, size=size, segment=segment, kind=RELEASED_KINDS[hub])
+
+
 RELEASED = {
-    "magnet_small_10secs": dict(hub="facebook/magnet-small-10secs", size=SMALL, segment=10, kind="music"),
-    "magnet_medium_10secs": dict(hub="facebook/magnet-medium-10secs", size=MEDIUM, segment=10, kind="music"),
-    "magnet_small_30secs": dict(hub="facebook/magnet-small-30secs", size=SMALL, segment=30, kind="music"),
-    "magnet_medium_30secs": dict(hub="facebook/magnet-medium-30secs", size=MEDIUM, segment=30, kind="music"),
-    "audio_magnet_small": dict(hub="facebook/audio-magnet-small", size=SMALL, segment=10, kind="audio"),
-    "audio_magnet_medium": dict(hub="facebook/audio-magnet-medium", size=MEDIUM, segment=10, kind="audio"),
+    "magnet_small_10secs": _released("facebook/magnet-small-10secs", SMALL, 10),
+    "magnet_medium_10secs": _released("facebook/magnet-medium-10secs", MEDIUM, 10),
+    "magnet_small_30secs": _released("facebook/magnet-small-30secs", SMALL, 30),
+    "magnet_medium_30secs": _released("facebook/magnet-medium-30secs", MEDIUM, 30),
+    "audio_magnet_small": _released("facebook/audio-magnet-small", SMALL, 10),
+    "audio_magnet_medium": _released("facebook/audio-magnet-medium", MEDIUM, 10),
 }
 # Per kind: the codec and T5 of the reference recipe (audiocraft magnet_32khz / audio_magnet_16khz); the T5's
 # width is text/presets.WIDTHS.

@@ -17,7 +17,7 @@ from absl import flags
 from ml_collections import ConfigDict, config_flags
 
 from magnet_jax.util.cli import run, usage_error
-from magnet_jax.util.user_input import json_file, writable_dir
+from magnet_jax.util.user_input import json_file, output_dir
 
 config_flags.DEFINE_config_file("config", None, "configs/codec.py:NAME the codec was trained with", lock_config=True)
 flags.DEFINE_string("workdir", None, "the training workdir (WORKDIR/checkpoints)")
@@ -38,14 +38,8 @@ def main(argv):
     workdir = Path(FLAGS.workdir)
     if not (workdir / "checkpoints").is_dir():
         usage_error(f"{workdir} has no checkpoints/ folder: pass the --workdir of tools/train_codec.py")
-    out_dir = Path(FLAGS.out).expanduser()
-    if out_dir.exists() and not out_dir.is_dir():
-        usage_error(f"--out={FLAGS.out!r} is a file, not a folder")
-    held = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
-    if held and not FLAGS.overwrite:
-        usage_error(f"--out={FLAGS.out!r} holds files already ({', '.join(held[:3])}): pass --overwrite to replace "
-                    f"them (datasets tokenized with that codec then point at this one), or another --out")
-    writable_dir("out", out_dir)
+    output_dir("out", FLAGS.out, overwrite=FLAGS.overwrite,
+               why="datasets tokenized with that codec then point at this one")
     saved = workdir / "config.json"
     recorded = ConfigDict(json_file("workdir", saved)) if saved.is_file() else None
     cfg = FLAGS.config

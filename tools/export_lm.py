@@ -20,7 +20,7 @@ from pathlib import Path
 from absl import flags
 
 from magnet_jax.util.cli import run, usage_error
-from magnet_jax.util.user_input import one_line, writable_dir
+from magnet_jax.util.user_input import one_line, output_dir
 
 flags.DEFINE_string("workdir", None, "a tools/train.py workdir (config.json + checkpoints/ or export/)")
 flags.DEFINE_string("model", None, "instead of --workdir: an exported LM folder, or an audiocraft checkpoint "
@@ -35,17 +35,6 @@ flags.DEFINE_bool("ema", True, "--workdir: the EMA weights (else the raw weights
 flags.DEFINE_bool("overwrite", False, "replace what --out holds already")
 FLAGS = flags.FLAGS
 KIND_RATES = {"music": 32000, "audio": 16000}       # the released codecs', when no codec is read here
-
-
-def _out_dir() -> Path:
-    out = Path(FLAGS.out).expanduser()
-    if out.exists() and not out.is_dir():
-        usage_error(f"--out={FLAGS.out!r} is a file, not a folder")
-    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if held and not FLAGS.overwrite:
-        usage_error(f"--out={FLAGS.out!r} holds files already ({', '.join(held[:3])}): pass --overwrite to replace "
-                    f"them, or another --out")
-    return writable_dir("out", out)
 
 
 def _from_workdir():
@@ -80,7 +69,7 @@ def main(argv):
                     "exported LM folder or audiocraft checkpoint)")
     if FLAGS.codec and FLAGS.format != "audiocraft":
         usage_error("--codec applies to --format=audiocraft (a magnet_jax LM folder holds the LM only)")
-    out = _out_dir()
+    out = output_dir("out", FLAGS.out, overwrite=FLAGS.overwrite)
     from magnet_jax.convert import CheckpointError, save_lm_safetensors
     from magnet_jax.convert.audiocraft_export import export_audiocraft
     from magnet_jax.convert.audiocraft_xp import ExportFacts

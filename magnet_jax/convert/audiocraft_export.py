@@ -91,6 +91,11 @@ def _check_fits(codec, cfg: LMConfig, channels: int, source: str) -> None:
                               f"models {want[0]} x {want[1]} at {want[2]} Hz: name the codec it was trained on")
 
 
+def _frame_codec(what: str) -> CheckpointError:
+    return CheckpointError(f"{what}, which audiocraft cannot represent (it has no such model): pass --codec=a "
+                           f"released EnCodec hub id or EnCodec folder, --codec=none, or --format=magnet_jax")
+
+
 def write_codec(source: str, folder: str | os.PathLike, cfg: LMConfig, *, channels: int = 1) -> WrittenCodec:
     """``folder/compression_state_dict.bin`` for the codec ``source`` (see the module docstring)."""
     from magnet_jax.codec.frame_codec import FrameCodec
@@ -103,9 +108,7 @@ def write_codec(source: str, folder: str | os.PathLike, cfg: LMConfig, *, channe
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if not src:
-        raise CheckpointError("the LM was trained on the bundled frame codec, which audiocraft cannot represent "
-                              "(it has no such model): pass --codec=a released EnCodec hub id or EnCodec folder, "
-                              "--codec=none, or --format=magnet_jax")
+        raise _frame_codec("the LM was trained on the bundled frame codec")
     if not hub.is_local(src):     # a hub repo: referenced, as the released MAGNeT repos do
         pkg = {"pretrained": src, "exported": True, "version": AUDIOCRAFT_VERSION}
         return WrittenCodec(PRETRAINED_PREFIX + src, None, _save(pkg, folder / CODEC_FILE))
@@ -121,9 +124,7 @@ def write_codec(source: str, folder: str | os.PathLike, cfg: LMConfig, *, channe
             return WrittenCodec(PRETRAINED_PREFIX + str(pkg["pretrained"]), None, folder / CODEC_FILE)
     codec = load_encodec(str(local))
     if isinstance(codec, FrameCodec):
-        raise CheckpointError(f"{src} is a magnet-jax frame codec, which audiocraft cannot represent (it has no "
-                              f"such model): pass --codec=a released EnCodec hub id or EnCodec folder, --codec=none, "
-                              f"or --format=magnet_jax")
+        raise _frame_codec(f"{src} is a magnet-jax frame codec")
     _check_fits(codec, cfg, channels, src)
     if native.is_file() and native.suffix == ".bin":            # already audiocraft's layout: copied
         if native.resolve() != (folder / CODEC_FILE).resolve():

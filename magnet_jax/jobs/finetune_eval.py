@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import jax
-import numpy as np
 from flax import nnx
 
 from magnet_jax import sharding
 from magnet_jax.convert.t5 import load_text_stack
 from magnet_jax.data.input_pipeline import data_source, find_builder_dir, make_dataset
 from magnet_jax.training.config import TrainConfig
-from magnet_jax.training.loop import BATCH_KEYS, eval_batches, initial_model
+from magnet_jax.training.loop import BATCH_KEYS, eval_batches, heldout_losses, initial_model
 from magnet_jax.training.step import make_eval_step
 
 
@@ -37,11 +36,4 @@ def heldout_loss(cfg: TrainConfig, model: str, batch_size: int | None = None) ->
     b_sh = sharding.batch_shardings(BATCH_KEYS, mesh)
     eval_fn = make_eval_step(graphdef, t5_graphdef, mcfg, specs, mesh, BATCH_KEYS, cfg.step)
     with sharding.use_mesh(mesh):
-        losses = [np.asarray(eval_fn(params, {k: jax.device_put(np.asarray(v), b_sh[k]) for k, v in b.items()},
-                                     t5_params, jax.random.PRNGKey(1000 + i))) for i, b in enumerate(batches)]
-    if not losses:
-        return {}
-    per_stage = np.mean(losses, 0)
-    out = {f"eval_loss_stage{k}": float(v) for k, v in enumerate(per_stage)}
-    out["eval_loss"] = float(per_stage.mean())
-    return out
+        return heldout_losses(eval_fn, params, batches, t5_params, b_sh)

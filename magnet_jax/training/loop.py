@@ -96,6 +96,17 @@ def eval_batches(batches, limit: int) -> list:
     return local[:n]
 
 
+def heldout_losses(eval_fn, weights, eval_set: list, t5_params, shardings: dict) -> dict:
+    """``{"eval_loss_stage{k}": nats, "eval_loss": their mean}`` of ``weights`` over the fixed eval batches, each
+    with the eval step's fixed masks ``PRNGKey(1000 + i)``; ``{}`` when there is no batch."""
+    losses = [np.asarray(eval_fn(weights, _global_batch(b, shardings), t5_params, jax.random.PRNGKey(1000 + i)))
+              for i, b in enumerate(eval_set)]
+    if not losses:
+        return {}
+    per_stage = np.mean(losses, 0)
+    return {**{f"eval_loss_stage{k}": float(v) for k, v in enumerate(per_stage)}, "eval_loss": float(per_stage.mean())}
+
+
 def export_ema(graphdef, ema, mcfg: LMConfig, folder: Path, step: int) -> None:
     """The EMA weights as ``magnet_jax_lm.safetensors`` + config (``convert.load_lm_safetensors``)."""
     from jax.experimental import multihost_utils
@@ -236,14 +247,8 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict:
                 if eval_fn is not None and (step % lp.eval_every == 0 or step == total):
                     if eval_set is None:
                         eval_set = eval_batches(iter(dataset(d.eval_split, False)), lp.eval_batches)
-                    weights = ema_model(state.ema)
-                    losses = [np.asarray(eval_fn(weights, _global_batch(b, b_sh), t5_params,
-                                                 jax.random.PRNGKey(1000 + i))) for i, b in enumerate(eval_set)]
-                    del weights
-                    if losses:
-                        per_stage = np.mean(losses, 0)
-                        ev = {f"eval_loss_stage{k}": float(v) for k, v in enumerate(per_stage)}
-                        ev["eval_loss"] = float(per_stage.mean())
+                    ev = heldout_losses(eval_fn, ema_model(state.ema), eval_set, t5_params, b_sh)
+                    if ev:
                         writer.write(step, ev)
                         last.update(ev)
                     else:

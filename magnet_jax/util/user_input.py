@@ -62,6 +62,17 @@ def writable_dir(name: str, path: str | os.PathLike, *, create: bool = True) -> 
     return p
 
 
+def output_dir(name: str, path: str | os.PathLike, *, overwrite: bool, why: str = "") -> Path:
+    """:func:`writable_dir` for an export: a folder that already holds files is refused unless ``overwrite``
+    (``why``: what replacing them would do, said in the error)."""
+    p = Path(path).expanduser()
+    held = sorted(f.name for f in p.iterdir()) if p.is_dir() else []
+    if held and not overwrite:
+        raise UserError(f"--{name}={str(path)!r} holds files already ({', '.join(held[:3])}): pass --overwrite to "
+                        f"replace them{f' ({why})' if why else ''}, or another --{name}")
+    return writable_dir(name, p)
+
+
 def text_file(name: str, path: str | os.PathLike) -> str:
     """The UTF-8 text of a file the user named."""
     p = Path(path).expanduser()
