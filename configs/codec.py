@@ -41,6 +41,14 @@ def _base() -> ConfigDict:
     c.sisnr = ConfigDict(dict(segment=5.0))
     c.optim = ConfigDict(dict(lr=3e-4, b1=0.5, b2=0.9, eps=1e-8, weight_decay=0.0, max_norm=0.0))
     c.ema_decay = 0.99                                   # generator EMA, every update (unbiased)
+    # not audiocraft: start a fresh run from an exported frame codec folder (tools/export_codec.py, the bundled
+    # codec); "decoder" trains only the decoder: the encoder and codebooks stay bit-identical, so every clip keeps
+    # its codes and an LM trained on them stays valid
+    c.init_from = ""
+    c.train_only = ""                                    # "" (everything) | "decoder"
+    # frame codec with phase="griffin_lim": "input" trains the magnitude on the input's phase; "griffin_lim"
+    # decodes through the inference Griffin-Lim, so the losses measure the audio a user hears
+    c.train_phase = "input"
     # data: a manifest (audiocraft .jsonl) or a folder, as the tokenizer accepts
     c.manifest = ""
     c.audio_dir = ""

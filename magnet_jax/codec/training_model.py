@@ -6,7 +6,8 @@
   :class:`CodebookState` variables. All trainable weights are ``nnx.Param``, so
   ``graphdef, params, codebook_state = nnx.split(model, nnx.Param, CodebookState)``.
 * ``codec_train_forward(graphdef, params, codebook_state, wav [B, C, N] f32, rng, *, train,
-  quantizer_dropout) -> (recon [B, C, N], aux)``, a pure function (jit / grad it). ``aux``:
+  quantizer_dropout, decoder_only=False, phase_from_input=True)``
+  ``-> (recon [B, C, N], aux)``, a pure function (jit / grad it). ``aux``:
   ``commit_loss`` (scalar: audiocraft's penalty, the *mean* over the used levels of
   ``commitment_weight * mse``; 0 when not training, as audiocraft), ``codes`` int32 [B, K, T]
   (levels >= ``n_q`` are computed but unused), ``perplexity`` [K] (0 for unused levels),
@@ -91,8 +92,12 @@ def init_trainable_codec(config: CodecConfig, rng, *, rvq: RVQTrainConfig = RVQT
     return model
 
 
-def codec_train_forward(graphdef, params, codebook_state, wav, rng, *, train: bool, quantizer_dropout: bool):
-    """See the module docstring (the trainer's contract)."""
+def codec_train_forward(graphdef, params, codebook_state, wav, rng, *, train: bool, quantizer_dropout: bool,
+                        decoder_only: bool = False, phase_from_input: bool = True):
+    """See the module docstring (the trainer's contract). ``decoder_only``: the encoder and the codebooks are
+    frozen (codes looked up, no codebook update, no gradient into the encoder), so every clip keeps its codes.
+    ``phase_from_input=False`` (frame codec, ``phase="griffin_lim"``): training decodes through the same
+    Griffin-Lim as inference instead of putting the predicted magnitude on the input's phase."""
     model = nnx.merge(graphdef, params, codebook_state)
     cfg = model.config
     wav = jnp.asarray(wav, jnp.float32)
@@ -104,8 +109,10 @@ def codec_train_forward(graphdef, params, codebook_state, wav, rng, *, train: bo
         n_q = jax.random.randint(k_drop, (), 1, total + 1, jnp.int32)
     else:
         n_q = jnp.asarray(total, jnp.int32)
-    q, codes, commit, ppl, buffers = model.quantizer(model.encoder(x), n_q, k_q, train=train)
-    if isinstance(cfg, FrameCodecConfig) and cfg.phase == "griffin_lim" and train:
+    q, codes, commit, ppl, buffers = model.quantizer(model.encoder(x), n_q, k_q, train=train and not decoder_only)
+    if decoder_only:
+        q, commit = jax.lax.stop_gradient(q), jnp.zeros((), jnp.float32)
+    if isinstance(cfg, FrameCodecConfig) and cfg.phase == "griffin_lim" and train and phase_from_input:
         y = model.decoder(q, reference=x)[:, :n]   # the input's phase under the predicted magnitude
     else:
         y = model.decoder(q)[:, :n]  # audiocraft EncodecModel.forward trims to the input length

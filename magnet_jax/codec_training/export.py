@@ -18,7 +18,7 @@ def load_trained(cfg, workdir: str | Path, *, ema: bool = True):
     Feed it to :func:`magnet_jax.codec.export_inference_codec` or
     :func:`magnet_jax.convert.encodec_export.export_codec`."""
     mesh = sharding.make_mesh(**cfg.mesh.to_dict())
-    graphdef, _, _, _, state = build(cfg, mesh)
+    graphdef, _, _, _, state = build(cfg, mesh, init=False)
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state)
     restored = restore_latest(Path(workdir) / "checkpoints", abstract)
     if restored is None:

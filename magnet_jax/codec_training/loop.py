@@ -65,12 +65,15 @@ def rvq_config(cfg) -> RVQTrainConfig:
                           threshold_ema_dead_code=float(r.threshold_ema_dead_code))
 
 
-def build(cfg, mesh):
-    """(generator graphdef, discriminator graphdef, tx_g, tx_d, fresh state on ``mesh``)."""
+def build(cfg, mesh, *, init: bool = True):
+    """(generator graphdef, discriminator graphdef, tx_g, tx_d, fresh state on ``mesh``); ``init=False``
+    skips ``init_from`` (the state is only a template for a restore)."""
     ccfg = codec_config(cfg)
     model = init_trainable_codec(ccfg, jax.random.PRNGKey(int(cfg.seed)), rvq=rvq_config(cfg))
     graphdef, params, codebook = nnx.split(model, nnx.Param, CodebookState)
     params, codebook = nnx.to_pure_dict(params), nnx.to_pure_dict(codebook)
+    if init and str(cfg.get("init_from", "") or ""):   # a fresh run starts from an export (a resume ignores it)
+        params, codebook = weights_from_export(cfg, str(cfg.init_from), params, codebook)
     if gan_enabled(cfg):
         disc = make_discriminator(cfg.msstftd, ccfg.channels, nnx.Rngs(int(cfg.seed) + 1))
         disc_graphdef, disc_state = nnx.split(disc)
@@ -83,6 +86,27 @@ def build(cfg, mesh):
     state = jax.tree.map(lambda a: np.array(a), state)
     state = jax.device_put(state, replicated(state, mesh))
     return graphdef, disc_graphdef, tx_g, tx_d, state
+
+
+def weights_from_export(cfg, path: str | Path, params: dict, codebook: dict) -> tuple[dict, dict]:
+    """``(params, codebook)`` of the trainable codec taken from an exported frame codec folder
+    (``tools/export_codec.py``, the bundled codec): the encoder and decoder weights as they are, the inference
+    codebooks as the EMA codebooks (one use per code so far). Shapes must match ``cfg``'s model."""
+    from magnet_jax.codec.frame_codec import is_frame_codec_dir, load_frame_codec
+    if not is_frame_codec_dir(path):
+        raise ValueError(f"init_from={path}: not an exported frame codec folder (config.json with model_type "
+                         f"magnet_jax_frame_codec); to continue an EnCodec run, resume its training workdir")
+    loaded = nnx.to_pure_dict(nnx.state(load_frame_codec(path).net))
+    embed = np.asarray(loaded.pop("quantizer")["embed"], np.float32)
+    want = jax.tree.map(np.shape, params)
+    got = jax.tree.map(np.shape, loaded)
+    if want != got or embed.shape != np.shape(codebook["quantizer"]["embed"]):
+        raise ValueError(f"init_from={path}: its shapes differ from --config.model (n_fft, width, depth, "
+                         f"dimension, bins, n_q must be the export's: see {Path(path) / 'config.json'})")
+    q = codebook["quantizer"]
+    new_cb = {"quantizer": {"embed": embed, "embed_avg": embed.copy(), "cluster_size": np.ones(q["cluster_size"].shape,
+              np.float32), "inited": np.ones(q["inited"].shape, np.float32)}}
+    return jax.tree.map(lambda a: np.asarray(a, np.float32), loaded), new_cb
 
 
 def _abstract(state: CodecTrainState):

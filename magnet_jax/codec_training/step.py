@@ -68,9 +68,24 @@ def mel_kwargs(cfg) -> dict:
                 normalized=bool(m.normalized), floor_level=float(m.floor_level))
 
 
-def _forward(graphdef, params, codebook, wav, key, train, dropout):
+def decoder_only(cfg) -> bool:
+    """``train_only="decoder"``: the encoder and the codebooks stay as loaded, so every clip keeps its codes."""
+    mode = str(cfg.get("train_only", "") or "")
+    if mode not in ("", "decoder"):
+        raise ValueError(f"train_only={mode!r}: use '' (everything) or 'decoder'")
+    return mode == "decoder"
+
+
+def phase_from_input(cfg) -> bool:
+    mode = str(cfg.get("train_phase", "input") or "input")
+    if mode not in ("input", "griffin_lim"):
+        raise ValueError(f"train_phase={mode!r}: use 'input' or 'griffin_lim'")
+    return mode == "input"
+
+
+def _forward(graphdef, params, codebook, wav, key, train, dropout, frozen=False, from_input=True):
     recon, aux = codec_train_forward(graphdef, params, nnx.State(codebook), wav, key, train=train,
-                                     quantizer_dropout=dropout)
+                                     quantizer_dropout=dropout, decoder_only=frozen, phase_from_input=from_input)
     aux = dict(aux)
     aux["codebook_state"] = nnx.to_pure_dict(aux["codebook_state"])
     return recon, aux
@@ -86,13 +101,14 @@ def make_train_step(graphdef, disc_graphdef, cfg, tx_g, tx_d, mesh, state_exampl
     every = max(int(cfg.adversarial.every), 1)
     dropout = bool(cfg.rvq.q_dropout)
     ema_decay = float(cfg.ema_decay)
+    frozen, from_input = decoder_only(cfg), phase_from_input(cfg)
 
     def step(state: CodecTrainState, wav, seed_key):
         key = jax.random.fold_in(seed_key, state.step)
         k_fwd, k_adv = jax.random.split(key)
 
         def fwd(p):
-            recon, aux = _forward(graphdef, p, state.codebook, wav, k_fwd, True, dropout)
+            recon, aux = _forward(graphdef, p, state.codebook, wav, k_fwd, True, dropout, frozen, from_input)
             return (recon, aux["commit_loss"]), aux
         (recon, commit), pullback, aux = jax.vjp(fwd, state.params, has_aux=True)
 
@@ -131,12 +147,16 @@ def make_train_step(graphdef, disc_graphdef, cfg, tx_g, tx_d, mesh, state_exampl
         grad_norm = optax.global_norm(p_grads)
         upd, new_opt = tx_g.update(p_grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, upd)
+        if frozen:   # everything but the decoder stays bit-identical (params, codebooks and their EMA)
+            new_params = {**state.params, "decoder": new_params["decoder"]}
         finite = jnp.isfinite(g_loss) & jnp.isfinite(grad_norm) & jnp.isfinite(commit)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
         params, opt_state = keep(new_params, state.params), keep(new_opt, state.opt_state)
         codebook = keep(aux["codebook_state"], state.codebook)
         bal_state = keep(bal_state, state.balancer)
         new_ema, count = ema_update(state.ema, state.ema_count, {"params": params, "codebook": codebook}, ema_decay)
+        if frozen:
+            new_ema = {"params": {**params, "decoder": new_ema["params"]["decoder"]}, "codebook": codebook}
         ema = keep(new_ema, state.ema)
         count = jnp.where(finite, count, state.ema_count)
         new_state = CodecTrainState(step=state.step + 1, params=params, codebook=codebook, opt_state=opt_state,

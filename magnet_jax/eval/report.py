@@ -15,7 +15,7 @@ from magnet_jax.eval.fad import MelEmbedding, frechet_audio_distance
 from magnet_jax.eval.recon import reconstruction_metrics
 
 TABLE_KEYS = ("family_accuracy", "mode_accuracy", "key_accuracy", "tempo_spearman", "tempo_acc2", "fad")
-RECON_KEYS = ("chroma_similarity", "mel_distance", "si_snr")
+RECON_KEYS = ("chroma_similarity", "onset_correlation", "mel_distance", "si_snr")
 
 
 def read_manifest(path: str | Path, limit: int = 0) -> list[dict]:

@@ -51,3 +51,69 @@ def test_frame_codec_learns_held_out_reconstruction(tmp_path):
     first = next(r for r in rows if r["step"] == 0 and "eval_mrstft" in r)
     assert last["eval_mrstft"] < 0.75 * first["eval_mrstft"], (first["eval_mrstft"], last["eval_mrstft"])
     assert last["eval_mel"] < first["eval_mel"]
+
+
+def _small_config(tmp_path, steps):
+    spec = importlib.util.spec_from_file_location("codec_configs", os.path.join(ROOT, "configs", "codec.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cfg = mod.get_config("bundled")
+    cfg.model.update(dict(sample_rate=8000, ratios=(5, 4, 4, 2), dimension=16, n_q=2, bins=32))
+    cfg.model.frame.update(dict(n_fft=640, width=32, depth=1, gl_iters=4))
+    cfg.rvq.kmeans_iters = 3
+    cfg.update(dict(audio_dir=str(tmp_path / "train"), eval_audio_dir=str(tmp_path / "valid"), batch_size=8,
+                    segment_seconds=0.5, total_steps=steps, log_every=steps, eval_every=steps, eval_batches=1,
+                    checkpoint_every=steps))
+    return cfg
+
+
+def test_decoder_only_fine_tuning_keeps_every_code(tmp_path):
+    """``init_from`` an exported frame codec + ``train_only="decoder"`` (both phase modes): the decoder moves, the
+    encoder and codebooks stay bit-identical, so every clip encodes to the same codes (an LM trained on them stays
+    valid); an init_from that is not a frame codec export is one clear error."""
+    import jax
+    import pytest
+    import soundfile as sf
+
+    from magnet_jax.codec.frame_codec import FrameCodec, FrameCodecNet, save_frame_codec
+    from magnet_jax.codec.training_model import export_inference_codec
+    from magnet_jax.codec_training.export import load_trained
+    from magnet_jax.codec_training.loop import codec_config, train
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 3), ("valid", 1)):
+        (tmp_path / split).mkdir()
+        for i in range(n):
+            sf.write(str(tmp_path / split / f"{i}.wav"), _harmonic_music(rng, 2.0), 8000)
+    # the "shipped" codec: a random frame codec of the config's shape with random (non-degenerate) codebooks
+    ccfg = codec_config(_small_config(tmp_path, 1))
+    net = FrameCodecNet(ccfg)
+    net.quantizer.embed[...] = 0.1 * jax.random.normal(jax.random.PRNGKey(3), net.quantizer.embed[...].shape)
+    base = FrameCodec(ccfg, net)
+    save_frame_codec(base, tmp_path / "base_export")
+    clip = _harmonic_music(rng, 2.0)[None, None]
+    for phase in ("input", "griffin_lim"):
+        cfg = _small_config(tmp_path, 2)
+        cfg.update(dict(init_from=str(tmp_path / "base_export"), train_only="decoder", train_phase=phase))
+        cfg.optim.lr = 1e-2
+        last = train(cfg, tmp_path / f"dec_{phase}")
+        assert np.isfinite(last["g_loss"])
+        tuned = export_inference_codec(*load_trained(cfg, tmp_path / f"dec_{phase}"))
+        codes = np.asarray(base.encode(clip))
+        assert len(np.unique(codes)) >= 4                    # codes that could change, if anything moved
+        np.testing.assert_array_equal(np.asarray(tuned.encode(clip)), codes)
+        a, b = tuned.net.decoder.trunk, base.net.decoder.trunk
+        moved = [float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+                 for x, y in zip(jax_leaves(a), jax_leaves(b))]
+        assert max(moved) > 1e-4, phase
+        np.testing.assert_array_equal(np.asarray(tuned.net.quantizer.embed[...]),
+                                      np.asarray(base.net.quantizer.embed[...]))
+    bad = _small_config(tmp_path, 1)
+    bad.update(dict(init_from=str(tmp_path / "train"), train_only="decoder"))
+    with pytest.raises(ValueError, match="not an exported frame codec folder"):
+        train(bad, tmp_path / "bad")
+
+
+def jax_leaves(module):
+    import jax
+    from flax import nnx
+    return jax.tree.leaves(nnx.state(module, nnx.Param))

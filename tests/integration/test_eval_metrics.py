@@ -87,6 +87,10 @@ def test_reconstruction_metrics():
     noisy = recon.reconstruction_metrics(x, x + 0.3 * noise, SR)
     other = recon.chroma_similarity(x, scale(66, MAJOR, 0.3), SR)
     assert noisy["mel_distance"] > 0.1 and other < same["chroma_similarity"] - 0.2
+    # onset envelopes: the same notes on the same beats correlate; the same notes shifted by half a note do not
+    assert same["onset_correlation"] > 0.999
+    shifted = np.roll(x, len(x) // 16)
+    assert recon.onset_correlation(x, shifted, SR) < 0.5 < recon.onset_correlation(x, x + 0.05 * noise, SR)
 
 
 def test_family_classifier_and_adherence_score():
