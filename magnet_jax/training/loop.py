@@ -215,7 +215,7 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict:
     eval_set = None
     seed_key = jax.random.PRNGKey(lp.seed)
     writer = MetricsWriter(workdir)
-    flops = train_flops_per_step(mcfg, d.batch_size, T, S_txt)
+    flops = train_flops_per_step(mcfg, d.batch_size, T, S_txt, lora=adapter)    # LoRA: no base weight gradients
     peak = peak_flops_per_device(lp.peak_tflops_per_device) * jax.device_count()
     total = cfg.optim.total_steps
     step = int(state.step)

@@ -14,14 +14,51 @@ PEAK_FLOPS = {"TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v
               "TPU v6 lite": 918e12, "TPU v6e": 918e12}
 
 
-def train_flops_per_step(mcfg, batch: int, frames: int, text_len: int) -> float:
-    """Model FLOPs of one training step (forward + backward = 3x forward, matmuls only): the layers'
-    projections and FFN, self-attention scores/values over T, cross-attention over the text, the
-    text projection and the one active output head."""
+def _forward_flops(mcfg, frames: int, text_len: int) -> dict[str, float]:
+    """Forward matmul FLOPs of one sequence, by what the backward must do with them: ``token_weights`` (the layers'
+    projections and FFN on the audio tokens, and the active output head), ``text_weights`` (cross-attention keys /
+    values of the text and the text projection: their input is the frozen T5's output) and ``attention`` (self-
+    attention scores / values over T, cross-attention over the text: no weights)."""
     D, L, T, S, F = mcfg.dim, mcfg.num_layers, frames, text_len, mcfg.ffn_dim
-    per_token = L * (2 * 4 * D * D + 2 * 2 * D * D + 2 * 2 * D * F + 4 * T * D + 4 * S * D) + 2 * D * mcfg.card
-    text = S * (L * 2 * 2 * D * D + 2 * mcfg.text_dim * D)
-    return 3.0 * batch * (T * per_token + text)
+    return {"token_weights": T * (L * (2 * 4 * D * D + 2 * 2 * D * D + 2 * 2 * D * F) + 2 * D * mcfg.card),
+            "text_weights": S * (L * 2 * 2 * D * D + 2 * mcfg.text_dim * D),
+            "attention": T * L * (4 * T * D + 4 * S * D)}
+
+
+def lora_adapter_flops(mcfg, frames: int, text_len: int, lora) -> float:
+    """Forward FLOPs of ``lora``'s adapters on one sequence: ``2 (in r + r out)`` per token and layer for each
+    target (``x a``, then ``(x a) b``), on the audio tokens, the text tokens for cross-attention keys / values."""
+    from magnet_jax.model.lora import TARGETS
+    D, F, r = mcfg.dim, mcfg.ffn_dim, int(lora.rank)
+    total = 0.0
+    for key in lora.targets:
+        t = TARGETS[key]
+        n_in, n_out = (D, F) if key == "ffn.w1" else (F, D) if key == "ffn.w2" else (D, D)
+        tokens = text_len if t.module == "cross_attn" and t.name in ("k", "v") else frames
+        total += 2.0 * (n_in + n_out) * r * tokens
+    return mcfg.num_layers * total
+
+
+def train_flops_per_step(mcfg, batch: int, frames: int, text_len: int, lora=None) -> float:
+    """Model FLOPs of one training step (matmuls only), the numerator of MFU. ``lora``: the run's
+    :class:`~magnet_jax.model.lora.LoRAConfig` (``config.lora.adapter()``), None for full training.
+
+    Full training: 3x the forward (forward + input gradients + weight gradients: the usual ``6 N`` per token) of
+    the layers' projections and FFN, self-attention scores / values over T, cross-attention over the text, the
+    text projection and the one active output head.
+
+    LoRA (the base frozen, only the adapters differentiated): the base's weight matmuls on the audio tokens count
+    2x their forward (forward + the input gradient that reaches the adapters below them: ``4 N`` per token, no
+    weight gradient of the base; that the first layer's q / k / v projection needs no input gradient either is
+    ignored), the attention scores / values 3x (their gradient w.r.t. both operands is needed), the text-side
+    projections 1x (nothing trainable lies below them: no gradient at all), and the adapters 3x their own forward
+    (``6 n_lora`` per token)."""
+    f = _forward_flops(mcfg, frames, text_len)
+    if lora is None:
+        return 3.0 * batch * sum(f.values())
+    per_seq = (2.0 * f["token_weights"] + 3.0 * f["attention"] + f["text_weights"]
+               + 3.0 * lora_adapter_flops(mcfg, frames, text_len, lora))
+    return batch * per_seq
 
 
 # GEMM shapes of the CPU peak measurement [M, K, N]: the LM's own (tokens x dim x ffn and back) and a square

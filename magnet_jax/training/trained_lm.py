@@ -7,6 +7,12 @@ stopped or preempted before its last step, or resumed with more steps) the newes
 restored onto the model the recorded config (``WORKDIR/config.json``) builds, with the trainer's own
 :class:`~magnet_jax.training.checkpoint.Checkpointer`. ``ema=False`` takes the raw parameters of that checkpoint.
 
+A LoRA workdir (``config.lora_rank > 0``) checkpoints the adapters alone (their AdamW moments, their EMA, the
+counters): its checkpoint is restored onto the adapters' shapes, the base is rebuilt as the trainer built it
+(``config.init_from``, or the seeded random init; :func:`magnet_jax.training.loop.initial_model`) and the EMA (or raw)
+adapters are merged into it with the trainer's own merge (:func:`magnet_jax.training.lora.make_merge`), so the LM is
+the one the trainer would export at that step.
+
 :func:`workdir_facts` is what the recorded config says besides the weights: the T5, music or audio, the codec.
 """
 from __future__ import annotations
@@ -24,7 +30,9 @@ from magnet_jax.convert.checkpoint import from_export
 from magnet_jax.convert.lm_files import CONFIG_NAME as LM_CONFIG_NAME
 from magnet_jax.convert.lm_files import SAFETENSORS_NAME
 from magnet_jax.model.families import lm_class
+from magnet_jax.model.lora import init_adapters
 from magnet_jax.model.transformer import TransformerLM
+from magnet_jax.training import lora as LT
 from magnet_jax.training import state as S
 from magnet_jax.training.checkpoint import restore_latest
 from magnet_jax.training.config import ConfigError, TrainConfig
@@ -71,18 +79,30 @@ def _export_step(export: Path) -> int | None:
 
 
 def _restore(cfg: TrainConfig, ckpt_dir: Path, ema: bool) -> tuple[TransformerLM, int] | None:
-    """The newest intact checkpoint's EMA (or params) as the config's LM, on one replicated mesh."""
+    """The newest intact checkpoint's EMA (or params) as the config's LM, on one replicated mesh; a LoRA run's
+    adapters merged into its base (as the trainer's export)."""
     mcfg = cfg.model
-    cls = lm_class(mcfg)
     mesh = sharding.make_mesh()                     # every local device, parameters replicated: any training mesh
-    graphdef, params, specs = S.split_model(nnx.eval_shape(lambda: cls(mcfg, rngs=nnx.Rngs(0))))
+    adapter = cfg.lora.adapter()
+    if adapter is None:
+        cls = lm_class(mcfg)
+        graphdef, trained, specs = S.split_model(nnx.eval_shape(lambda: cls(mcfg, rngs=nnx.Rngs(0))))
+        trained_specs, base = specs, None
+    else:                           # the state holds adapters; the base is what the trainer started from
+        from magnet_jax.training.loop import initial_model
+        graphdef, base, specs = initial_model(cfg.loop.init_from, cfg.loop.seed, mcfg, mesh)
+        shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), base)
+        trained = jax.eval_shape(lambda: init_adapters(shapes, adapter, jax.random.PRNGKey(0)))
+        trained_specs = LT.adapter_specs(base, specs, adapter)
     tx = make_optimizer(cfg.optim)
-    abstract = S.abstract_state(tx, params, S.state_specs(tx, params, specs), mesh)
+    abstract = S.abstract_state(tx, trained, S.state_specs(tx, trained, trained_specs), mesh)
     restored = restore_latest(ckpt_dir, abstract, keep=cfg.loop.keep_checkpoints)
     if restored is None:
         return None
-    host = jax.device_get(restored.ema if ema else restored.params)
-    return nnx.merge(graphdef, host), int(restored.step)
+    weights = restored.ema if ema else restored.params
+    if adapter is not None:
+        weights = LT.make_merge(specs, trained_specs, adapter, mesh)(base, weights)
+    return nnx.merge(graphdef, jax.device_get(weights)), int(restored.step)
 
 
 def load_trained_lm(workdir: str | Path, *, ema: bool = True) -> TrainedLM | None:
