@@ -12,6 +12,9 @@
       --rescorer=facebook/musicgen-small --hybrid_prefix_seconds=3
 
 --model: a hub id, a local folder (state_dict.bin + compression_state_dict.bin), or config:NAME.
+No --text / --text_file / --unconditional: the model's example description, a text it was trained to follow (the
+released models': "80s electronic track with melodic synthesizers and a driving beat"; the bundled model's: one in
+its training corpus' wording, from its bundled.json), logged on one line.
 --offline_fallback=default (bundled: the small model this project trained offline, magnet_jax/bundled):
 used only when the hub cannot be reached and the model is not cached.
 Files are named NNN_text_seedS.{wav,png}; existing files are never overwritten unless --overwrite.
@@ -30,7 +33,7 @@ from magnet_jax.decoding.config import MusicGenGenerationConfig
 from magnet_jax.util.cli import run, usage_error
 
 flags.DEFINE_string("model", "facebook/magnet-small-10secs", "hub id | local dir | config:NAME (random init)")
-flags.DEFINE_multi_string("text", None, "a description (repeatable)")
+flags.DEFINE_multi_string("text", None, "a description (repeatable; default: the model's example description)")
 flags.DEFINE_string("text_file", None, "one description per line (UTF-8)")
 flags.DEFINE_boolean("unconditional", False, "generate without text")
 flags.DEFINE_float("duration", None, "seconds (default: the model's window; longer = windowed long-form)")

@@ -1,5 +1,6 @@
 """The bundled model's folder: ``lm/`` (magnet-jax safetensors export), ``codec/`` (transformers EnCodec layout),
-``t5/`` (tokenizer + frozen T5, HF layout), ``bundled.json`` (provenance). All read with no torch, no network.
+``t5/`` (tokenizer + frozen T5, HF layout), ``bundled.json`` (provenance, and the model's example description:
+:func:`example_description`). All read with no torch, no network.
 
 This is the run-time side, used by the pipeline: ``MagnetPipeline.from_pretrained("bundled")`` loads the folder
 packaged at :data:`~magnet_jax.bundled.config.WEIGHTS_DIR` (any folder in this layout loads the same way).
@@ -7,6 +8,7 @@ packaged at :data:`~magnet_jax.bundled.config.WEIGHTS_DIR` (any folder in this l
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -15,6 +17,12 @@ from magnet_jax.bundled.config import NAME, WEIGHTS_DIR
 PARTS = ("lm", "codec", "t5")
 INFO = "bundled.json"
 LM_FILES = ("magnet_jax_lm.safetensors", "magnet_jax_config.json")
+# bundled.json's key for the model's example description: a typical description of its training clips, in their
+# wording (magnet_jax.bundled.build.example_description writes it), used when a job is given no text.
+EXAMPLE_KEY = "example_description"
+# The example of a folder whose bundled.json predates that key (or has none): a description in the corpus'
+# wording (magnet_jax.bundled.descriptions) of its most common genre, the chorale.
+FALLBACK_EXAMPLE = "a slow baroque chorale on church organ in A minor, 60 bpm"
 
 
 class BundledMissingError(FileNotFoundError):
@@ -36,3 +44,13 @@ def resolve(name_or_path: str | os.PathLike) -> Path | None:
         return WEIGHTS_DIR
     p = Path(name_or_path).expanduser()
     return p if is_bundled_layout(p) else None
+
+
+def example_description(folder: str | os.PathLike) -> str:
+    """The example description the bundled-layout ``folder`` records (``bundled.json``'s ``example_description``),
+    else :data:`FALLBACK_EXAMPLE` (an older or missing ``bundled.json``: its model was trained on this corpus)."""
+    try:
+        text = json.loads((Path(folder) / INFO).read_text()).get(EXAMPLE_KEY)
+    except (OSError, ValueError, AttributeError):
+        text = None
+    return text.strip() if isinstance(text, str) and text.strip() else FALLBACK_EXAMPLE

@@ -3,6 +3,11 @@
 Every user error is a :class:`RequestError` (one line: what is wrong and what to do), raised before any
 generation starts where it can be known then (inputs, output folder, existing files). The checks shared with the
 web page (texts, durations, audio inputs) and the clip writing are :mod:`magnet_jax.jobs.requests`.
+
+A request with no text at all (no ``--text``, ``--text_file`` or ``--unconditional``: ``tools/run.sh`` as is)
+generates the loaded model's ``example_description``, a description that model was trained to follow (the
+released models': :data:`~magnet_jax.pipelines.base.EXAMPLE_DESCRIPTION`; the bundled model's: one in its corpus'
+wording), and says which.
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from pathlib import Path
 
 from magnet_jax import hub
 from magnet_jax.jobs import requests
+from magnet_jax.pipelines.base import EXAMPLE_DESCRIPTION
 from magnet_jax.pipelines.magnet import MagnetPipeline
 from magnet_jax.util import user_input
 from magnet_jax.util.user_input import UserError
@@ -62,8 +68,16 @@ class GenerationRequest:
 
 
 # ---------------------------------------------------------------------------------- request checks
-def texts_of(req: GenerationRequest) -> list:
-    """One entry per clip: each text ``num_samples`` times (``None`` = unconditional)."""
+def uses_example(req: GenerationRequest) -> bool:
+    """No ``--text``, ``--text_file`` or ``--unconditional``: the job generates the model's example description."""
+    return not req.texts and not req.text_file and not req.unconditional
+
+
+def texts_of(req: GenerationRequest, example: str = EXAMPLE_DESCRIPTION) -> list:
+    """One entry per clip: each text ``num_samples`` times (``None`` = unconditional); with no text at all
+    (:func:`uses_example`), ``example`` (the loaded model's example description; until then the released models')."""
+    if uses_example(req):
+        return [example] * req.num_samples
     texts = list(req.texts)
     if req.text_file:
         texts += requests.text_lines(user_input.text_file("text_file", req.text_file))
@@ -72,7 +86,8 @@ def texts_of(req: GenerationRequest) -> list:
             raise RequestError("--unconditional takes no --text / --text_file")
         return [None] * req.num_samples
     if not texts:
-        raise RequestError("no text: pass --text=... (repeatable) or --text_file=FILE, or --unconditional")
+        raise RequestError(f"no text in --text_file={req.text_file!r}: give one description per line (or pass "
+                           f"--text=..., or --unconditional)")
     if any(not t.strip() for t in texts):
         raise RequestError("empty --text: describe the audio, or use --unconditional")
     return [t for t in texts for _ in range(req.num_samples)]
@@ -205,9 +220,14 @@ def run_to_files(req: GenerationRequest, log=print) -> list[dict]:
     infill_audio = _read_input_audio("infill_wav", req.infill_wav)
     melody = _read_input_audio("melody", req.melody)
     out = check_out_dir(req.out_dir)
-    paths = clip_paths(out, texts, req.seed, req.overwrite)
+    example = uses_example(req)     # the clips' names wait for the model's example description
+    paths = None if example else clip_paths(out, texts, req.seed, req.overwrite)
     pipe = load_pipeline(req.model, req.offline_fallback, log, t5=req.t5, codec=req.codec, rescorer=req.rescorer,
                          adapter=req.adapter)
+    if example:
+        texts = texts_of(req, pipe.example_description)
+        log(f"text: {texts[0]!r}, the example description of {pipe.name} (no --text given)")
+        paths = clip_paths(out, texts, req.seed, req.overwrite)
     hybrid = {} if req.hybrid_prefix_seconds is None else {"hybrid_prefix_seconds": req.hybrid_prefix_seconds}
     if infill_audio is not None:
         requests.check_infill(infill_audio, req.infill_start, req.infill_end, pipe.window_seconds)

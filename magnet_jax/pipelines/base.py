@@ -29,6 +29,12 @@ if TYPE_CHECKING:
     from magnet_jax.model.transformer import TransformerLM
 
 
+# The description a job uses when it is given no text (tools/run.sh, tools/generate.py without --text): one the
+# released models were trained to follow. A pipeline whose model was trained on other descriptions (the bundled
+# model: magnet_jax.bundled) carries its own (TextToAudioPipeline.example_description).
+EXAMPLE_DESCRIPTION = "80s electronic track with melodic synthesizers and a driving beat"
+
+
 def as_texts(texts):
     """``None`` (unconditional), one bare string (one text, not one per character), or a sequence of strings
     (bytes or numbers are a :class:`~magnet_jax.util.user_input.UserError`, never one clip per element)."""
@@ -52,6 +58,8 @@ class TextToAudioPipeline:
     t5: Callable                        # (ids, mask) -> hidden
     generation: GenerationConfig | MusicGenGenerationConfig
     name: str = ""
+    # a description this model was trained to follow, used when a job gives no text (default: the released models')
+    example_description: str = EXAMPLE_DESCRIPTION
 
     # The family pipelines.load.from_config builds when called on this class (None: the one the preset names).
     config_family: ClassVar[str | None] = None

@@ -20,6 +20,7 @@ from __future__ import annotations
 from flax import nnx
 
 from magnet_jax import presets
+from magnet_jax.bundled.package import example_description as bundled_example
 from magnet_jax.bundled.package import resolve as resolve_bundled
 from magnet_jax.codec.random_init import random_encodec
 from magnet_jax.codec.stereo import StereoCodec
@@ -58,7 +59,8 @@ def from_pretrained(name_or_path: str, *, t5: str | None = None, codec: str | No
     hybrid prefixes (:mod:`magnet_jax.pipelines.companion`). ``adapter``: a LoRA adapter saved alone (the folder
     or file a LoRA training run writes to ``WORKDIR/export``), merged into the LM's weights at load
     (:func:`magnet_jax.model.lora_files.apply_adapter`: another architecture is refused, another recorded base
-    warned about)."""
+    warned about). A bundled-layout model's ``example_description`` is the one its ``bundled.json`` records (a
+    description in its training corpus' wording), every other model's the released models' default."""
     src = str(name_or_path)
     bundled = resolve_bundled(src)   # "bundled" or a folder with lm/ codec/ t5/ (magnet_jax/bundled/package)
     if bundled is not None:
@@ -82,6 +84,8 @@ def from_pretrained(name_or_path: str, *, t5: str | None = None, codec: str | No
     extra = {} if rescorer is None else {"rescorer": load_companion(
         str(rescorer), magnet_lm=lm, magnet_codec=codec_model, magnet_codec_source=codec_src, magnet_t5=t5_name,
         t5_override=t5, codec_override=codec, dtype=dtype)}
+    if bundled is not None:
+        extra["example_description"] = bundled_example(bundled)
     cls = PIPELINES[family]
     return cls(lm, codec_model, tokenizer, t5_fn, cls.default_generation(ck.kind, ck.segment_duration), name=src,
                **extra)

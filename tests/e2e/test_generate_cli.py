@@ -47,7 +47,8 @@ def test_help_exits_0(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--text= "], "empty --text"),
-    ([], "no text"),
+    (["--text="], "empty --text"),                    # explicitly empty: an error, never the model's example
+    (["--text_file=BLANK"], "no text in --text_file"),
     (["--model=config:nope", "--text=x"], "unknown config"),
     (["--model=./no/such/model", "--text=x"], "no such local folder"),
     (["--model=facebook/magnet-small-10secs", "--text=x"], "local folder"),       # offline, not cached
@@ -74,9 +75,11 @@ def test_generate_cli_errors(tmp_path, args, message):
     (tmp_path / "notes.txt").write_text("not audio")
     (tmp_path / "latin1.txt").write_bytes("caf\u00e9 music".encode("latin-1"))
     (tmp_path / "blocker").write_text("a file, not a folder")
+    (tmp_path / "blank.txt").write_text("\n \n")
     sf.write(tmp_path / "ok.wav", np.zeros(8000, np.float32), 8000)
     subs = {"WAV": tmp_path / "ok.wav", "MISSING": tmp_path / "missing.wav", "TXT": tmp_path / "notes.txt",
-            "LATIN1": tmp_path / "latin1.txt", "FOLDER": tmp_path, "BLOCKED": tmp_path / "blocker" / "out"}
+            "LATIN1": tmp_path / "latin1.txt", "FOLDER": tmp_path, "BLANK": tmp_path / "blank.txt",
+            "BLOCKED": tmp_path / "blocker" / "out"}
     args = [f"{a.split('=')[0]}={subs.get(a.split('=', 1)[1], a.split('=', 1)[1])}" for a in args]
     if not any(a.startswith("--model") for a in args):
         args = ["--model=config:tiny", *args]
@@ -148,11 +151,28 @@ def test_run_sh_mistyped_local_path_fails_clearly(tmp_path):
 
 def test_run_sh_falls_back_quickly_when_offline(tmp_path):
     """No hub (HF_HUB_OFFLINE here; a closed endpoint in the unit test of the probe), model not cached: the
-    offline model, with the whole message, and no retries."""
-    p = _run_sh(["--text=lofi", "--duration=0.5", "--decoding_steps=2,1,1,1", f"--out_dir={tmp_path / 'out'}"],
+    offline model, with the whole message, and no retries. No --text (the main job as the README runs it): the
+    bundled model's own example description, one in its training corpus' wording, not the released models'."""
+    from magnet_jax.audio_files import safe_stem
+    from magnet_jax.bundled.package import WEIGHTS_DIR, example_description
+    from magnet_jax.pipelines.base import EXAMPLE_DESCRIPTION
+    p = _run_sh(["--duration=0.5", "--decoding_steps=2,1,1,1", f"--out_dir={tmp_path / 'out'}"],
                 tmp_path, HF_HUB_OFFLINE="1")
     assert p.returncode == 0, p.stderr[-2000:]
     note = p.stdout[p.stdout.index("NOTE"):]
     assert "hf download facebook/magnet-small-10secs" in note and "'bundled'" in note, note
     assert "trained offline" in note and "RANDOM-INIT" not in note
-    assert len(list((tmp_path / "out").glob("*.wav"))) == 1
+    example = example_description(WEIGHTS_DIR)
+    assert example != EXAMPLE_DESCRIPTION and EXAMPLE_DESCRIPTION not in p.stdout
+    assert [line for line in p.stdout.splitlines() if repr(example) in line], p.stdout[-2000:]
+    assert [w.name for w in (tmp_path / "out").glob("*.wav")] == [safe_stem(example, 0, 0) + ".wav"]
+
+
+def test_no_text_generates_the_models_example_description(tmp_path):
+    """tools/generate.py without --text: a model of the released kind (here config:tiny) keeps the 80s example."""
+    from magnet_jax.audio_files import safe_stem
+    from magnet_jax.pipelines.base import EXAMPLE_DESCRIPTION
+    p = gen(["--model=config:tiny", "--duration=0.5", f"--out_dir={tmp_path / 'out'}", "--decoding_steps=2,1,1,1"],
+            tmp_path)
+    assert len([line for line in p.stdout.splitlines() if EXAMPLE_DESCRIPTION in line]) == 1, p.stdout[-2000:]
+    assert [w.name for w in (tmp_path / "out").glob("*.wav")] == [safe_stem(EXAMPLE_DESCRIPTION, 0, 0) + ".wav"]

@@ -64,6 +64,10 @@ def test_make_bundled_reproduces_a_loadable_model_and_resumes(tmp_path):
     assert len(data_source(b, "train")) >= 6 and len(data_source(b, "valid")) >= 3
     pipe = MagnetPipeline.from_pretrained(str(work / "bundled"))
     assert pipe.sample_rate == SR and pipe.frame_rate == 50 and pipe.lm.config.dim == 256
+    # its example description: from the clips the LM trained on (trumpet: 3 of 6 train clips, flute 3: a tie, and
+    # "brass" < "pipe"), in the corpus' wording, with a tempo and a key
+    example = json.loads((work / "bundled" / "bundled.json").read_text())["example_description"]
+    assert pipe.example_description == example and "trumpet" in example and "A major" in example, example
     res = json.loads((work / "eval" / "eval.json").read_text())
     assert set(res["rows"]) == {"real", "model", "random"} and res["rows"]["real"]["n"] == 3
     assert np.isfinite(res["codec"]["mel_distance"]) and (work / "eval" / "spectrograms.png").is_file()

@@ -7,6 +7,7 @@ from flax import nnx
 
 from magnet_jax.bundled import build, package
 from magnet_jax.bundled import config as bconfig
+from magnet_jax.bundled.descriptions import describe
 from magnet_jax.bundled.text import build_text_encoder
 from magnet_jax.codec.random_init import random_encodec
 from magnet_jax.configs import get_config
@@ -45,6 +46,28 @@ def test_assemble_then_from_pretrained_generates_offline(parts, tmp_path):
     codes = np.asarray(pipe.generate_codes(["slow cello chorale"], duration=0.5, seed=0,
                                            decoding_steps=(2, 1, 1, 1)))
     assert codes.shape == (1, 4, 25) and codes.min() >= 0 and codes.max() < 64
+
+
+def test_assemble_records_the_training_clips_example_description(parts, tmp_path):
+    """bundled.json's example_description: a typical training description (here, of a manifest's sidecars), the
+    pipeline's example; without one (an older build), a description in the corpus' wording."""
+    root, _ = parts
+    metas = [dict(instrument=ins, instrument_family=fam, era="folk", genre="jig", composer="", bpm=bpm, key="D",
+                  mode="minor", meter="6/8") for ins, fam, bpm in
+             [("flute", "pipe", 120.0), ("flute", "pipe", 132.0), ("oboe", "reed", 100.0)]]
+    lines = []
+    for i, m in enumerate(metas):
+        (tmp_path / f"c{i}.json").write_text(json.dumps({**m, "description": describe(m, i)}))
+        lines.append(json.dumps({"path": str(tmp_path / f"c{i}.wav"), "info_path": str(tmp_path / f"c{i}.json")}))
+    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
+    out = build.assemble(tmp_path / "weights", lm=root / "train", codec=root / "codec", t5=root / "t5",
+                         train_manifest=tmp_path / "train.jsonl")
+    example = json.loads((out / package.INFO).read_text())[package.EXAMPLE_KEY]
+    assert "flute" in example and "120 bpm" in example and "D minor" in example and "jig" in example, example
+    assert MagnetPipeline.from_pretrained(str(out)).example_description == example
+    older = build.assemble(tmp_path / "older", lm=root / "train", codec=root / "codec", t5=root / "t5")
+    assert package.EXAMPLE_KEY not in json.loads((older / package.INFO).read_text())     # no training clips found
+    assert MagnetPipeline.from_pretrained(str(older)).example_description == package.FALLBACK_EXAMPLE
 
 
 def test_assemble_refuses_parts_that_do_not_fit(parts, tmp_path):

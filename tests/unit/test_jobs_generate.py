@@ -1,5 +1,6 @@
 """The generate batch job (magnet_jax.jobs.generate) and the audio files it writes, without running a model."""
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,8 +8,10 @@ import soundfile as sf
 
 from magnet_jax import hub
 from magnet_jax.audio_files import NonFiniteAudioError, safe_stem, write_wav
+from magnet_jax.decoding import GenerationConfig
 from magnet_jax.jobs import generate as job
 from magnet_jax.jobs.generate import GenerationRequest, RequestError
+from magnet_jax.pipelines.base import EXAMPLE_DESCRIPTION
 
 
 def req(**kw):
@@ -58,7 +61,7 @@ def test_out_dir_checked_writable(tmp_path):
     (dict(infill_wav="a.wav", infill_start=1.0), "infill needs"),
     (dict(prompt_wav="a.wav", infill_wav="a.wav", infill_start=0.0, infill_end=1.0), "not both"),
     (dict(texts=[" "]), "empty --text"),
-    (dict(texts=[]), "no text"),
+    (dict(texts=[""]), "empty --text"),                 # an explicitly empty --text is not "no text"
     (dict(unconditional=True), "takes no --text"),
     (dict(overrides={"max_cfg_coef": float("nan")}), "--max_cfg_coef=nan"),
 ])
@@ -77,6 +80,47 @@ def test_texts(tmp_path):
         job.check_request(req(text_file=str(f)))
     with pytest.raises(RequestError, match="does not exist"):
         job.check_request(req(text_file=str(tmp_path / "nope.txt")))
+
+
+def test_no_text_is_the_example_description_and_an_empty_text_file_an_error(tmp_path):
+    assert job.check_request(req(texts=[], num_samples=2)) == [EXAMPLE_DESCRIPTION] * 2    # until the model loads
+    assert job.texts_of(req(texts=[]), "a slow chorale on oboe") == ["a slow chorale on oboe"]
+    assert not job.uses_example(req()) and not job.uses_example(req(texts=[], unconditional=True))
+    (tmp_path / "blank.txt").write_text("\n  \n")
+    with pytest.raises(RequestError, match="no text in --text_file"):
+        job.check_request(req(texts=[], text_file=str(tmp_path / "blank.txt")))
+
+
+class _Pipe:
+    """Stands in for a loaded pipeline: records what generate was asked, returns quiet audio."""
+    name, window_seconds, sample_rate = "stand-in", 1.0, 8000
+
+    def __init__(self, example):
+        self.example_description, self.asked = example, []
+        self.generation = GenerationConfig()
+
+    def generate(self, texts, *, num_samples, **kw):
+        self.asked.append(texts)
+        return np.full((num_samples, 1, 800), 0.1, np.float32)
+
+
+@pytest.mark.parametrize("example", [EXAMPLE_DESCRIPTION, "baroque chorale played on marimba, 76 bpm, E major"])
+def test_a_request_without_text_generates_the_models_example_description(example, monkeypatch, tmp_path):
+    """tools/run.sh with no --text: the loaded model's own example (the bundled model's is not the released one's),
+    named in one log line and in the clips' file names."""
+    pipe = _Pipe(example)
+    monkeypatch.setattr(job, "load_pipeline", lambda *a, **kw: pipe)
+    logs = []
+    records = job.run_to_files(GenerationRequest(model="my/model", num_samples=2, out_dir=str(tmp_path)), logs.append)
+    assert pipe.asked == [[example, example]] and [r["text"] for r in records] == [example, example]
+    said = [line for line in logs if example in line]
+    assert len(said) == 1 and "example description" in said[0], logs
+    assert Path(records[0]["wav"]).name == safe_stem(example, 0, 0) + ".wav"
+    with pytest.raises(RequestError, match="--overwrite"):            # the names are checked before generating
+        job.run_to_files(GenerationRequest(model="my/model", num_samples=2, out_dir=str(tmp_path)), logs.append)
+    assert len(pipe.asked) == 1
+    job.run_to_files(GenerationRequest(model="my/model", texts=["jazz"], out_dir=str(tmp_path)), logs.append)
+    assert pipe.asked[-1] == ["jazz"]                                   # a given text is used as given
 
 
 def test_input_audio_errors(tmp_path):
