@@ -3,6 +3,8 @@
   python -m benchmarks.tpu_compile --config=magnet_small_10secs --topology=v4:2x2x1 --batch_size=192 \
       [--attention_impl=splash] [--mesh=data=1,fsdp=-1] [--remat=true] [--json=OUT]
   python -m benchmarks.tpu_compile --config=encodec_musicgen_32khz --topology=v4:2x2x2     # the codec trainer
+  python -m benchmarks.tpu_compile --config=tiny --topology=v4:2x2x2 --num_slices=2 --batch_size=32   # multislice
+  python -m benchmarks.tpu_compile --config=magnet_small_10secs --topology=h100x8    # needs jax-cuda12-plugin
 
 ``jax.experimental.topologies.get_topology_desc`` (with ``jax[tpu]``'s libtpu installed at the project's JAX
 version) gives the devices of a TPU slice on a CPU-only host, and ``jax.jit(...).lower(...).compile()`` compiles for
@@ -35,8 +37,15 @@ for ``generate`` those builds have one decoding step per stage (loops of one tri
 mean number of steps per stage. ``compiler_flops_raw`` is the uncorrected count of the real program. All FLOPs are
 for the whole slice (``cost_analysis`` is per device; multiplied by the device count).
 
+Multislice (``--num_slices``): the slices' devices from the same call; the trainer's mesh puts its data axis across
+the slices (``sharding.make_mesh``). H100 (``--topology=h100`` or ``h100x8``): the CUDA PJRT plugin's compile-only
+client from a ``GpuTargetConfig`` (no GPU, no driver; ``jax-cuda12-plugin`` / ``jax-cuda12-pjrt`` at the JAX
+version), Triton GEMM fusions off (they do not tile without autotuning), no cost analysis (no FLOPs), and
+``dot_product_attention`` as its XLA implementation (cuDNN needs the library and a device).
+
 Results are merged into ``--json`` (default ``benchmarks/results/tpu_compile.json``), one entry per (config,
-topology, program, options), with this machine and the date.
+topology, program, options), with this machine and the date. What cannot be built or compiled (an unknown topology,
+a lowering error) is recorded as a row with ``error`` and ``failed_at``, and the next program goes on.
 """
 from __future__ import annotations
 
@@ -74,6 +83,46 @@ class Target:
     devices: list
     device_kind: str
     hbm_bytes: int
+    backend: str = "tpu"          # what the programs are traced for (attention.target_backend)
+
+
+# A GPU target for deviceless compilation (``jax-cuda12-plugin`` / ``jax-cuda12-pjrt`` at the JAX version, no GPU):
+# the plugin's compile-only topology from a ``GpuTargetConfig`` text proto (XLA's xla/tools/hlo_opt/gpu_specs).
+GPU_TARGET_CONFIGS = {"h100": """gpu_device_info {
+  threads_per_block_limit: 1024 threads_per_warp: 32 shared_memory_per_block: 49152 shared_memory_per_core: 233472
+  threads_per_core_limit: 2048 core_count: 132 fpus_per_core: 128 block_dim_limit_x: 2147483647
+  block_dim_limit_y: 65535 block_dim_limit_z: 65535 memory_bandwidth: 3352320000000 l2_cache_size: 52428800
+  clock_rate_ghz: 1.98 device_memory_size: 84978434048 shared_memory_per_block_optin: 232448
+  cuda_compute_capability { major: 9 } registers_per_core_limit: 65536 registers_per_block_limit: 65536
+}
+platform_name: "CUDA"
+dnn_version_info { major: 9 minor: 8 }
+runtime_version { major: 12 minor: 8 }
+device_description_str: "NVIDIA H100 80GB HBM3"
+"""}
+
+
+def gpu_target(topology: str) -> Target:
+    """``h100`` (one GPU) or ``h100x8`` (8 GPUs of one host): compile-only CUDA devices, no GPU needed (the CUDA
+    PJRT plugin must be installed; ``JAX_PLATFORMS=cpu`` keeps it from looking for a driver)."""
+    from jax.experimental import topologies
+    name, _, n = topology.lower().removeprefix("gpu:").partition("x")
+    if name not in GPU_TARGET_CONFIGS:
+        raise ValueError(f"unknown GPU {name!r}; known: {sorted(GPU_TARGET_CONFIGS)}")
+    cfg = GPU_TARGET_CONFIGS[name]
+    topo = topologies.get_topology_desc(platform="cuda", target_config=cfg, topology=f"1x1x{int(n or 1)}")
+    hbm = int(re.search(r"device_memory_size: (\d+)", cfg).group(1))
+    devices = list(topo.devices)
+    return Target(topology, 1, devices, devices[0].device_kind, hbm, backend="gpu")
+
+
+def target_for(topology: str, num_slices: int = 1) -> Target:
+    """A TPU topology (``v4:2x2x2`` ...) or a GPU one (``h100``, ``h100x8``)."""
+    if topology.lower().removeprefix("gpu:").split("x")[0] in GPU_TARGET_CONFIGS:
+        if num_slices != 1:
+            raise ValueError("num_slices is for TPU topologies")
+        return gpu_target(topology)
+    return tpu_target(topology, num_slices)
 
 
 def tpu_target(topology: str, num_slices: int = 1) -> Target:
@@ -109,6 +158,8 @@ def memory(compiled) -> dict:
 def flops_of(compiled, n_devices: int) -> float:
     ca = compiled.cost_analysis()
     ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+    if not ca:                  # the deviceless CUDA compiler gives no cost analysis
+        return None
     return float(ca.get("flops", 0.0)) * n_devices
 
 
@@ -295,9 +346,11 @@ def sds(tree, shardings):
 
 # ----------------------------------------------------------------------------------------------- programs
 def lm_programs(name: str, target: Target, *, dtype="bfloat16", attention_impl="auto", remat="config", mesh="",
-                batch=0, model_overrides=None, generation_overrides=None):
+                batch=0, model_overrides=None, generation_overrides=None, lora_rank=0):
     """``{"train": lower(batch), "generate": lower(batch)}`` for LM config ``name`` on ``target`` plus what the
-    report needs (mesh, ways, params). Everything abstract; call inside ``target_backend("tpu")``."""
+    report needs (mesh, ways, params). Everything abstract; call inside ``target_backend("tpu")``. ``lora_rank``
+    > 0: the train step of LoRA fine-tuning (``config.lora_rank``: the adapters in the state, the base a frozen input
+    of the step, as ``training.loop`` builds it)."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -315,6 +368,8 @@ def lm_programs(name: str, target: Target, *, dtype="bfloat16", attention_impl="
     c = lm_config_dict(name, dtype=dtype, attention_impl=attention_impl, remat=remat, mesh=mesh, batch=batch)
     if model_overrides:
         c.model.update(model_overrides)
+    if lora_rank:
+        c.lora_rank = int(lora_rank)
     cfg = TrainConfig.from_config(c)
     mcfg = cfg.model
     m = sharding.make_mesh(**dataclasses.asdict(cfg.mesh), devices=target.devices)
@@ -326,13 +381,22 @@ def lm_programs(name: str, target: Target, *, dtype="bfloat16", attention_impl="
     abstract = nnx.eval_shape(lambda: cls(mcfg, rngs=nnx.Rngs(0)))
     graphdef, params, pspecs = S.split_model(abstract)
     tx, schedule = make_optimizer(cfg.optim), make_schedule(cfg.optim)
-    specs = S.state_specs(tx, params, pspecs)
-    state = S.abstract_state(tx, params, specs, m)
+    adapter, frozen = cfg.lora.adapter(), ()
+    if adapter is None:
+        trained, tspecs = params, pspecs
+    else:                       # LoRA: the state trains the adapters; the base is the step's frozen last argument
+        from magnet_jax.model.lora import init_adapters
+        from magnet_jax.training.lora import adapter_specs
+        tspecs = adapter_specs(params, pspecs, adapter)
+        trained = jax.eval_shape(lambda: init_adapters(params, adapter, jax.random.PRNGKey(0)))
+        frozen = (sds(params, S.to_shardings(pspecs, m)),)
+    specs = S.state_specs(tx, trained, tspecs)
+    state = S.abstract_state(tx, trained, specs, m)
     t5 = t5_module(cfg.text.name, mcfg.text_dim)
     t5_graphdef, t5_state = nnx.split(t5)
     t5_params = sds(nnx.to_pure_dict(t5_state), jax.tree.map(lambda _: rep, nnx.to_pure_dict(t5_state)))
     step = make_train_step(graphdef, t5_graphdef, cfg.step, tx, schedule, mcfg, specs, m, BATCH_KEYS,
-                           update_bound=finite_update_bound(cfg.optim))
+                           update_bound=finite_update_bound(cfg.optim), lora=adapter, base_specs=pspecs)
     b_sh = sharding.batch_shardings(BATCH_KEYS, m)
     T, St, K = mcfg.segment_frames, int(cfg.text.max_length), mcfg.n_q
     seed_key = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep)
@@ -343,7 +407,7 @@ def lm_programs(name: str, target: Target, *, dtype="bfloat16", attention_impl="
                  "text_ids": jax.ShapeDtypeStruct((B, St), jnp.int32, sharding=b_sh["text_ids"]),
                  "text_mask": jax.ShapeDtypeStruct((B, St), jnp.int32, sharding=b_sh["text_mask"])}
         with sharding.use_mesh(m):
-            return step.lower(state, batch, t5_params, seed_key)
+            return step.lower(state, batch, t5_params, seed_key, *frozen)
 
     # generation: the LM's own state (nnx.State), parameters sharded by the rules
     g_graphdef, g_state = nnx.split(abstract)
@@ -389,7 +453,9 @@ def lm_programs(name: str, target: Target, *, dtype="bfloat16", attention_impl="
         gen_steps = tuple(gcfg.decoding_steps)
 
     n_params = sum(int(x.size) for x in jax.tree.leaves(params))
-    info = {"mesh": dict(m.shape), "ways": ways, "params": n_params, "config_batch_size": int(cfg.data.batch_size),
+    info = {"mesh": dict(m.shape), "ways": ways, "params": n_params,
+            "trainable_params": sum(int(x.size) for x in jax.tree.leaves(trained)),
+            "lora": None if adapter is None else adapter.to_dict(), "config_batch_size": int(cfg.data.batch_size),
             "frames": T, "text_len": St, "num_layers": mcfg.num_layers, "remat": bool(mcfg.remat),
             "dtype": mcfg.dtype, "scan_layers": bool(mcfg.scan_layers), "objective": cfg.step.objective,
             "t5": cfg.text.name, "decoding_steps": gen_steps, "mcfg": mcfg}
@@ -452,6 +518,8 @@ def lm_flops(name: str, target: Target, program: str, prog_batch: int, info: dic
     for n in (1, 2):
         progs, _ = lm_programs(name, target, model_overrides={"num_layers": n, "scan_layers": False}, **kw, **over)
         f[n] = flops_of(progs[program](prog_batch).compile(), len(target.devices))
+        if f[n] is None:
+            return {"flops_per_step": None, "flops_method": "the compiler gives no cost analysis"}
     total = f[1] + (L - 1) * (f[2] - f[1])
     out = {"flops_per_step": total, "flops_1_layer": f[1], "flops_2_layers": f[2]}
     if program == "generate":
@@ -468,6 +536,17 @@ def lm_flops(name: str, target: Target, program: str, prog_batch: int, info: dic
     else:
         out["flops_method"] = f"cost_analysis of 1- and 2-layer unrolled builds, extrapolated to {L} layers"
     return out
+
+
+def estimate_for(info: dict, batch: int, target: Target) -> dict | None:
+    """``benchmarks/tpu_estimate.py``'s arithmetic for this train step's shape (its own assumptions: FSDP over all
+    chips, remat), recorded next to what the compiler found."""
+    if target.backend != "tpu":
+        return None
+    from benchmarks.tpu_estimate import estimate
+    from magnet_jax.training.metrics import PEAK_FLOPS
+    return estimate(info["mcfg"], info["params"], batch, len(target.devices), text_len=info["text_len"],
+                    hbm=target.hbm_bytes, peak=PEAK_FLOPS.get(target.device_kind))
 
 
 def report(name: str, target: Target, program: str, lower, info: dict, batch: int, *, search: bool,
@@ -497,6 +576,7 @@ def report(name: str, target: Target, program: str, lower, info: dict, batch: in
     if program == "train" and "mcfg" in info:
         from magnet_jax.training.metrics import train_flops_per_step
         row["model_flops_analytic"] = train_flops_per_step(info["mcfg"], batch, info["frames"], info["text_len"])
+        row["estimate"] = estimate_for(info, batch, target)
     if search:
         need = r["oom"] and (r["per_device_bytes"] or r["oom"].get("temp_bytes"))
         known = {batch: (-need if need else None) if r["oom"] else r["per_device_bytes"]}
@@ -551,32 +631,68 @@ def _fmt(row: dict) -> str:
 
 def main(argv):
     del argv
+    if any(t.lower().removeprefix("gpu:").split("x")[0] in GPU_TARGET_CONFIGS for t in FLAGS.topology):
+        # deviceless CUDA: no autotuning, and XLA's Triton GEMM fusions fail to tile without it ("Couldn't find
+        # output tile sizes"); cuBLAS GEMMs instead. Read when the backends start, which is after this.
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_enable_triton_gemm=false").strip()
     from benchmarks.common import machine  # here: benchmarks.common re-executes the process with tcmalloc
     from magnet_jax.model.attention import resolve_impl, target_backend
     rows = []
+
+    def failed(topology, name, program, stage, e, t0, **more):
+        """A row for what could not be built or compiled (an unsupported topology, multislice, a lowering error):
+        recorded, and the next program goes on."""
+        row = {"config": name, "program": program, "topology": topology, "num_slices": FLAGS.num_slices,
+               "batch_size": FLAGS.batch_size or None, "attention_impl": FLAGS.attention_impl, "fits": False,
+               "per_device_bytes": None, "failed_at": stage, "error": f"{type(e).__name__}: {str(e).strip()[:400]}",
+               "compile_s": round(time.perf_counter() - t0, 2), "jax": jax.__version__,
+               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **more}
+        print(f"{name} {topology} {program}: {stage} failed: {row['error']}", flush=True)
+        rows.append(row)
+        merge_json(Path(FLAGS.json), rows[-1:], machine())
+
+    import jax
     for topology in FLAGS.topology:
-        target = tpu_target(topology, FLAGS.num_slices)
+        t0 = time.perf_counter()
+        try:
+            target = target_for(topology, FLAGS.num_slices)
+        except Exception as e:  # noqa: BLE001  (recorded: unknown topology string, multislice unsupported ...)
+            failed(topology, ",".join(FLAGS.config), ",".join(FLAGS.programs), "topology", e, t0)
+            continue
         for name in FLAGS.config:
             fam, _ = config_family(name)
-            with target_backend("tpu"):
-                if fam == "codec":
-                    progs, info = codec_programs(name, target, batch=FLAGS.batch_size, mesh=FLAGS.mesh)
-                    attention, lm_kw, wanted = {"attention_impl": None, "attention_resolved": None}, {}, ["train"]
-                else:
-                    lm_kw = dict(dtype=FLAGS.dtype, attention_impl=FLAGS.attention_impl, remat=FLAGS.remat,
-                                 mesh=FLAGS.mesh, batch=FLAGS.batch_size)
-                    progs, info = lm_programs(name, target, **lm_kw)
-                    attention = {"attention_impl": FLAGS.attention_impl,
-                                 "attention_resolved": resolve_impl(FLAGS.attention_impl, "tpu")}
-                    wanted = FLAGS.programs
+            with target_backend(target.backend):
+                t0 = time.perf_counter()
+                try:
+                    if fam == "codec":
+                        progs, info = codec_programs(name, target, batch=FLAGS.batch_size, mesh=FLAGS.mesh)
+                        attention, lm_kw, wanted = {"attention_impl": None, "attention_resolved": None}, {}, ["train"]
+                    else:
+                        lm_kw = dict(dtype=FLAGS.dtype, attention_impl=FLAGS.attention_impl, remat=FLAGS.remat,
+                                     mesh=FLAGS.mesh, batch=FLAGS.batch_size)
+                        progs, info = lm_programs(name, target, **lm_kw)
+                        attention = {"attention_impl": FLAGS.attention_impl,
+                                     "attention_resolved": resolve_impl(FLAGS.attention_impl, target.backend)}
+                        wanted = FLAGS.programs
+                except Exception as e:  # noqa: BLE001  (recorded: the mesh or the model cannot be built for it)
+                    failed(topology, name, ",".join(FLAGS.programs), "build", e, t0,
+                           devices=len(target.devices), device_kind=target.device_kind, hbm_bytes=target.hbm_bytes)
+                    continue
                 for program in wanted:
                     if program == "train":
                         batch = FLAGS.batch_size or info["config_batch_size"]
                     else:
                         batch = FLAGS.generate_batch_size or 2 * info["ways"]
-                    row = report(name, target, program, progs[program], info, batch, search=FLAGS.search_batch,
-                                 search_budget_s=FLAGS.search_budget_s, flops=FLAGS.flops, lm_kw=lm_kw,
-                                 attention=attention)
+                    t0 = time.perf_counter()
+                    try:
+                        row = report(name, target, program, progs[program], info, batch, search=FLAGS.search_batch,
+                                     search_budget_s=FLAGS.search_budget_s, flops=FLAGS.flops, lm_kw=lm_kw,
+                                     attention=attention)
+                    except Exception as e:  # noqa: BLE001  (recorded; the compiler's memory refusals are rows)
+                        failed(topology, name, program, "compile", e, t0, batch_size=batch, mesh=info["mesh"],
+                               devices=len(target.devices), device_kind=target.device_kind,
+                               hbm_bytes=target.hbm_bytes, **attention)
+                        continue
                     print(_fmt(row), flush=True)
                     rows.append(row)
                     merge_json(Path(FLAGS.json), rows[-1:], machine())

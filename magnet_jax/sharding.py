@@ -66,6 +66,13 @@ def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence[
     if int(np.prod(sizes)) != len(devices):
         raise ValueError(f"mesh {dict(zip(MESH_AXES, sizes))} needs {int(np.prod(sizes))} devices, "
                          f"have {len(devices)}")
+    n_slices = len({getattr(d, "slice_index", 0) for d in devices})
+    if n_slices > 1:     # multislice (jax.make_mesh refuses it): data spans the slices (DCN), fsdp / tensor inside one
+        if sizes[0] % n_slices:
+            raise ValueError(f"multislice: the data axis ({sizes[0]}) must be a multiple of the {n_slices} slices")
+        from jax.experimental import mesh_utils
+        grid = mesh_utils.create_hybrid_device_mesh((sizes[0] // n_slices, *sizes[1:]), (n_slices, 1, 1), devices)
+        return jax.sharding.Mesh(grid, MESH_AXES, axis_types=(AxisType.Auto,) * 3)
     return jax.make_mesh(tuple(sizes), MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
 
 

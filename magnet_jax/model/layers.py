@@ -194,7 +194,8 @@ class TransformerLayer(nnx.Module):
         """The full forward (training, full recompute): :meth:`step` with the text's keys / values projected here."""
         return self.step(x, self.cross_attn.keys_values(cond, dtype), text_key_mask, dtype, self_mask=self_mask)[0]
 
-    def step(self, x, cross_kv, text_key_mask, dtype, *, self_mask=None, cache=None, pos=0, n_cond=None):
+    def step(self, x, cross_kv, text_key_mask, dtype, *, self_mask=None, cache=None, pos=0, n_cond=None,
+             interleaved=False):
         """The layer's one body, for the forward and every decode step: ``x [N, T, D]`` (float32) at positions
         ``pos .. pos+T-1`` (``pos`` may be traced), the text's keys / values ``cross_kv [n_cond, S, 2, H, Dh]``
         given (:meth:`CrossAttention.keys_values`, once per generation: ``TransformerLM.cross_keys_values``).
@@ -203,7 +204,9 @@ class TransformerLayer(nnx.Module):
           values, or with ``cache = (k, v)`` (static-size ``[N, Tmax, H, Dh]``) to the cache with the chunk's
           written in at ``pos``;
         * cross-attention for rows ``< n_cond`` (None: all); the others (CFG's null rows, whose zero condition
-          has zero keys and values) skip it: it would add exactly 0.
+          has zero keys and values) skip it: it would add exactly 0. ``interleaved``: the rows are CFG pairs
+          instead (row ``2i`` item ``i``'s conditional row, ``2i + 1`` its null row; ``n_cond = N / 2``), so that
+          with the batch sharded over devices each item's two rows stay on one device (no cross-device slicing).
 
         Returns ``(x, (k, v))``: the chunk's keys / values [N, T, H, Dh] for the caller to store (None without
         ``cache``)."""
@@ -216,6 +219,11 @@ class TransformerLayer(nnx.Module):
         x = x + self.self_attn.output(self.self_attn.attend(q, k, v, self_mask), dtype)
         if n_cond is None or n_cond == x.shape[0]:
             x = x + self.cross_attn.attend(self.norm_cross(x), cross_kv, text_key_mask, dtype)
+        elif n_cond and interleaved:
+            pairs = x.reshape((n_cond, 2) + x.shape[1:])
+            c = pairs[:, 0]
+            c = c + self.cross_attn.attend(self.norm_cross(c), cross_kv, text_key_mask, dtype)
+            x = jnp.stack([c, pairs[:, 1]], 1).reshape(x.shape)
         elif n_cond:
             h = self.cross_attn.attend(self.norm_cross(x[:n_cond]), cross_kv, text_key_mask, dtype)
             x = jnp.concatenate([x[:n_cond] + h, x[n_cond:]], 0)

@@ -7,6 +7,7 @@ import pytest
 pytest.importorskip("libtpu", reason="jax[tpu] (libtpu) is not installed: bash tools/install.sh --tests installs it")
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 
 from benchmarks import tpu_compile as tc  # noqa: E402
 from magnet_jax.model.attention import target_backend  # noqa: E402
@@ -51,6 +52,21 @@ def test_tiny_generate_compiles_for_tpu_v4(target):
         assert info["mesh"] == {"data": 4, "fsdp": 1, "tensor": 1}
         compiled = progs["generate"](8).compile()
     _check(compiled, target, info["params"], min_copies=1)     # the replicated fp32 weights at least
+    # CFG's cond / null rows of an item are interleaved (decoding/model_logits.py): no row crosses devices. With
+    # [cond; null] every layer and the guidance collective-permuted rows, and at magnet_small_10secs the permuted
+    # logits fused into the sampling's softmax overflowed the 16 MiB vmem.
+    assert "collective-permute" not in compiled.as_text()
+
+
+def test_multislice_mesh_spans_slices_with_the_data_axis():
+    """Two v4:2x2x1 slices: jax.make_mesh refuses devices of several slices; sharding.make_mesh puts the data axis
+    across them (DCN) and keeps each slice's devices together."""
+    from magnet_jax import sharding
+    two = tc.tpu_target(TOPOLOGY, num_slices=2)
+    m = sharding.make_mesh(data=-1, fsdp=2, devices=two.devices)
+    assert dict(m.shape) == {"data": 4, "fsdp": 2, "tensor": 1}
+    grid = np.vectorize(lambda d: d.slice_index)(m.devices)
+    assert (grid[:2] == grid[0, 0, 0]).all() and (grid[2:] == grid[2, 0, 0]).all() and grid[0, 0, 0] != grid[2, 0, 0]
 
 
 def test_splash_is_auto_on_tpu_only():

@@ -50,6 +50,10 @@ def test_layer_step_skips_the_zero_condition_rows_exactly():
     np.testing.assert_allclose(np.asarray(got[:n]), np.asarray(full[:n]), rtol=1e-6, atol=1e-6)
     nothing, _ = layer.step(x[n:], kv[:0], None, jnp.float32, n_cond=0)
     np.testing.assert_array_equal(np.asarray(nothing), np.asarray(full[n:]))
+    # interleaved CFG pairs (row 2i cond, 2i + 1 null): the same rows, permuted
+    perm = np.stack([np.arange(n), np.arange(n) + n], 1).reshape(-1)
+    pairs, _ = layer.step(x[perm], kv, None, jnp.float32, n_cond=n, interleaved=True)
+    np.testing.assert_array_equal(np.asarray(pairs), np.asarray(got)[perm])
 
 
 def test_layer_step_with_a_cache_equals_the_causal_forward():
