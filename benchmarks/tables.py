@@ -129,6 +129,25 @@ def _largest(r: dict) -> str:
     return f"{lb['batch']}" + ("" if lb.get("complete") else " (search capped)")
 
 
+def finetune_table(result: dict) -> str:
+    """tools/finetune.py on unseen works: held-out loss per stage before / after, and tools/evaluate.py's figures."""
+    runs, ev = result["runs"], result.get("evaluate", {}).get("rows", {})
+    out = ["| model | held-out loss (mean of 4 stages) | stage 0 | family | mode | FAD | wall min | peak RSS GB |",
+           "|---|---|---|---|---|---|---|---|"]
+    first = next(iter(runs.values()))["before"]
+    rows = [("base (bundled)", first, ev.get("base"), None)]
+    rows += [(f"{name} ({'LoRA rank ' + str(r['lora_rank']) if r.get('lora_rank') else 'all weights'}), "
+              f"{r['steps']} steps", r["after"], ev.get(name), r) for name, r in runs.items()]
+    for label, loss, e, r in rows:
+        e = e or {}
+        out.append(f"| {label} | {_f(loss['eval_loss'])} | {_f(loss['eval_loss_stage0'])} | "
+                   f"{_f(e.get('family_accuracy'), 2)} | {_f(e.get('mode_accuracy'), 2)} | {_f(e.get('fad'), 1)} | "
+                   f"{_f(r['wall_s'] / 60, 1) if r else '-'} | {_f(r['peak_rss_mb'] / 1024, 1) if r else '-'} |")
+    out.append(f"\n{result['data']}; `{result['command']}`; evaluation: {result.get('evaluate', {}).get('what', '-')}. "
+               f"{_machine(result['machine'])}.")
+    return "\n".join(out)
+
+
 def tpu_compile_table(result: dict) -> str:
     from magnet_jax.training.metrics import PEAK_FLOPS
     out = ["| config | program | topology (chips) | mesh data/fsdp/tensor | batch | remat | attention | GiB per chip "
@@ -243,7 +262,8 @@ def lora_capacity_table(result: dict) -> str:
     return "\n".join(out)
 
 
-TABLES = {"codec_round_trip": eval_table, "bundled_eval": eval_table, "codec_throughput": throughput_table,
+TABLES = {"finetune_bundled": finetune_table,
+          "codec_round_trip": eval_table, "bundled_eval": eval_table, "codec_throughput": throughput_table,
           "codec_learning_curves": learning_curves_table, "tpu_compile": tpu_compile_table,
           "tpu_compile_summary": tpu_compile_summary, "lora": lora_table,
           "lora_capacity": lora_capacity_table}
