@@ -16,6 +16,8 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs"
@@ -148,6 +150,29 @@ def finetune_table(result: dict) -> str:
     return "\n".join(out)
 
 
+def text_steering_table(result: dict) -> str:
+    """benchmarks/text_steering.py: family confusion (rows: the family asked for, by its instrument; columns: the
+    family the classifier hears), CFG on and off, then measured vs asked bpm."""
+    out = []
+    for name, run in result["runs"].items():
+        classes = run["classes"]
+        out += [f"**{name.replace('_', ' ')}**: family accuracy {run['family_accuracy']:.2f} (chance "
+                f"{run['family_chance']:.2f}), {run['distinct_predictions']} distinct families heard; tempo rank "
+                f"correlation {_f(run['tempo_spearman'], 2)}", "",
+                "| asked \\ heard | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
+        for fam, row in zip(result["families"], run["confusion"]):
+            out.append(f"| {fam} ({result['instruments'][fam]}) | " + " | ".join(str(v) if v else "." for v in row)
+                       + " |")
+        med = [float(np.median([s[i] for s in run["tempo_measured"]])) for i in range(len(run["tempo_asked"]))]
+        out += ["", "| asked bpm | " + " | ".join(str(b) for b in run["tempo_asked"]) + " |",
+                "|---" * (len(run["tempo_asked"]) + 1) + "|",
+                "| measured bpm (median of seeds) | " + " | ".join(f"{m:.0f}" for m in med) + " |", ""]
+    out.append(f"`{result['model']}`, {result['seeds']} seeds per description, {result['seconds']:g} s; family "
+               f"descriptions \"{result['family_text']}\", tempo descriptions \"{result['tempo_text']}\"; "
+               f"{_machine(result['machine'])}.")
+    return "\n".join(out)
+
+
 def tpu_compile_table(result: dict) -> str:
     from magnet_jax.training.metrics import PEAK_FLOPS
     out = ["| config | program | topology (chips) | mesh data/fsdp/tensor | batch | remat | attention | GiB per chip "
@@ -262,7 +287,7 @@ def lora_capacity_table(result: dict) -> str:
     return "\n".join(out)
 
 
-TABLES = {"finetune_bundled": finetune_table,
+TABLES = {"finetune_bundled": finetune_table, "text_steering": text_steering_table,
           "codec_round_trip": eval_table, "bundled_eval": eval_table, "codec_throughput": throughput_table,
           "codec_learning_curves": learning_curves_table, "tpu_compile": tpu_compile_table,
           "tpu_compile_summary": tpu_compile_summary, "lora": lora_table,
