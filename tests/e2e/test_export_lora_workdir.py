@@ -3,35 +3,18 @@ newest checkpoint by ``training.trained_lm`` and ``tools/export_lm.py --workdir`
 ``init_from`` and the EMA adapters merged in, giving the logits of the trainer's own merged export."""
 import shutil
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from magnet_jax.configs import get_config
-from magnet_jax.convert import load_lm_safetensors, save_lm_safetensors
-from magnet_jax.model import MagnetLM
-from magnet_jax.model.config import MagnetConfig
+from magnet_jax.convert import load_lm_safetensors
 from magnet_jax.training.trained_lm import load_trained_lm
 from tests.e2e.test_train_cli import _train_args, dataset  # noqa: F401  (the module's tokenized corpus fixture)
+from tests.e2e.test_train_lora_cli import LORA, _logits, _tiny_base
 from tests.helpers import run_tool
-
-LORA = ["--config.lora_rank=4", "--config.lora_alpha=8.0", "--config.learning_rate=0.01", "--config.ema_every=1"]
-
-
-def _logits(lm):
-    mcfg = lm.config
-    k = jax.random.split(jax.random.PRNGKey(2), 2)
-    codes = jax.random.randint(k[0], (2, mcfg.n_q, 40), 0, mcfg.card)
-    return np.asarray(lm(codes, jax.random.normal(k[1], (2, 5, mcfg.text_dim)), jnp.ones((2, 5), jnp.int32),
-                         stage=1))
 
 
 def test_lora_workdir_restores_and_exports_merged(dataset, tmp_path):  # noqa: F811
     data_dir, codec = dataset
-    base = tmp_path / "base"
-    model = MagnetConfig.from_dict(get_config("tiny").model.to_dict())
-    save_lm_safetensors(MagnetLM(model, rngs=nnx.Rngs(5)), base, extra={"t5": "tiny"})
+    base = _tiny_base(tmp_path / "base")
     work = tmp_path / "lora"
     run_tool(_train_args(data_dir, codec, work, 2, 1, [*LORA, f"--config.init_from={base}"]))
     # the trainer's merged export at step 2, set aside: the workdir's newest weights are then its checkpoint's

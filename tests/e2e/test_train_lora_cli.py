@@ -18,8 +18,8 @@ from magnet_jax.pipelines.magnet import MagnetPipeline
 from tests.e2e.test_train_cli import _train_args, dataset  # noqa: F401  (the module's tokenized corpus fixture)
 from tests.helpers import read_metrics, run_tool
 
-LORA = ["--config.lora_rank=4", "--config.lora_alpha=8.0", "--config.learning_rate=0.01", "--config.ema_every=1",
-        "--config.eval_split=train", "--config.eval_every=4"]
+LORA = ["--config.lora_rank=4", "--config.lora_alpha=8.0", "--config.learning_rate=0.01", "--config.ema_every=1"]
+EVAL = ["--config.eval_split=train", "--config.eval_every=4"]
 
 
 def _saved_arrays(step_dir) -> set[str]:
@@ -30,21 +30,27 @@ def _saved_arrays(step_dir) -> set[str]:
     return {"/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in p) for p, _ in leaves}
 
 
-def _logits(pipe):
-    mcfg = pipe.lm.config
+def _logits(lm):
+    """Stage-1 logits of ``lm`` on fixed random codes and text."""
+    mcfg = lm.config
     k = jax.random.split(jax.random.PRNGKey(2), 2)
     codes = jax.random.randint(k[0], (2, mcfg.n_q, 40), 0, mcfg.card)
-    return np.asarray(pipe.lm(codes, jax.random.normal(k[1], (2, 5, mcfg.text_dim)), jnp.ones((2, 5), jnp.int32),
-                              stage=1))
+    return np.asarray(lm(codes, jax.random.normal(k[1], (2, 5, mcfg.text_dim)), jnp.ones((2, 5), jnp.int32),
+                         stage=1))
+
+
+def _tiny_base(path):
+    """A random tiny MAGNeT saved as an export folder at ``path``: the base the LoRA runs start from."""
+    model = MagnetConfig.from_dict(get_config("tiny").model.to_dict())
+    save_lm_safetensors(MagnetLM(model, rngs=nnx.Rngs(5)), path, extra={"t5": "tiny"})
+    return path
 
 
 def test_lora_fine_tuning_cli(dataset, tmp_path):  # noqa: F811
     data_dir, codec = dataset
-    base = tmp_path / "base"
-    model = MagnetConfig.from_dict(get_config("tiny").model.to_dict())
-    save_lm_safetensors(MagnetLM(model, rngs=nnx.Rngs(5)), base, extra={"t5": "tiny"})
+    base = _tiny_base(tmp_path / "base")
     work = tmp_path / "lora"
-    run_tool(_train_args(data_dir, codec, work, 4, 2, [*LORA, f"--config.init_from={base}"]))
+    run_tool(_train_args(data_dir, codec, work, 4, 2, [*LORA, *EVAL, f"--config.init_from={base}"]))
     rows = read_metrics(work)
     assert sorted(rows) == [1, 2, 3, 4] and all(np.isfinite(r["loss"]) for r in rows.values())
     evals = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines() if "eval_loss" in line]
@@ -69,10 +75,10 @@ def test_lora_fine_tuning_cli(dataset, tmp_path):  # noqa: F811
     merged = MagnetPipeline.from_pretrained(str(export), **kw)
     adapted = MagnetPipeline.from_pretrained(str(base), adapter=str(export), **kw)
     plain = MagnetPipeline.from_pretrained(str(base), **kw)
-    np.testing.assert_allclose(_logits(adapted), _logits(merged), atol=1e-5, rtol=0)
-    assert np.abs(_logits(merged) - _logits(plain)).max() > 1e-4               # the adapters were trained
+    np.testing.assert_allclose(_logits(adapted.lm), _logits(merged.lm), atol=1e-5, rtol=0)
+    assert np.abs(_logits(merged.lm) - _logits(plain.lm)).max() > 1e-4               # the adapters were trained
 
     # the same command, further: resumes from step 4 (adapters, moments and data position restored)
-    run_tool(_train_args(data_dir, codec, work, 6, 2, [*LORA, f"--config.init_from={base}"]))
+    run_tool(_train_args(data_dir, codec, work, 6, 2, [*LORA, *EVAL, f"--config.init_from={base}"]))
     rows = read_metrics(work)
     assert sorted(rows) == list(range(1, 7)) and json.loads((export / ADAPTER_CONFIG).read_text())["step"] == 6
