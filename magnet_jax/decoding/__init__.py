@@ -2,7 +2,8 @@
 
 ``config`` (knobs) · ``schedule`` (host float32 per-step schedule) · ``sampling`` (one step's tokens) ·
 ``spans`` (which units a step re-masks, how they are scored) · ``loop`` (the model-agnostic loop over a
-typed state) · ``inputs`` (checks, prompt / infill padding) · ``model_logits`` (the LM + CFG as the loop's
+typed state) · ``inputs`` (checks, prompt / infill padding) · ``guidance`` (CFG's pair layout, one for every
+program) · ``model_logits`` (the LM + CFG as the loop's
 ``logits_fn``) · ``rescoring`` (an external MusicGen's probabilities in the re-masking confidences, Eq. 5) ·
 ``generate`` (the jitted program + the public API).
 """

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from magnet_jax.decoding import guidance
 from magnet_jax.decoding._module import as_key, rebuilder
 from magnet_jax.decoding.config import GenerationConfig, MusicGenGenerationConfig
 from magnet_jax.decoding.inputs import prepare_inputs
@@ -40,15 +41,15 @@ DEFAULT_PREFIX_SECONDS = 3.0
 
 def hybrid_logits_fn(graphdef, state, text_hidden, text_mask, prefix_frames) -> LogitsFn:
     """``logits_fn`` of a :class:`HybridMagnetLM` (``nnx.split``) for prompt step ``prefix_frames`` [B], with
-    classifier-free guidance as MAGNeT's (``[cond; null]`` as one 2B batch; null = zero text, zero mask)."""
+    classifier-free guidance as MAGNeT's (one 2B batch of pairs, :mod:`magnet_jax.decoding.guidance`; null = zero
+    text, zero mask)."""
     model = rebuilder(graphdef, state)   # rebuilt per call: the layer scan refuses outer-level variables
     lm = model()
     c = lm.config
     P = jnp.asarray(prefix_frames, jnp.int32)
     if text_hidden is not None:
         cond = lm.project_text(text_hidden, text_mask)
-        cond2 = jnp.concatenate([cond, jnp.zeros_like(cond)])
-        mask2 = jnp.concatenate([text_mask, jnp.zeros_like(text_mask)])
+        cond2, mask2 = guidance.with_null(cond), guidance.with_null(text_mask)
 
     def fn(codes, stage: int, coef):
         B, K, T = codes.shape
@@ -59,10 +60,8 @@ def hybrid_logits_fn(graphdef, state, text_hidden, text_mask, prefix_frames) -> 
         st = jnp.full((B,), stage, jnp.int32)
         if text_hidden is None:
             return m.frame_logits(inp, jnp.zeros((B, 1, c.dim), m.compute_dtype), None, P, st)[:, stage]
-        both = m.frame_logits(jnp.concatenate([inp, inp]), cond2, mask2, jnp.concatenate([P, P]),
-                              jnp.concatenate([st, st]))[:, stage]
-        cond_l, uncond_l = both[:B], both[B:]
-        return uncond_l + (cond_l - uncond_l) * coef
+        both = m.frame_logits(guidance.pairs(inp), cond2, mask2, guidance.pairs(P), guidance.pairs(st))[:, stage]
+        return guidance.guide(both, coef)
 
     return fn
 

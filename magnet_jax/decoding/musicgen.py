@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from magnet_jax.decoding import guidance
 from magnet_jax.decoding._module import as_key, rebuilder
 from magnet_jax.decoding.config import MusicGenGenerationConfig
 from magnet_jax.decoding.sampling import sample_next
@@ -32,16 +33,14 @@ UNKNOWN = -1   # not generated yet (audiocraft's ``unknown_token``)
 def _guided(lm, config, chunk, pos, caches, conds, mode, first=False, heads_dkc=None):
     """CFG logits [B, K, Tq, card] and the updated caches. ``conds``: list of (cross_kv, key_mask, prefix);
     the prefix (prepended conditions) goes in with the first chunk only."""
-    B = chunk.shape[0]
-
     def dec(x, cache, cond):
         return lm.decode(x, pos, cache, cond[0], cond[1], prefix=cond[2] if first else None, heads_dkc=heads_dkc)
     if mode == "none":
         logits, c = dec(chunk, caches[0], conds[0])
         return logits, [c]
-    if mode == "batch":                                                          # one 2B batch
-        both, c = dec(jnp.concatenate([chunk, chunk]), caches[0], conds[0])
-        cond_l, uncond_l, caches = both[:B], both[B:], [c]
+    if mode == "batch":                                   # one 2B batch of pairs (decoding.guidance)
+        both, c = dec(guidance.pairs(chunk), caches[0], conds[0])
+        (cond_l, uncond_l), caches = guidance.split(both), [c]
     else:                                                                        # two_step_cfg
         cond_l, c1 = dec(chunk, caches[0], conds[0])
         uncond_l, c2 = dec(chunk, caches[1], conds[1])
@@ -80,8 +79,8 @@ def _generate(graphdef, state, text_hidden, text_mask, prompt, rng, chroma, *, c
             conds = [_branch(lm, text_hidden, text_mask, chroma), _branch(lm, null_hidden, null_mask, null_chroma)]
             n_rows, mode = [B, B], "two_step"
         else:
-            both_chroma = None if not melody else jnp.concatenate([lm.check_chroma(chroma, B), null_chroma])
-            conds = [_branch(lm, jnp.concatenate([text_hidden, null_hidden]), jnp.concatenate([text_mask, null_mask]),
+            both_chroma = None if not melody else guidance.with_null(lm.check_chroma(chroma, B), null_chroma)
+            conds = [_branch(lm, guidance.with_null(text_hidden, null_hidden), guidance.with_null(text_mask, null_mask),
                              both_chroma)]
             n_rows, mode = [2 * B], "batch"
     npre = 0 if conds[0][2] is None else conds[0][2].shape[1]     # prepended condition frames

@@ -25,6 +25,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from magnet_jax.decoding import guidance
 from magnet_jax.decoding._module import rebuilder
 from magnet_jax.decoding.config import GenerationConfig
 from magnet_jax.model import delay_pattern as pattern
@@ -53,9 +54,9 @@ def check_rescorer(magnet_config, rescorer_config) -> None:
 def rescorer_probs_fn(graphdef, state, text_hidden, text_mask, cfg_coef: float):
     """``rescore_fn(codes int32 [B, K, T], stage: int) -> float32 [B, T]``: the rescorer's CFG probability of
     ``codes[:, stage, t]`` for every frame ``t``, from one forward over the delayed sequence (the conditional
-    and null rows as one 2B batch, the text keys / values once per generate and the null rows' zero
-    cross-attention skipped, as :func:`~magnet_jax.decoding.model_logits.cfg_logits_fn`; without text, the B
-    null rows only)."""
+    and null rows as one 2B batch of pairs, :mod:`magnet_jax.decoding.guidance`; the text keys / values once per
+    generate and the null rows' zero cross-attention skipped, as
+    :func:`~magnet_jax.decoding.model_logits.cfg_logits_fn`; without text, the B null rows only)."""
     model = rebuilder(graphdef, state)
     lm = model()
     c = lm.config
@@ -71,13 +72,12 @@ def rescorer_probs_fn(graphdef, state, text_hidden, text_mask, cfg_coef: float):
         m = model()
         seq = pattern.build_sequence(codes, delays, c.mask_id)[:, :, :T + max(delays)]     # [B, K, S']
         S = seq.shape[-1]
-        rows = seq if cross_kv is None else jnp.concatenate([seq, seq], 0)
+        rows = seq if cross_kv is None else guidance.pairs(seq)
         h, _ = m.step_layers(m.embed_codes(rows), cross_kv, key_mask, self_mask=causal_mask(S, S), n_cond=B)
         steps = jnp.arange(T) + delays[stage]                                  # the steps predicting frame t
         logits = dense(h[:, steps], m.heads[...][stage], m.compute_dtype, jnp.float32)   # [N, T, card]
         if cross_kv is not None:
-            cond_l, uncond_l = logits[:B], logits[B:]
-            logits = uncond_l + (cond_l - uncond_l) * jnp.float32(cfg_coef)
+            logits = guidance.guide(logits, jnp.float32(cfg_coef))
         probs = jax.nn.softmax(logits, axis=-1)
         return jnp.take_along_axis(probs, codes[:, stage, :, None], axis=-1)[..., 0]
 

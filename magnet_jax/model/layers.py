@@ -194,8 +194,7 @@ class TransformerLayer(nnx.Module):
         """The full forward (training, full recompute): :meth:`step` with the text's keys / values projected here."""
         return self.step(x, self.cross_attn.keys_values(cond, dtype), text_key_mask, dtype, self_mask=self_mask)[0]
 
-    def step(self, x, cross_kv, text_key_mask, dtype, *, self_mask=None, cache=None, pos=0, n_cond=None,
-             interleaved=False):
+    def step(self, x, cross_kv, text_key_mask, dtype, *, self_mask=None, cache=None, pos=0, n_cond=None):
         """The layer's one body, for the forward and every decode step: ``x [N, T, D]`` (float32) at positions
         ``pos .. pos+T-1`` (``pos`` may be traced), the text's keys / values ``cross_kv [n_cond, S, 2, H, Dh]``
         given (:meth:`CrossAttention.keys_values`, once per generation: ``TransformerLM.cross_keys_values``).
@@ -203,10 +202,10 @@ class TransformerLayer(nnx.Module):
         * self-attention under ``self_mask`` (None, a BandMask or a dense bool mask) to the layer's own keys /
           values, or with ``cache = (k, v)`` (static-size ``[N, Tmax, H, Dh]``) to the cache with the chunk's
           written in at ``pos``;
-        * cross-attention for rows ``< n_cond`` (None: all); the others (CFG's null rows, whose zero condition
-          has zero keys and values) skip it: it would add exactly 0. ``interleaved``: the rows are CFG pairs
-          instead (row ``2i`` item ``i``'s conditional row, ``2i + 1`` its null row; ``n_cond = N / 2``), so that
-          with the batch sharded over devices each item's two rows stay on one device (no cross-device slicing).
+        * cross-attention for every row (``n_cond`` None), none (0), or, with ``n_cond = N / 2``, the even rows
+          of CFG pairs (:mod:`magnet_jax.decoding.guidance`: row ``2i`` item ``i``'s conditional row, ``2i + 1``
+          its null row): the null rows, whose zero condition has zero keys and values, skip it (it would add
+          exactly 0). ``cross_kv`` then holds the ``n_cond`` conditional rows' keys / values.
 
         Returns ``(x, (k, v))``: the chunk's keys / values [N, T, H, Dh] for the caller to store (None without
         ``cache``)."""
@@ -219,13 +218,12 @@ class TransformerLayer(nnx.Module):
         x = x + self.self_attn.output(self.self_attn.attend(q, k, v, self_mask), dtype)
         if n_cond is None or n_cond == x.shape[0]:
             x = x + self.cross_attn.attend(self.norm_cross(x), cross_kv, text_key_mask, dtype)
-        elif n_cond and interleaved:
+        elif n_cond:
+            if 2 * n_cond != x.shape[0]:
+                raise ValueError(f"n_cond={n_cond} of {x.shape[0]} rows: the rows must be CFG pairs (n_cond = N / 2)")
             pairs = x.reshape((n_cond, 2) + x.shape[1:])
             c = pairs[:, 0]
             c = c + self.cross_attn.attend(self.norm_cross(c), cross_kv, text_key_mask, dtype)
             x = jnp.stack([c, pairs[:, 1]], 1).reshape(x.shape)
-        elif n_cond:
-            h = self.cross_attn.attend(self.norm_cross(x[:n_cond]), cross_kv, text_key_mask, dtype)
-            x = jnp.concatenate([x[:n_cond] + h, x[n_cond:]], 0)
         x = x + self.ffn(self.norm2(x), dtype)
         return constrain(x, ("batch", "length", "act_embed")), new

@@ -121,12 +121,11 @@ class TransformerLM(nnx.Module):
         kv = jnp.moveaxis(self.layers.cross_attn.kv[...], 0, 1)               # [D, L, 2, H, Dh]
         return jnp.moveaxis(dense(cond, kv, self.compute_dtype), 2, 0)
 
-    def step_layers(self, x, cross_kv, key_mask, *, self_mask=None, cache=None, pos=0, n_cond=None,
-                    interleaved=False):
+    def step_layers(self, x, cross_kv, key_mask, *, self_mask=None, cache=None, pos=0, n_cond=None):
         """The layer stack of a decoding step (:meth:`TransformerLayer.step` per layer) on a float32 residual
         stream ``x [N, T, dim]`` with the text's keys / values precomputed (:meth:`cross_keys_values`; None: no
-        row cross-attends) for the first ``n_cond`` rows (None: all; ``interleaved``: the even rows of CFG pairs,
-        :meth:`TransformerLayer.step`). ``cache``: ``{"k", "v"}`` [layers, N, Tmax,
+        row cross-attends) for every row (``n_cond`` None) or the ``n_cond = N / 2`` even rows of CFG pairs
+        (:meth:`TransformerLayer.step`). ``cache``: ``{"k", "v"}`` [layers, N, Tmax,
         H, Dh] (:meth:`MusicGenLM.init_cache`), the chunk at cache positions ``pos ..``. Returns the final-normed
         hidden and, with a cache, the chunk's stacked keys / values ``(k, v)`` [layers, N, T, H, Dh] (else None)."""
         c = self.config
@@ -136,8 +135,7 @@ class TransformerLM(nnx.Module):
         x = constrain(x, ("batch", "length", "act_embed"))
 
         def body(x, layer, ckv, *kv):
-            x, new = layer.step(x, ckv, key_mask, dt, self_mask=self_mask, cache=kv or None, pos=pos, n_cond=n_cond,
-                                 interleaved=interleaved)
+            x, new = layer.step(x, ckv, key_mask, dt, self_mask=self_mask, cache=kv or None, pos=pos, n_cond=n_cond)
             return x if cache is None else (x, new)
 
         if cache is None:

@@ -3,6 +3,7 @@ layer's one body (``TransformerLayer.step``) in its decoding forms against the f
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from magnet_jax.model.attention_masks import causal_mask
@@ -42,18 +43,19 @@ def _layer_and_inputs(heads=2, dim=16, N=4, T=7, S=5):
 def test_layer_step_skips_the_zero_condition_rows_exactly():
     layer, x, cond = _layer_and_inputs()
     n = x.shape[0] // 2
-    full = layer(x, cond, None, None, jnp.float32)
+    full = layer(x, cond, None, None, jnp.float32)       # rows < n conditional, rows >= n a zero condition
     kv = layer.cross_attn.keys_values(cond[:n], jnp.float32)
-    got, new = layer.step(x, kv, None, jnp.float32, n_cond=n)
+    # CFG pairs (decoding.guidance: row 2i item i's conditional row, 2i + 1 its null row)
+    perm = np.stack([np.arange(n), np.arange(n) + n], 1).reshape(-1)
+    got, new = layer.step(x[perm], kv, None, jnp.float32, n_cond=n)
     assert new is None
-    np.testing.assert_array_equal(np.asarray(got[n:]), np.asarray(full[n:]))   # 0 added to the null rows
-    np.testing.assert_allclose(np.asarray(got[:n]), np.asarray(full[:n]), rtol=1e-6, atol=1e-6)
+    want = np.asarray(full)[perm]
+    np.testing.assert_array_equal(np.asarray(got)[1::2], want[1::2])       # 0 added to the null rows
+    np.testing.assert_allclose(np.asarray(got)[::2], want[::2], rtol=1e-6, atol=1e-6)
     nothing, _ = layer.step(x[n:], kv[:0], None, jnp.float32, n_cond=0)
     np.testing.assert_array_equal(np.asarray(nothing), np.asarray(full[n:]))
-    # interleaved CFG pairs (row 2i cond, 2i + 1 null): the same rows, permuted
-    perm = np.stack([np.arange(n), np.arange(n) + n], 1).reshape(-1)
-    pairs, _ = layer.step(x[perm], kv, None, jnp.float32, n_cond=n, interleaved=True)
-    np.testing.assert_array_equal(np.asarray(pairs), np.asarray(got)[perm])
+    with pytest.raises(ValueError, match="CFG pairs"):
+        layer.step(x[:3], kv, None, jnp.float32, n_cond=1)
 
 
 def test_layer_step_with_a_cache_equals_the_causal_forward():
