@@ -6,9 +6,10 @@
 For each released architecture and each mode (every weight trained; LoRA rank ``--rank`` on the default targets),
 the trainer's real train step (``training.step.make_train_step``, built by ``benchmarks.tpu_compile.lm_programs``
 exactly as ``training.loop`` builds it: the frozen T5 inside the step on ``text_ids``, span masking, loss,
-backward, clipping, AdamW, the non-finite guard, EMA; fp32 master weights and float32 compute, the config's remat,
-the state donated; LoRA: the adapters in the state, the base a frozen input of the step) is compiled ahead of time
-for this host's CPU backend with abstract inputs (``jax.ShapeDtypeStruct`` / ``nnx.eval_shape``: no weight is
+backward, clipping, AdamW, the non-finite guard, EMA; fp32 master weights and float32 compute, remat off
+(``--remat=false`` by default: a single-host fine-tune; the released configs' pod default is on), the state
+donated; LoRA: the adapters in the state, the base a frozen input of the step) is compiled ahead of time for this
+host's CPU backend with abstract inputs (``jax.ShapeDtypeStruct`` / ``nnx.eval_shape``: no weight is
 allocated). Memory is XLA's buffer assignment of the compiled program (``compiled.memory_analysis()``): peak =
 arguments (train state, frozen base, T5, batch) + outputs + temporaries - aliased (donated). It is the program's
 memory, not the process's (Python, the runtime, the input pipeline and the host copy of a checkpoint come on top).
@@ -38,6 +39,7 @@ flags.DEFINE_float("budget_gib", 24.0, "the memory budget, GiB")
 flags.DEFINE_float("time_budget_s", 2400.0, "compile time of the whole run: no new config / search starts after it")
 flags.DEFINE_string("out", None, "JSON output (default benchmarks/results/lora_capacity.json)")
 FLAGS = flags.FLAGS          # also tpu_compile's --remat (config / true / false) and --search_batch
+FLAGS.set_default("remat", "false")
 MODES = (("full", 0), ("lora", None))     # None: --rank
 
 

@@ -173,6 +173,24 @@ def text_steering_table(result: dict) -> str:
     return "\n".join(out)
 
 
+def continuation_infill_table(result: dict) -> str:
+    """benchmarks/continuation_infill.py: the generated region of each task, by the model and a random-init LM,
+    next to the same region of the real clip."""
+    st = result["settings"]
+    out = ["| region | source | family accuracy | chroma agreement with the kept part | loudness vs kept (median) |",
+           "|---|---|---|---|---|"]
+    for task, region in (("continuation", f"{st['prompt_seconds']:g}-{st['seconds']:g} s"),
+                         ("infill", f"{st['infill'][0]:g}-{st['infill'][1]:g} s")):
+        for src in ("real", "model", "random-init"):
+            r = result["rows"][f"{src}/{task}"]
+            out.append(f"| {task} {region} | {src if src != 'real' else 'real clip'} | {r['family_accuracy']:.2f} | "
+                       f"{r['chroma_agreement']:.3f} | {r['rms_ratio']:.2f} |")
+    out.append(f"\n`{result['model']}`, {st['num_clips']} held-out clips of {st['seconds']:g} s, each with its own "
+               f"description; family chance {st['family_chance']:.2f}; "
+               f"{_machine(result['machine'])}.")
+    return "\n".join(out)
+
+
 def tpu_compile_table(result: dict) -> str:
     from magnet_jax.training.metrics import PEAK_FLOPS
     out = ["| config | program | topology (chips) | mesh data/fsdp/tensor | batch | remat | attention | GiB per chip "
@@ -280,7 +298,7 @@ def lora_capacity_table(result: dict) -> str:
     out.append(f"\nThe trainer's step compiled ahead of time for the CPU backend with abstract inputs (no weight "
                f"allocated); memory from XLA's buffer assignment: peak = arguments (train state, frozen base, "
                f"{r0['t5']}, batch) + outputs + temporaries - donated. fp32 master weights and {st['dtype']} compute, "
-               f"remat {'on' if r0['remat'] else 'off'} (the configs'), {r0['text_len']} text tokens, AdamW + EMA; "
+               f"remat {'on' if r0['remat'] else 'off'} (`--remat`), {r0['text_len']} text tokens, AdamW + EMA; "
                f"LoRA alpha {lc['alpha']:g} on {len(lc['targets'])} projections per layer. The program's memory, "
                f"not the process's. "
                f"{_machine(result['machine'])}." + (f" Not run: {skipped}." if skipped else ""))
@@ -288,6 +306,7 @@ def lora_capacity_table(result: dict) -> str:
 
 
 TABLES = {"finetune_bundled": finetune_table, "text_steering": text_steering_table,
+          "continuation_infill": continuation_infill_table,
           "codec_round_trip": eval_table, "bundled_eval": eval_table, "codec_throughput": throughput_table,
           "codec_learning_curves": learning_curves_table, "tpu_compile": tpu_compile_table,
           "tpu_compile_summary": tpu_compile_summary, "lora": lora_table,

@@ -22,9 +22,16 @@ __all__ = ["KINDS", "RELEASED", "TINY", "TRAINING", "get_config", "model_config"
 
 _TINY_TRAINING = dict(total_steps=200, batch_size=8, learning_rate=3e-3, warmup_steps=20, log_every=1, eval_every=50,
                       eval_batches=2, checkpoint_every=50, text=dict(max_length=16))
+# The released architectures train at audiocraft's batch (192) on a pod slice: per-layer remat and the parameters,
+# gradients and optimizer state sharded over every chip (FSDP, the batch over the same axis). The TPU compiler
+# refuses them as data-parallel without remat on v4 (8 chips: 34-196 GB of temporaries vs 31 GB of HBM,
+# benchmarks/results/tpu_compile.json); --config.mesh.data=-1 --config.mesh.fsdp=1 --config.model.remat=false
+# goes back to plain data parallelism where memory allows (a MusicGen config starts from magnet_small_10secs').
+_POD = dict(model=dict(remat=True), mesh=dict(data=1, fsdp=-1))
 # Per preset: what training changes on top of TrainConfig.defaults(kind) (flat fields, and sections as dicts).
 # hybrid_NAME trains with NAME's.
 TRAINING = {
+    **{name: _POD for name in RELEASED},
     "tiny": _TINY_TRAINING,
     "tiny_audio": _TINY_TRAINING,
     # the bundled model (tools/make_bundled.sh). Text: the packaged encoder by default; make_bundled.sh passes

@@ -15,6 +15,7 @@ class StepDraws(Protocol):
     cfg_dropout: float           # probability of nulling the text (classifier-free guidance)
     per_sample_stage: bool       # one stage per sample instead of one per batch (where the objective has a choice)
     per_sample_cfg: bool         # one CFG-dropout draw per sample instead of one per batch
+    stage_weights: tuple         # relative draw weight per stage (MAGNeT); () = uniform
 
 
 class Objective(Protocol):

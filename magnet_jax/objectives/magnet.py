@@ -2,7 +2,8 @@
 
 Per batch (all pure jnp, static shapes, deterministic for a PRNG key):
 
-1. a stage ``s ~ U{0..K-1}``, one per batch like the reference (``per_sample_stage=True``: one per sample);
+1. a stage ``s ~ U{0..K-1}``, one per batch like the reference (``per_sample_stage=True``: one per sample;
+   ``stage_weights``: drawn with those relative weights instead);
 2. per sample ``t ~ U(0, 1)`` and mask rate ``cos(pi t / 2)``;
 3. ``u = LUT[round(100 rate)]`` (at least 1) span starts at distinct uniform positions, each
    masking itself and the next ``span_len - 1`` frames (spans may merge; truncated at the end).
@@ -118,15 +119,19 @@ def cfg_dropout(key, text_mask, p: float, per_sample: bool = False):
     return text_mask * keep[:, None].astype(text_mask.dtype)
 
 
-def sample_stage(key, batch: int, num_codebooks: int, per_sample: bool = False):
-    if per_sample:
-        return jax.random.randint(key, (batch,), 0, num_codebooks)
-    return jax.random.randint(key, (), 0, num_codebooks)
+def sample_stage(key, batch: int, num_codebooks: int, per_sample: bool = False, weights=()):
+    """The stage (codebook) to train: uniform like the reference, or drawn with relative ``weights`` (one per
+    codebook); one per batch (a scalar) or, ``per_sample``, one per sample ([B])."""
+    shape = (batch,) if per_sample else ()
+    if weights:
+        p = jnp.asarray(weights, jnp.float32)
+        return jax.random.choice(key, num_codebooks, shape, p=p / jnp.sum(p)).astype(jnp.int32)
+    return jax.random.randint(key, shape, 0, num_codebooks)
 
 
 def prepare_batch(codes, padding_mask, text_mask, key, *, num_codebooks: int, mask_id: int, span_len: int = 3,
                   cfg_dropout_p: float = 0.0, per_sample_stage: bool = False, per_sample_cfg: bool = False,
-                  stage=None) -> dict:
+                  stage=None, stage_weights=()) -> dict:
     """Samples stage, mask rates, span masks and CFG dropout: the model inputs and the loss targets.
 
     Returns ``inputs`` [B, K, T], ``stage`` (scalar or [B]), ``targets`` [B, T] (codebook ``stage``),
@@ -135,7 +140,7 @@ def prepare_batch(codes, padding_mask, text_mask, key, *, num_codebooks: int, ma
     B, K, T = codes.shape
     k_stage, k_rate, k_span, k_cfg = jax.random.split(key, 4)
     if stage is None:
-        stage = sample_stage(k_stage, B, num_codebooks, per_sample_stage)
+        stage = sample_stage(k_stage, B, num_codebooks, per_sample_stage, tuple(stage_weights))
     rate = cosine_mask_rate(jax.random.uniform(k_rate, (B,)))
     mask = span_mask(k_span, rate, T, span_len)
     if cfg_dropout_p > 0:
@@ -170,7 +175,8 @@ class MagnetObjective:
         m, s = model_config, step_config
         draws = {} if stage is not None else dict(cfg_dropout_p=float(s.cfg_dropout),
                                                   per_sample_stage=bool(s.per_sample_stage),
-                                                  per_sample_cfg=bool(s.per_sample_cfg))
+                                                  per_sample_cfg=bool(s.per_sample_cfg),
+                                                  stage_weights=tuple(getattr(s, "stage_weights", ())))
         return prepare_batch(batch["codes"], batch["padding_mask"], batch["text_mask"], key, num_codebooks=m.n_q,
                              mask_id=m.mask_id, span_len=m.span_len, stage=stage, **draws)
 

@@ -56,11 +56,17 @@ class StepConfig:
     cfg_dropout: float = 0.3
     per_sample_stage: bool = False
     per_sample_cfg: bool = False
+    # MAGNeT objective: relative draw weight of each codebook stage, e.g. (0.7, 0.1, 0.1, 0.1) to spend most steps
+    # on the first codebook; () = uniform (audiocraft's).
+    stage_weights: tuple = ()
     # objectives/table.OBJECTIVES; config.model is the family's config (model/families.py). magnet: MAGNeT's span
     # masking. hybrid: Hybrid-MAGNeT (objectives/hybrid.py: AR prefix + span-masked suffix, a per-sample stage and
     # prompt step; a HybridMagnetConfig, model.delays). musicgen: MusicGen's delay-pattern CE on every codebook
     # (objectives/musicgen.py; a MusicGenConfig).
     objective: str = "magnet"
+
+    def __post_init__(self):              # a JSON / ConfigDict list -> a hashable tuple of floats
+        object.__setattr__(self, "stage_weights", tuple(float(w) for w in self.stage_weights))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,6 +245,13 @@ class TrainConfig:
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"config.{k}={v} must be in [0, 1]")
         _check_objective(s.objective)
+        sw = tuple(s.stage_weights)
+        if sw and (len(sw) != self.model.n_q or min(sw) < 0 or sum(sw) <= 0
+                   or not all(math.isfinite(float(w)) for w in sw)):
+            raise ConfigError(f"config.stage_weights={sw}: give {self.model.n_q} non-negative weights (one per "
+                              f"codebook, not all 0), or () for uniform")
+        if sw and s.objective != "magnet":
+            raise ConfigError(f"config.stage_weights applies to the magnet objective, not {s.objective!r}: use ()")
         if o.schedule not in ("cosine", "inverse_sqrt", "constant"):
             raise ConfigError(f"config.schedule={o.schedule!r}: use cosine, inverse_sqrt or constant")
         if dc.batch_size % s.grad_accum_steps:

@@ -95,6 +95,20 @@ def test_loss_ignores_unmasked_and_padded_targets():
     assert float(full) == pytest.approx(float(loss), abs=1e-6) and float(aux["num_tokens"]) == w.sum()
 
 
+def test_stage_weights_set_how_often_each_stage_is_drawn():
+    keys = jax.random.split(jax.random.PRNGKey(0), 400)
+    draw = jax.jit(jax.vmap(lambda k: masking.sample_stage(k, 4, 4, False, (0.7, 0.1, 0.1, 0.1))))
+    freq = np.bincount(np.asarray(draw(keys)), minlength=4) / len(keys)
+    np.testing.assert_allclose(freq, [0.7, 0.1, 0.1, 0.1], atol=0.06)
+    uniform = np.bincount(np.asarray(jax.vmap(lambda k: masking.sample_stage(k, 4, 4))(keys)), minlength=4)
+    assert uniform.min() > 70                                       # () keeps the reference's uniform draw
+    only_last = masking.sample_stage(keys[0], 6, 4, True, (0, 0, 0, 2))
+    assert only_last.shape == (6,) and (np.asarray(only_last) == 3).all()
+    batch = masking.prepare_batch(jnp.zeros((2, 4, 30), jnp.int32), jnp.ones((2, 30), bool), jnp.ones((2, 5)),
+                                  keys[1], num_codebooks=4, mask_id=1024, stage_weights=(0, 1, 0, 0))
+    assert int(batch["stage"]) == 1
+
+
 def test_cfg_dropout_batch_and_sample():
     m = jnp.ones((64, 5), jnp.int32)
     dropped = [int(masking.cfg_dropout(jax.random.PRNGKey(i), m, 0.3).sum() == 0) for i in range(200)]

@@ -37,8 +37,10 @@ def test_default_arg_is_tiny():
 def test_released_defaults_come_from_their_single_source(name):
     r, c = configs.RELEASED[name], configs.get_config(name)
     kind, seg = r["kind"], float(r["segment"])
-    want_model = dict(MagnetConfig().to_dict(), **r["size"], segment_duration=seg, text_dim=WIDTHS[c.text.name])
+    want_model = dict(MagnetConfig().to_dict(), **r["size"], segment_duration=seg, text_dim=WIDTHS[c.text.name],
+                      remat=True)                     # the pod default (configs.py _POD): remat + FSDP
     assert c.model.to_dict() == want_model
+    assert dict(c.mesh) == dict(data=1, fsdp=-1, tensor=1)
     assert GenerationConfig.from_dict(c.generation.to_dict()) == GenerationConfig.for_model(kind, seg)
     assert c.text.name == ("t5-base" if kind == "music" else "t5-large") and c.checkpoint == r["hub"]
     assert c.generation.decoding_steps[0] == (60 if seg == 30 else 20)
@@ -71,6 +73,9 @@ def test_unknown_fields_fail_by_name():
     ("seed", -1, r"config.seed=-1 must be in \[0, 2\*\*32\)"),                # issue 32
     ("seed", 2**32, r"config.seed=4294967296"),
     ("text.max_length", 0, "config.text.max_length=0 must be at least 1"),
+    ("stage_weights", (1.0, 1.0), r"stage_weights=\(1.0, 1.0\): give 4 non-negative weights"),
+    ("stage_weights", (0, 0, 0, 0), "not all 0"),
+    ("stage_weights", (1, -1, 1, 1), "non-negative"),
 ])
 def test_impossible_values_are_refused(field, value, match):
     c = configs.get_config("tiny")
@@ -80,6 +85,19 @@ def test_impossible_values_are_refused(field, value, match):
         node = node[k]
     node[last] = value
     with pytest.raises(ConfigError, match=match):
+        TrainConfig.from_config(c)
+
+
+def test_stage_weights_become_a_hashable_tuple_and_need_the_magnet_objective():
+    c = configs.get_config("tiny")
+    c.stage_weights = (0.7, 0.1, 0.1, 0.1)
+    d = c.to_dict()
+    d["stage_weights"] = [7, 1, 1, 1]                   # as config.json gives it back
+    step = TrainConfig.from_config(d).step
+    assert step.stage_weights == (7.0, 1.0, 1.0, 1.0) and hash(step)
+    c = configs.get_config("hybrid_tiny")
+    c.stage_weights = (1, 1, 1, 1)
+    with pytest.raises(ConfigError, match="applies to the magnet objective"):
         TrainConfig.from_config(c)
 
 
