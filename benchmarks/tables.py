@@ -191,6 +191,22 @@ def continuation_infill_table(result: dict) -> str:
     return "\n".join(out)
 
 
+def text_information_table(result: dict) -> str:
+    """benchmarks/text_information.py: held-out loss per stage with the clip's own description, and what another
+    clip's description or none adds (nats per token)."""
+    rows = result["rows"]
+    K = len(next(iter(rows.values()))["own"])
+    out = ["| LM | " + " | ".join(f"stage {k}: own / other - own / none - own" for k in range(K)) + " |",
+           "|---" * (K + 1) + "|"]
+    for name, r in rows.items():
+        out.append(f"| {name} | " + " | ".join(f"{r['own'][k]:.3f} / {r['other_minus_own'][k]:+.3f} / "
+                                             f"{r['null_minus_own'][k]:+.3f}" for k in range(K)) + " |")
+    out.append(f"\nNats per token on the trainer's fixed held-out batches ({result['eval_batches']} x "
+               f"{result['batch_size']}, split `{result['eval_split']}`), text encoder `{Path(result['text']).name}`; "
+               f"{_machine(result['machine'])}.")
+    return "\n".join(out)
+
+
 def tpu_compile_table(result: dict) -> str:
     from magnet_jax.training.metrics import PEAK_FLOPS
     out = ["| config | program | topology (chips) | mesh data/fsdp/tensor | batch | remat | attention | GiB per chip "
@@ -306,7 +322,7 @@ def lora_capacity_table(result: dict) -> str:
 
 
 TABLES = {"finetune_bundled": finetune_table, "text_steering": text_steering_table,
-          "continuation_infill": continuation_infill_table,
+          "continuation_infill": continuation_infill_table, "text_information": text_information_table,
           "codec_round_trip": eval_table, "bundled_eval": eval_table, "codec_throughput": throughput_table,
           "codec_learning_curves": learning_curves_table, "tpu_compile": tpu_compile_table,
           "tpu_compile_summary": tpu_compile_summary, "lora": lora_table,

@@ -157,6 +157,21 @@ def _mesh(cfg: TrainConfig):
         raise UserError(f"config.mesh: {e} (-1 = the remaining devices)") from None
 
 
+def lm_dataset(cfg: TrainConfig, builder_dir: Path, tokenizer, split: str, train: bool, batch_size: int = 0):
+    """This process's batches of ``split`` as the trainer reads them (``train``: random crops, description
+    augmentation, word dropout, shuffled; else the fixed eval form: crops at 0, no augmentation, in order), of
+    ``batch_size`` (default: the config's global batch over the processes)."""
+    d, pc = cfg.data, jax.process_count()
+    return make_dataset(data_source(builder_dir, split), segment_frames=cfg.model.segment_frames,
+                        pad_id=cfg.model.mask_id, tokenizer=tokenizer, text_len=int(cfg.text.max_length),
+                        builder_dir=builder_dir, batch_size=batch_size or d.batch_size // pc, seed=cfg.loop.seed,
+                        min_segment_ratio=d.min_segment_ratio, sample_on_duration=d.sample_on_duration,
+                        merge_text_p=d.merge_text_p, drop_desc_p=d.drop_desc_p, drop_other_p=d.drop_other_p,
+                        word_dropout=float(cfg.text.word_dropout) if train else 0.0, train=train,
+                        process_index=jax.process_index(), process_count=pc,
+                        worker_count=d.worker_count if train else 0)
+
+
 def train(cfg: TrainConfig, workdir: str | Path) -> dict:
     """Trains ``cfg`` in ``workdir`` (resuming from its checkpoints); returns the last logged metrics."""
     maybe_initialize_distributed(cfg.distributed)
@@ -166,7 +181,7 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     mcfg, d, lp = cfg.model, cfg.data, cfg.loop
-    pc, pi = jax.process_count(), jax.process_index()
+    pc = jax.process_count()
     if d.batch_size % pc:
         raise UserError(f"config.batch_size={d.batch_size} is not divisible by the {pc} processes")
     T, S_txt = mcfg.segment_frames, int(cfg.text.max_length)
@@ -177,13 +192,7 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict:
                                jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
     def dataset(split, train):
-        return make_dataset(data_source(builder_dir, split), segment_frames=T, pad_id=mcfg.mask_id,
-                            tokenizer=tokenizer, text_len=S_txt, builder_dir=builder_dir,
-                            batch_size=d.batch_size // pc, seed=lp.seed, min_segment_ratio=d.min_segment_ratio,
-                            sample_on_duration=d.sample_on_duration, merge_text_p=d.merge_text_p,
-                            drop_desc_p=d.drop_desc_p, drop_other_p=d.drop_other_p,
-                            word_dropout=float(cfg.text.word_dropout) if train else 0.0, train=train,
-                            process_index=pi, process_count=pc, worker_count=d.worker_count if train else 0)
+        return lm_dataset(cfg, builder_dir, tokenizer, split, train)
     data_iter = iter(dataset(d.train_split, True))
 
     tx, schedule = make_optimizer(cfg.optim), make_schedule(cfg.optim)

@@ -78,6 +78,26 @@ def test_layer_loop_trains_like_the_scan(dataset, full_run, tmp_path):
     assert len({got[s]["loss"] for s in got}) == STEPS
 
 
+def test_text_losses_score_each_clip_with_its_own_another_and_no_description(full_run):
+    """jobs.finetune_eval.text_losses (benchmarks/text_information.py): the held-out loss per stage with each clip's
+    own description is the trainer's evaluation; another clip's description or none changes a trained LM's loss;
+    a random-init LM cannot use the text, so the description it gets hardly matters."""
+    from magnet_jax.jobs.finetune_eval import heldout_loss, text_losses
+    from magnet_jax.training.trained_lm import train_config
+    cfg, _ = train_config(full_run)
+    export = str(full_run / "export")
+    got = text_losses(cfg, export)
+    assert set(got) == {"own", "other", "null"}
+    for v in got.values():
+        assert len(v) == 5 and all(np.isfinite(x) for x in v.values())      # 4 stages + their mean
+    assert got["own"] == heldout_loss(cfg, export)
+    assert got["null"] != got["own"] and got["other"] != got["own"]
+    rand = text_losses(cfg, "")
+    for k in range(4):
+        key = f"eval_loss_stage{k}"
+        assert abs(rand["other"][key] - rand["own"][key]) < 0.05 and abs(rand["null"][key] - rand["own"][key]) < 0.05
+
+
 def test_codec_mismatch_is_refused(dataset, tmp_path):
     data_dir, codec = dataset
     p = run_tool(_train_args(data_dir, codec, tmp_path / "w", 2, 2, ["--config.codec.sample_rate=32000"]),
