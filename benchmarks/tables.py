@@ -207,6 +207,21 @@ def text_information_table(result: dict) -> str:
     return "\n".join(out)
 
 
+def bundled_latency_table(result: dict) -> str:
+    """benchmarks/bundled_latency.py: one clip at batch 1 after compilation, LM and codec apart."""
+    runs = result["runs"]
+    lm, codec = min(r["lm_s"] for r in runs), min(r["codec_s"] for r in runs)
+    out = ["| model | clip | first call (compiles) | after: min / mean | of which LM decoding | codec decode |",
+           "|---|---|---|---|---|---|",
+           f"| {result['model']} ({result['lm_config']['dim']}-dim, {result['lm_config']['num_layers']} layers, steps "
+           f"{result['decoding_steps']}) | {result['seconds']:g} s, batch 1 | "
+           f"{result['first_call']['total_s']:.1f} s | {result['min_total_s']:.2f} / {result['mean_total_s']:.2f} s | "
+           f"{lm:.2f} s | {codec:.2f} s |",
+           f"\n{len(runs)} timed calls; {_machine(result['machine'])}; load average {result['loadavg'][0]:.1f} at the "
+           f"end (other jobs on the host inflate the times)."]
+    return "\n".join(out)
+
+
 def tpu_compile_table(result: dict) -> str:
     from magnet_jax.training.metrics import PEAK_FLOPS
     out = ["| config | program | topology (chips) | mesh data/fsdp/tensor | batch | remat | attention | GiB per chip "
@@ -244,7 +259,7 @@ def tpu_compile_summary(result: dict) -> str:
     """README's short version: the released sizes' train steps on TPU where the compiler and the estimate disagree
     (the compiler refuses what the estimate fits), each with the compiled setting that fits at that topology."""
     out = ["| model | topology (chips) | global batch | mesh data/fsdp/tensor, remat | compiled: GiB per chip | "
-           "estimate: GB per chip |", "|---" * 6 + "|"]
+           "estimate: GB per chip | largest global batch (compiled) | TFLOP per step (compiler) |", "|---" * 8 + "|"]
     gib = 2.0 ** 30
     rows = [r for r in _tpu_rows(result) if r["program"] == "train" and not r["config"].startswith("tiny")
             and not r.get("error") and r.get("estimate") and str(r.get("device_kind", "")).startswith("TPU")]
@@ -259,9 +274,12 @@ def tpu_compile_summary(result: dict) -> str:
             need = err.get("temp_bytes") or err.get("needed_bytes")
             got = f"no: temporaries alone {need / gib:.0f}" if need else "no"
         est = r["estimate"]
+        default = r.get("remat") and r["mesh"].get("data") == 1 and r["mesh"].get("fsdp") == r.get("devices")
+        fl = r.get("flops_per_step")
         out.append(f"| {r['config']} | {_topology(r)} | {r['batch_size']} | "
-                   f"{_mesh(r)}, {'remat' if r.get('remat') else 'no remat'} | {got} | "
-                   f"{est['bytes_per_chip'] / 1e9:.1f}: {'fits' if est['fits'] else 'no'} |")
+                   f"{_mesh(r)}, {'remat' if r.get('remat') else 'no remat'}{' (default)' if default else ''} | "
+                   f"{got} | {est['bytes_per_chip'] / 1e9:.1f}: {'fits' if est['fits'] else 'no'} | "
+                   f"{_largest(r) if r['fits'] else '-'} | {f'{fl / 1e12:.0f}' if fl else '-'} |")
     return "\n".join(out)
 
 
@@ -323,6 +341,7 @@ def lora_capacity_table(result: dict) -> str:
 
 TABLES = {"finetune_bundled": finetune_table, "text_steering": text_steering_table,
           "continuation_infill": continuation_infill_table, "text_information": text_information_table,
+          "bundled_latency": bundled_latency_table,
           "codec_round_trip": eval_table, "bundled_eval": eval_table, "codec_throughput": throughput_table,
           "codec_learning_curves": learning_curves_table, "tpu_compile": tpu_compile_table,
           "tpu_compile_summary": tpu_compile_summary, "lora": lora_table,
