@@ -61,7 +61,9 @@ def main(argv):
         line, = ax.plot(steps, [r[k] for r in run["rows"]], marker=".", label=f"stage {i}")
         if unigram and i < len(unigram):
             ax.axhline(unigram[i], color=line.get_color(), ls=":", lw=1)
-    ax.set_xlabel(f"step (batch {run['batch_size']})")
+    for w in FLAGS.workdir[:-1]:                        # each warm restart: where the previous workdir ended
+        ax.axvline(max(r["step"] for r in run["rows"] if r["workdir"] == w), color="grey", ls="--", lw=0.8)
+    ax.set_xlabel(f"step (batch {run['batch_size']}; dashed: a warm restart)")
     ax.set_ylabel("held-out CE (nats)")
     ax.set_title("held-out loss per stage (dotted: unigram baseline)")
     ax.legend(fontsize=8)
