@@ -62,8 +62,10 @@ def test_lora_fine_tuning_cli(dataset, tmp_path):  # noqa: F811
     assert params == {f"{m}/{t}/{ab}" for m, ts in (("self_attn", "q k v out"), ("cross_attn", "q k v out"),
                                                      ("ffn", "w1 w2")) for t in ts.split() for ab in "ab"}
     assert not any(k in n for n in names for k in ("emb", "heads", "norm", "qkv", "text_kernel"))
+    # a full-training checkpoint holds the weights 4x (params, 2 AdamW moments, EMA); the adapters' ~1 MB varies
+    # with orbax's OCDBT files (1.0-1.35 MB seen for the same run), so half the base's size is the bound
     ck_bytes = sum(f.stat().st_size for f in (work / "checkpoints" / "4").rglob("*") if f.is_file())
-    assert ck_bytes < (base / "magnet_jax_lm.safetensors").stat().st_size / 4
+    assert ck_bytes < (base / "magnet_jax_lm.safetensors").stat().st_size / 2
 
     # the export: merged EMA weights + the adapter alone, which applied to the base gives the merged model
     export = work / "export"
