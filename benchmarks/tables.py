@@ -201,8 +201,9 @@ def text_information_table(result: dict) -> str:
     for name, r in rows.items():
         out.append(f"| {name} | " + " | ".join(f"{r['own'][k]:.3f} / {r['other_minus_own'][k]:+.3f} / "
                                              f"{r['null_minus_own'][k]:+.3f}" for k in range(K)) + " |")
-    out.append(f"\nNats per token on the trainer's fixed held-out batches ({result['eval_batches']} x "
-               f"{result['batch_size']}, split `{result['eval_split']}`), text encoder `{Path(result['text']).name}`; "
+    out.append(f"\nNats per token on the trainer's fixed held-out batches (the first {result['eval_batches']} or "
+               f"fewer of {result['batch_size']} clips, split `{result['eval_split']}`), text encoder "
+               f"`{Path(result['text']).name}`; "
                f"{_machine(result['machine'])}.")
     return "\n".join(out)
 
