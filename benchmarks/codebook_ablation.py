@@ -34,17 +34,16 @@ def main(argv):
     import jax.numpy as jnp
 
     from benchmarks.common import machine, write_json
-    from magnet_jax.eval.adherence import FamilyClassifier, measure
+    from magnet_jax.eval.adherence import measure
     from magnet_jax.eval.fad import MelEmbedding
-    from magnet_jax.eval.report import _fad, read_clip, read_manifest
+    from magnet_jax.eval.report import _fad, family_classifier, read_clip, read_manifest
     from magnet_jax.pipelines.magnet import MagnetPipeline
 
     pipe = MagnetPipeline.from_pretrained(FLAGS.model)
     sr, card = pipe.sample_rate, pipe.lm.config.card
     valid = read_manifest(FLAGS.manifest, FLAGS.num_clips)
     train = read_manifest(Path(FLAGS.manifest).with_name("train.jsonl"), FLAGS.num_train)
-    clf = FamilyClassifier().fit(np.stack([measure(read_clip(r["path"], sr, FLAGS.seconds), sr)["features"]
-                                           for r in train]), [r["meta"]["instrument_family"] for r in train])
+    clf = family_classifier(train, sr, FLAGS.seconds)
     real = [read_clip(r["path"], sr, FLAGS.seconds) for r in valid]
     fams = [r["meta"]["instrument_family"] for r in valid]
     emb = MelEmbedding(sample_rate=sr)

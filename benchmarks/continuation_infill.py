@@ -93,8 +93,7 @@ def main(argv):
     if not FLAGS.manifest:
         raise app.UsageError("--manifest=CORPUS/valid.jsonl is required (tools/build_corpus.py writes it)")
     from benchmarks.common import machine
-    from magnet_jax.eval.adherence import FamilyClassifier, measure
-    from magnet_jax.eval.report import _random_like, read_clip, read_manifest
+    from magnet_jax.eval.report import _random_like, family_classifier, read_clip, read_manifest
     from magnet_jax.pipelines.magnet import MagnetPipeline
 
     pipe = MagnetPipeline.from_pretrained(FLAGS.model)
@@ -105,8 +104,7 @@ def main(argv):
     valid = read_manifest(FLAGS.manifest, FLAGS.num_clips)
     train = read_manifest(Path(FLAGS.manifest).with_name("train.jsonl"), FLAGS.num_train)
     t0 = time.time()
-    clf = FamilyClassifier().fit(np.stack([measure(read_clip(r["path"], sr, seconds), sr)["features"]
-                                           for r in train]), [r["meta"]["instrument_family"] for r in train])
+    clf = family_classifier(train, sr, seconds)
     lms = {"model": pipe, "random-init": _random_like(pipe, FLAGS.seed)}
     per = {f"{src}/{task}": [] for src in ("real", *lms) for task in regions}
     first = {}

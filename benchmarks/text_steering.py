@@ -41,14 +41,13 @@ def _generate(pipe, texts, seeds, seconds, cfg_off):
 
 def main(argv):
     del argv
-    from magnet_jax.eval.adherence import FamilyClassifier, measure
-    from magnet_jax.eval.report import read_clip, read_manifest
+    from magnet_jax.eval.adherence import measure
+    from magnet_jax.eval.report import family_classifier, read_manifest
     from magnet_jax.pipelines.magnet import MagnetPipeline
     pipe = MagnetPipeline.from_pretrained(FLAGS.model)
     sr = pipe.sample_rate
     train = read_manifest(FLAGS.train_manifest, FLAGS.num_train)
-    clf = FamilyClassifier().fit(np.stack([measure(read_clip(r["path"], sr, FLAGS.seconds), sr)["features"]
-                                           for r in train]), [r["meta"]["instrument_family"] for r in train])
+    clf = family_classifier(train, sr, FLAGS.seconds)
     families = list(INSTRUMENTS)
     result = {"model": FLAGS.model, "seeds": FLAGS.seeds, "seconds": FLAGS.seconds, "families": families,
               "family_text": FAMILY_TEXT, "instruments": INSTRUMENTS, "tempo_text": TEMPO_TEXT, "runs": {}}

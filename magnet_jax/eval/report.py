@@ -44,6 +44,15 @@ def read_clip(path: str, sample_rate: int, seconds: float) -> np.ndarray:
     return wav[0, :int(seconds * sample_rate)]
 
 
+def family_classifier(rows: list[dict], sample_rate: int, seconds: float, clips=None) -> FamilyClassifier:
+    """The instrument-family classifier every evaluation judges with, trained on the manifest ``rows``' clips
+    (``clips``: those clips already read at ``sample_rate``; else read here, ``seconds`` long)."""
+    if clips is None:
+        clips = [read_clip(r["path"], sample_rate, seconds) for r in rows]
+    return FamilyClassifier().fit(np.stack([measure(c, sample_rate)["features"] for c in clips]),
+                                  [r["meta"]["instrument_family"] for r in rows])
+
+
 def _fad(emb, a, b) -> float:
     return frechet_audio_distance(emb, [resample_to(x, sr, emb.sample_rate) for x, sr in a],
                                   [resample_to(x, sr, emb.sample_rate) for x, sr in b])
@@ -117,8 +126,7 @@ def evaluate(manifest: str | Path, out: str | Path, *, model: str | None = None,
     train_clips = [read_clip(r["path"], sr, seconds) for r in train]
     real = [read_clip(r["path"], sr, seconds) for r in valid]
     metas = [r["meta"] for r in valid]
-    clf = FamilyClassifier().fit(np.stack([measure(c, sr)["features"] for c in train_clips]),
-                                 [r["meta"]["instrument_family"] for r in train])
+    clf = family_classifier(train, sr, seconds, train_clips)
     ref = [(c, sr) for c in real]
     result = {"manifest": str(manifest), "train_manifest": str(train_path), "seconds": seconds,
               "num_clips": len(valid), "num_train": len(train), "embedding": emb.name, "families": clf.classes,

@@ -140,7 +140,7 @@ def prepare_batch(codes, padding_mask, text_mask, key, *, num_codebooks: int, ma
     B, K, T = codes.shape
     k_stage, k_rate, k_span, k_cfg = jax.random.split(key, 4)
     if stage is None:
-        stage = sample_stage(k_stage, B, num_codebooks, per_sample_stage, tuple(stage_weights))
+        stage = sample_stage(k_stage, B, num_codebooks, per_sample_stage, stage_weights)
     rate = cosine_mask_rate(jax.random.uniform(k_rate, (B,)))
     mask = span_mask(k_span, rate, T, span_len)
     if cfg_dropout_p > 0:
@@ -176,7 +176,7 @@ class MagnetObjective:
         draws = {} if stage is not None else dict(cfg_dropout_p=float(s.cfg_dropout),
                                                   per_sample_stage=bool(s.per_sample_stage),
                                                   per_sample_cfg=bool(s.per_sample_cfg),
-                                                  stage_weights=tuple(getattr(s, "stage_weights", ())))
+                                                  stage_weights=s.stage_weights)
         return prepare_batch(batch["codes"], batch["padding_mask"], batch["text_mask"], key, num_codebooks=m.n_q,
                              mask_id=m.mask_id, span_len=m.span_len, stage=stage, **draws)
 

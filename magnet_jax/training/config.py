@@ -245,7 +245,7 @@ class TrainConfig:
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"config.{k}={v} must be in [0, 1]")
         _check_objective(s.objective)
-        sw = tuple(s.stage_weights)
+        sw = s.stage_weights
         if sw and (len(sw) != self.model.n_q or min(sw) < 0 or sum(sw) <= 0
                    or not all(math.isfinite(float(w)) for w in sw)):
             raise ConfigError(f"config.stage_weights={sw}: give {self.model.n_q} non-negative weights (one per "

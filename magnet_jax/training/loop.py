@@ -191,9 +191,7 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict:
     t5_params = jax.device_put(nnx.to_pure_dict(t5_state),
                                jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
-    def dataset(split, train):
-        return lm_dataset(cfg, builder_dir, tokenizer, split, train)
-    data_iter = iter(dataset(d.train_split, True))
+    data_iter = iter(lm_dataset(cfg, builder_dir, tokenizer, d.train_split, True))
 
     tx, schedule = make_optimizer(cfg.optim), make_schedule(cfg.optim)
     graphdef, params, param_specs = initial_model(lp.init_from, lp.seed, mcfg, mesh)
@@ -255,7 +253,8 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict:
                             f"checkpoint is intact: lower config.learning_rate or check the data")
                 if eval_fn is not None and (step % lp.eval_every == 0 or step == total):
                     if eval_set is None:
-                        eval_set = eval_batches(iter(dataset(d.eval_split, False)), lp.eval_batches)
+                        eval_set = eval_batches(iter(lm_dataset(cfg, builder_dir, tokenizer, d.eval_split, False)),
+                                                lp.eval_batches)
                     ev = heldout_losses(eval_fn, ema_model(state.ema), eval_set, t5_params, b_sh)
                     if ev:
                         writer.write(step, ev)
