@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs"
 EVAL_COLUMNS = (("family_accuracy", "family"), ("mode_accuracy", "mode"), ("key_accuracy", "key"),
-                ("tempo_spearman", "tempo rank corr."), ("fad", "FAD"), ("chroma_similarity", "chroma sim."),
+                ("tempo_spearman", "tempo rank corr."), ("tempo_acc2", "tempo within 8 %"), ("fad", "FAD"),
+                ("chroma_similarity", "chroma sim."),
                 ("onset_correlation", "onset corr."),
                 ("mel_distance", "mel dist."), ("si_snr", "SI-SNR dB"))
 # Row names recorded in the JSON -> the label printed (the JSON keeps its own names).
@@ -152,11 +153,14 @@ def finetune_table(result: dict) -> str:
 
 def text_steering_table(result: dict) -> str:
     """benchmarks/text_steering.py: family confusion (rows: the family asked for, by its instrument; columns: the
-    family the classifier hears), CFG on and off, then measured vs asked bpm."""
+    family the classifier hears) per CFG setting (the model's default, audiocraft's, off), then measured vs asked
+    bpm."""
     out = []
     for name, run in result["runs"].items():
         classes = run["classes"]
-        out += [f"**{name.replace('_', ' ')}**: family accuracy {run['family_accuracy']:.2f} (chance "
+        coefs = (f" (CFG {run['max_cfg_coef']:g} -> {run['min_cfg_coef']:g}"
+                 f"{', the model default' if name == 'cfg_on' else ''})" if "max_cfg_coef" in run else "")
+        out += [f"**{name.replace('_', ' ')}**{coefs}: family accuracy {run['family_accuracy']:.2f} (chance "
                 f"{run['family_chance']:.2f}), {run['distinct_predictions']} distinct families heard; tempo rank "
                 f"correlation {_f(run['tempo_spearman'], 2)}", "",
                 "| asked \\ heard | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]

@@ -43,6 +43,9 @@ KINDS = {
 }
 TINY = {"tiny": "music", "tiny_audio": "audio"}
 BUNDLED = "bundled"
+# The bundled model's decoding knobs over the music defaults (GenerationConfig fields): chosen by measurement on
+# held-out descriptions (docs/BUNDLED.md "Decoding"); its folder records them too (bundled.json "generation").
+BUNDLED_GENERATION = {"max_cfg_coef": 3.0}
 HYBRID_PREFIX = "hybrid_"     # hybrid_NAME: the Hybrid-MAGNeT variant of preset NAME (hybrid_tiny, hybrid_bundled)
 
 
@@ -86,7 +89,7 @@ def get(name: str) -> Preset:
         # parameters. The text encoder is the bundled frozen T5 (magnet_jax/bundled/text.py, 128-dim); the codec is
         # checked by shape (rate, frame rate, codebooks).
         p = _preset(name, "music", 10.0, dict(dim=256, num_heads=4, num_layers=4, card=1024, n_q=4, frame_rate=50,
-                                              text_dim=128), t5="")
+                                              text_dim=128), t5="", **BUNDLED_GENERATION)
         return dataclasses.replace(p, codec="", sample_rate=16000)
     raise ValueError(f"unknown config {name!r}; known: {names()} (and hybrid_NAME of each)")
 

@@ -5,6 +5,7 @@ reconstruction. Writes OUT/eval.json, OUT/eval.md (the table), OUT/adherence.png
   python tools/evaluate.py --manifest=CORPUS/valid.jsonl --out=DIR        # only the real-clip reference row
   python tools/evaluate.py --manifest=CORPUS/valid.jsonl --out=DIR --codec=new=W/codec --codec=old=OLD
                                                     # + a codec round-trip row per --codec (no LM)
+  python tools/evaluate.py --model=bundled ... --generation=max_cfg_coef=10   # other decoding knobs
 
 --model: anything MagnetPipeline.from_pretrained loads ("bundled", a bundled-layout folder, a hub id).
 Rows: real (held-out clips vs their own metadata), model (generations from the held-out descriptions),
@@ -34,7 +35,23 @@ flags.DEFINE_string("tokens", None, "tokenized corpus with train + valid splits:
 flags.DEFINE_string("lm_workdir", None, "tools/train.py workdir: adds its last held-out loss per stage")
 flags.DEFINE_multi_string("codec", [], "NAME=FOLDER (or FOLDER): add a codec round-trip row (held-out clips "
                           "encoded + decoded, scored as generations); repeatable")
+flags.DEFINE_multi_string("generation", [], "KNOB=VALUE: a decoding knob over the model's defaults (a "
+                          "GenerationConfig field, e.g. max_cfg_coef=10, decoding_steps=[40,10,10,10]); repeatable")
 FLAGS = flags.FLAGS
+
+
+def _generation(specs) -> dict:
+    import json
+    out = {}
+    for spec in specs:
+        knob, sep, value = spec.partition("=")
+        if not sep or not knob:
+            usage_error(f"--generation={spec}: expected KNOB=VALUE, e.g. --generation=max_cfg_coef=10")
+        try:
+            out[knob] = json.loads(value)
+        except ValueError:
+            out[knob] = value                          # a string knob: span_arrangement=stride1
+    return out
 
 
 def _codecs(specs) -> dict:
@@ -64,6 +81,7 @@ def main(argv):
                  num_clips=FLAGS.num_clips, num_train=FLAGS.num_train, seconds=FLAGS.seconds,
                  random_baseline=FLAGS.random_baseline, seed=FLAGS.seed, batch_size=FLAGS.batch_size,
                  plots=FLAGS.plots, tokens=FLAGS.tokens, codecs=_codecs(FLAGS.codec),
+                 generation=_generation(FLAGS.generation),
                  lm_metrics=f"{FLAGS.lm_workdir}/metrics.jsonl" if FLAGS.lm_workdir else None)
     except (BundledMissingError, FileNotFoundError, HubError, ValueError) as e:
         usage_error(str(e).splitlines()[0])

@@ -14,9 +14,10 @@ import shutil
 import statistics
 from pathlib import Path
 
+from magnet_jax import presets
 from magnet_jax.bundled.config import NAME
 from magnet_jax.bundled.descriptions import describe
-from magnet_jax.bundled.package import EXAMPLE_KEY, INFO, LM_FILES, PARTS
+from magnet_jax.bundled.package import EXAMPLE_KEY, GENERATION_KEY, INFO, LM_FILES, PARTS
 
 # What a training clip's sidecar must hold for example_description (descriptions.describe's inputs + the family).
 META_KEYS = ("instrument", "instrument_family", "era", "genre", "bpm", "key", "mode", "meter")
@@ -99,12 +100,14 @@ def _lm_export_dir(lm: str | os.PathLike) -> Path:
 
 def assemble(out: str | os.PathLike, *, lm: str | os.PathLike, codec: str | os.PathLike,
              t5: str | os.PathLike, info: dict | None = None,
-             train_manifest: str | os.PathLike | None = None) -> Path:
+             train_manifest: str | os.PathLike | None = None, generation: dict | None = None) -> Path:
     """Writes the bundled folder ``out`` from an LM export (or train workdir), a transformers-layout codec export
     (``tools/export_codec.py --format=transformers``) and a text folder (:func:`~magnet_jax.bundled.text.
     build_text_encoder`). The LM's config records ``t5`` / ``kind`` so the folder is self-describing.
     ``bundled.json`` records the example description (:func:`example_description`) of the training clips
-    (:func:`training_metas`: ``train_manifest``, else the clips the ``lm`` workdir was trained on), when found.
+    (:func:`training_metas`: ``train_manifest``, else the clips the ``lm`` workdir was trained on), when found,
+    and the decoding defaults ``generation`` (default :data:`magnet_jax.presets.BUNDLED_GENERATION`), which the
+    loader applies over the music defaults.
     Written to ``out.tmp`` first, then renamed: a stopped run leaves no half folder."""
     # imported here: `import magnet_jax.bundled` (which re-exports this function) stays free of the loaders
     from magnet_jax.convert.encodec import load_encodec
@@ -119,6 +122,11 @@ def assemble(out: str | os.PathLike, *, lm: str | os.PathLike, codec: str | os.P
         raise ValueError(f"codec {codec} has {c.num_codebooks} x {c.cardinality} codes at {c.frame_rate} Hz, the "
                          f"LM expects {m['n_q']} x {m['card']} at {m['frame_rate']} Hz")
     load_text_stack(str(t5), int(m["text_dim"]))
+    generation = dict(presets.BUNDLED_GENERATION if generation is None else generation)
+    try:                                                    # a knob that does not exist or a bad value: refused here
+        presets.get(NAME).generation.replace(**generation)
+    except TypeError as e:
+        raise ValueError(f"generation {generation}: not GenerationConfig fields ({e})") from None
     example = example_description(training_metas(train_manifest, lm))
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -131,7 +139,9 @@ def assemble(out: str | os.PathLike, *, lm: str | os.PathLike, codec: str | os.P
     sizes = {p: sum(f.stat().st_size for f in (tmp / p).rglob("*") if f.is_file()) for p in PARTS}
     (tmp / INFO).write_text(json.dumps({"name": NAME, "sizes_bytes": sizes, "sample_rate": c.sample_rate,
                                         "lm_step": meta.get("step"),
-                                        **({EXAMPLE_KEY: example} if example else {}), **(info or {})}, indent=1))
+                                        **({EXAMPLE_KEY: example} if example else {}),
+                                        GENERATION_KEY: generation,
+                                        **(info or {})}, indent=1))
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

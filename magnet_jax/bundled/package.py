@@ -1,6 +1,7 @@
 """The bundled model's folder: ``lm/`` (magnet-jax safetensors export), ``codec/`` (transformers EnCodec layout),
-``t5/`` (tokenizer + frozen T5, HF layout), ``bundled.json`` (provenance, and the model's example description:
-:func:`example_description`). All read with no torch, no network.
+``t5/`` (tokenizer + frozen T5, HF layout), ``bundled.json`` (provenance, the model's example description:
+:func:`example_description`, and its decoding defaults: :func:`generation_overrides`). All read with no torch, no
+network.
 
 This is the run-time side, used by the pipeline: ``MagnetPipeline.from_pretrained("bundled")`` loads the folder
 packaged at :data:`~magnet_jax.bundled.config.WEIGHTS_DIR` (any folder in this layout loads the same way).
@@ -23,6 +24,9 @@ EXAMPLE_KEY = "example_description"
 # The example of a folder whose bundled.json predates that key (or has none): a description in the corpus'
 # wording (magnet_jax.bundled.descriptions) of its most common genre, the chorale.
 FALLBACK_EXAMPLE = "a slow baroque chorale on church organ in A minor, 60 bpm"
+# bundled.json's key for the decoding knobs (GenerationConfig field -> value) this model's weights were measured
+# best with, applied over its kind's defaults when the folder is loaded (magnet_jax.pipelines.load).
+GENERATION_KEY = "generation"
 
 
 class BundledMissingError(FileNotFoundError):
@@ -54,3 +58,19 @@ def example_description(folder: str | os.PathLike) -> str:
     except (OSError, ValueError, AttributeError):
         text = None
     return text.strip() if isinstance(text, str) and text.strip() else FALLBACK_EXAMPLE
+
+
+def generation_overrides(folder: str | os.PathLike) -> dict:
+    """The decoding defaults the bundled-layout ``folder`` records (``bundled.json``'s ``generation``: field ->
+    value of the family's generation config, e.g. ``{"max_cfg_coef": 3.0}``), ``{}`` when it records none.
+    A value that is not a mapping is a one-line ValueError naming the file."""
+    path = Path(folder) / INFO
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    over = info.get(GENERATION_KEY, {}) if isinstance(info, dict) else {}
+    if not isinstance(over, dict):
+        raise ValueError(f"{path}: {GENERATION_KEY!r} must map decoding knobs to values (e.g. "
+                         f'{{"max_cfg_coef": 3.0}}), got {over!r}')
+    return dict(over)

@@ -107,14 +107,17 @@ def _codec_row(name, codec, real, sr, metas, clf, emb, ref, log) -> tuple[dict, 
 def evaluate(manifest: str | Path, out: str | Path, *, model: str | None = None, train_manifest: str | None = None,
              num_clips: int = 16, num_train: int = 200, seconds: float = 10.0, random_baseline: bool = True,
              seed: int = 0, batch_size: int = 4, plots: bool = True, tokens: str | None = None,
-             lm_metrics: str | None = None, codecs: dict | None = None, log=print) -> dict:
+             lm_metrics: str | None = None, codecs: dict | None = None, generation: dict | None = None,
+             log=print) -> dict:
     """Evaluates ``model`` (``from_pretrained`` name / folder; None: only the real-clip reference row) on the
     held-out ``manifest``; the family classifier trains on ``train_manifest`` (default: ``train.jsonl`` next to
     it). ``tokens`` (a train + valid TFDS folder) and ``lm_metrics`` (a ``tools/train.py`` metrics.jsonl) add the
     held-out loss per stage next to the unigram baseline. Returns (and writes to ``out/eval.json``) the rows and
     the codec reconstruction. ``codecs`` (``{name: load_encodec path}``) adds a ``codec:<name>`` row per codec:
     the held-out clips encoded and decoded, scored as generations are, plus SI-SNR / mel distance / chroma
-    similarity against the originals."""
+    similarity against the originals. ``generation``: decoding knobs over the model's defaults (its
+    ``GenerationConfig`` fields); the JSON records the decoding the model row used (``generation``)."""
+    pipe = None if model is None else _pipeline(model, generation)    # a bad model or knob fails before any work
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     valid = read_manifest(manifest, num_clips)
@@ -139,8 +142,7 @@ def evaluate(manifest: str | Path, out: str | Path, *, model: str | None = None,
         result["rows"][f"codec:{name}"], gens[f"codec:{name}"] = _codec_row(
             name, load_encodec(path), real, sr, metas, clf, emb, ref, log)
     if model is not None:
-        from magnet_jax.pipelines.magnet import MagnetPipeline
-        pipe = MagnetPipeline.from_pretrained(model)
+        result["generation"] = pipe.generation.to_dict()
         dur = min(seconds, pipe.window_seconds)
         rec = [np.asarray(pipe.codec.decode(pipe.codec.encode(np.asarray(resample_to(c, sr, pipe.sample_rate))
                                                               [None, None])))[0, 0] for c in real]
@@ -168,6 +170,18 @@ def evaluate(manifest: str | Path, out: str | Path, *, model: str | None = None,
         _plots(result, out, real, gens, sr, pipe.sample_rate if model is not None else sr)
     log(table(result))
     return result
+
+
+def _pipeline(model: str, generation: dict | None):
+    from magnet_jax.pipelines.magnet import MagnetPipeline
+    pipe = MagnetPipeline.from_pretrained(model)
+    if generation:
+        try:
+            pipe.generation = pipe.generation.replace(**generation)
+        except TypeError as e:
+            kind = type(pipe.generation).__name__
+            raise ValueError(f"generation {generation}: not {kind} fields ({e})") from None
+    return pipe
 
 
 def _host() -> dict:

@@ -20,7 +20,9 @@ from __future__ import annotations
 from flax import nnx
 
 from magnet_jax import presets
+from magnet_jax.bundled.package import INFO as BUNDLED_INFO
 from magnet_jax.bundled.package import example_description as bundled_example
+from magnet_jax.bundled.package import generation_overrides as bundled_generation
 from magnet_jax.bundled.package import resolve as resolve_bundled
 from magnet_jax.codec.random_init import random_encodec
 from magnet_jax.codec.stereo import StereoCodec
@@ -60,7 +62,8 @@ def from_pretrained(name_or_path: str, *, t5: str | None = None, codec: str | No
     or file a LoRA training run writes to ``WORKDIR/export``), merged into the LM's weights at load
     (:func:`magnet_jax.model.lora_files.apply_adapter`: another architecture is refused, another recorded base
     warned about). A bundled-layout model's ``example_description`` is the one its ``bundled.json`` records (a
-    description in its training corpus' wording), every other model's the released models' default."""
+    description in its training corpus' wording), every other model's the released models' default; its decoding
+    defaults are its kind's with the knobs its ``bundled.json`` records (``generation``) on top."""
     src = str(name_or_path)
     bundled = resolve_bundled(src)   # "bundled" or a folder with lm/ codec/ t5/ (magnet_jax/bundled/package)
     if bundled is not None:
@@ -84,11 +87,24 @@ def from_pretrained(name_or_path: str, *, t5: str | None = None, codec: str | No
     extra = {} if rescorer is None else {"rescorer": load_companion(
         str(rescorer), magnet_lm=lm, magnet_codec=codec_model, magnet_codec_source=codec_src, magnet_t5=t5_name,
         t5_override=t5, codec_override=codec, dtype=dtype)}
+    cls = PIPELINES[family]
+    generation = cls.default_generation(ck.kind, ck.segment_duration)
     if bundled is not None:
         extra["example_description"] = bundled_example(bundled)
-    cls = PIPELINES[family]
-    return cls(lm, codec_model, tokenizer, t5_fn, cls.default_generation(ck.kind, ck.segment_duration), name=src,
-               **extra)
+        generation = _overridden(generation, bundled_generation(bundled), bundled / BUNDLED_INFO)
+    return cls(lm, codec_model, tokenizer, t5_fn, generation, name=src, **extra)
+
+
+def _overridden(generation, overrides: dict, source):
+    """``generation`` with the knobs ``source`` records; a knob the family's config lacks or a bad value is a
+    one-line ValueError naming ``source``."""
+    if not overrides:
+        return generation
+    try:
+        return generation.replace(**overrides)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{source}: its generation defaults {overrides} do not fit {type(generation).__name__} "
+                         f"({e}); fix or remove that key") from None
 
 
 def from_config(name: str = "tiny", seed: int = 0, rescorer: str | None = None, *,

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from magnet_jax import presets
 from magnet_jax.bundled import build, package
 from magnet_jax.bundled import config as bconfig
 from magnet_jax.bundled.descriptions import describe
@@ -13,6 +14,7 @@ from magnet_jax.codec.random_init import random_encodec
 from magnet_jax.configs import get_config
 from magnet_jax.convert import save_lm_safetensors
 from magnet_jax.convert.encodec_export import export_codec
+from magnet_jax.decoding.config import GenerationConfig
 from magnet_jax.model import MagnetConfig, MagnetLM
 from magnet_jax.pipelines.magnet import MagnetPipeline
 
@@ -92,3 +94,33 @@ def test_bundled_name_resolves_to_the_package_folder(parts, tmp_path, monkeypatc
     assert MagnetPipeline.from_pretrained("bundled").lm.config.dim == 32
     assert package.resolve(str(root / "t5")) is None                         # not the layout: other loaders
     assert bconfig.WEIGHTS_DIR.name == "weights" and get_config("bundled").model.text_dim == 128
+
+
+def test_assemble_records_decoding_defaults_the_loader_applies(parts, tmp_path):
+    """bundled.json's generation: the knobs over the music defaults the folder's weights decode with (the bundled
+    preset's by default, the same as from_config("bundled")); an older folder gets the music defaults; a knob the
+    generation config lacks is refused at assembly and, in a hand-edited file, at load, naming the file."""
+    root, _ = parts
+    out = build.assemble(tmp_path / "w", lm=root / "train", codec=root / "codec", t5=root / "t5")
+    info = json.loads((out / package.INFO).read_text())
+    assert info[package.GENERATION_KEY] == presets.BUNDLED_GENERATION == {"max_cfg_coef": 3.0}
+    pipe = MagnetPipeline.from_pretrained(str(out))
+    music = GenerationConfig.music(1.0)
+    assert pipe.generation == music.replace(max_cfg_coef=3.0) != music
+    assert MagnetPipeline.from_config("bundled").generation.max_cfg_coef == 3.0
+    own = build.assemble(tmp_path / "own", lm=root / "train", codec=root / "codec", t5=root / "t5",
+                         generation={"top_p": 0.8})
+    assert MagnetPipeline.from_pretrained(str(own)).generation == music.replace(top_p=0.8)
+    info.pop(package.GENERATION_KEY)                                                  # an older bundled.json
+    (out / package.INFO).write_text(json.dumps(info))
+    assert MagnetPipeline.from_pretrained(str(out)).generation == music
+    with pytest.raises(ValueError, match="not GenerationConfig fields"):
+        build.assemble(tmp_path / "bad", lm=root / "train", codec=root / "codec", t5=root / "t5",
+                       generation={"cfg_coef": 3.0})
+    assert not (tmp_path / "bad").exists()
+    for bad, msg in (({"cfg_coef": 3.0}, "do not fit GenerationConfig"), ({"top_p": 2.0}, "top_p must be"),
+                     ([3.0], "must map decoding knobs")):
+        (out / package.INFO).write_text(json.dumps({**info, package.GENERATION_KEY: bad}))
+        with pytest.raises(ValueError, match=msg) as e:
+            MagnetPipeline.from_pretrained(str(out))
+        assert package.INFO in str(e.value)

@@ -93,6 +93,15 @@ def test_the_shipped_bundled_model_has_its_own_training_style_example():
     assert NAMES[meta["instrument"]] in FAMILIES
 
 
+def test_the_shipped_bundled_model_records_the_presets_decoding_defaults():
+    """The shipped folder decodes as from_config("bundled") does; a folder without the key gets the music defaults."""
+    from magnet_jax import presets
+    assert package.generation_overrides(package.WEIGHTS_DIR) == presets.BUNDLED_GENERATION
+    assert presets.get("bundled").generation.max_cfg_coef == presets.BUNDLED_GENERATION["max_cfg_coef"] != 10.0
+    assert presets.get("magnet_small_10secs").generation.max_cfg_coef == 10.0          # released: audiocraft's
+    assert package.generation_overrides(ROOT / "missing") == {}
+
+
 def test_released_models_keep_the_80s_example():
     assert TextToAudioPipeline.example_description == EXAMPLE_DESCRIPTION
     assert EXAMPLE_DESCRIPTION == "80s electronic track with melodic synthesizers and a driving beat"
