@@ -18,6 +18,7 @@ from magnet_jax import presets
 from magnet_jax.bundled.config import NAME
 from magnet_jax.bundled.descriptions import describe
 from magnet_jax.bundled.package import EXAMPLE_KEY, GENERATION_KEY, INFO, LM_FILES, PARTS
+from magnet_jax.decoding.config import with_knobs
 
 # What a training clip's sidecar must hold for example_description (descriptions.describe's inputs + the family).
 META_KEYS = ("instrument", "instrument_family", "era", "genre", "bpm", "key", "mode", "meter")
@@ -123,10 +124,7 @@ def assemble(out: str | os.PathLike, *, lm: str | os.PathLike, codec: str | os.P
                          f"LM expects {m['n_q']} x {m['card']} at {m['frame_rate']} Hz")
     load_text_stack(str(t5), int(m["text_dim"]))
     generation = dict(presets.BUNDLED_GENERATION if generation is None else generation)
-    try:                                                    # a knob that does not exist or a bad value: refused here
-        presets.get(NAME).generation.replace(**generation)
-    except TypeError as e:
-        raise ValueError(f"generation {generation}: not GenerationConfig fields ({e})") from None
+    with_knobs(presets.get(NAME).generation, generation, "assemble(generation=)")   # a bad knob: refused here
     example = example_description(training_metas(train_manifest, lm))
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

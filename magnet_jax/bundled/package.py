@@ -50,13 +50,19 @@ def resolve(name_or_path: str | os.PathLike) -> Path | None:
     return p if is_bundled_layout(p) else None
 
 
+def _info(folder: str | os.PathLike) -> dict:
+    """``folder``'s ``bundled.json`` as a dict; ``{}`` when it is missing, unreadable or not an object."""
+    try:
+        info = json.loads((Path(folder) / INFO).read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
 def example_description(folder: str | os.PathLike) -> str:
     """The example description the bundled-layout ``folder`` records (``bundled.json``'s ``example_description``),
     else :data:`FALLBACK_EXAMPLE` (an older or missing ``bundled.json``: its model was trained on this corpus)."""
-    try:
-        text = json.loads((Path(folder) / INFO).read_text()).get(EXAMPLE_KEY)
-    except (OSError, ValueError, AttributeError):
-        text = None
+    text = _info(folder).get(EXAMPLE_KEY)
     return text.strip() if isinstance(text, str) and text.strip() else FALLBACK_EXAMPLE
 
 
@@ -64,13 +70,8 @@ def generation_overrides(folder: str | os.PathLike) -> dict:
     """The decoding defaults the bundled-layout ``folder`` records (``bundled.json``'s ``generation``: field ->
     value of the family's generation config, e.g. ``{"max_cfg_coef": 3.0}``), ``{}`` when it records none.
     A value that is not a mapping is a one-line ValueError naming the file."""
-    path = Path(folder) / INFO
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    over = info.get(GENERATION_KEY, {}) if isinstance(info, dict) else {}
+    over = _info(folder).get(GENERATION_KEY, {})
     if not isinstance(over, dict):
-        raise ValueError(f"{path}: {GENERATION_KEY!r} must map decoding knobs to values (e.g. "
+        raise ValueError(f"{Path(folder) / INFO}: {GENERATION_KEY!r} must map decoding knobs to values (e.g. "
                          f'{{"max_cfg_coef": 3.0}}), got {over!r}')
     return dict(over)

@@ -167,3 +167,18 @@ class MusicGenGenerationConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "MusicGenGenerationConfig":
         return strict_from_dict(cls, d)
+
+
+def with_knobs(config, knobs: Mapping[str, Any], source: str):
+    """``config`` (a generation config) with the decoding ``knobs`` (field -> value) from ``source`` (a file, a flag,
+    an argument: named in the error) on top. A knob the config has not, or a bad value, is a one-line ValueError
+    naming ``source``; no knobs returns ``config`` itself."""
+    if not knobs:
+        return config
+    kind = type(config).__name__
+    try:
+        return config.replace(**knobs)
+    except TypeError as e:
+        raise ValueError(f"{source}: generation {dict(knobs)}: not {kind} fields ({e})") from None
+    except ValueError as e:
+        raise ValueError(f"{source}: generation {dict(knobs)}: {e}") from None

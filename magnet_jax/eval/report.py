@@ -173,14 +173,10 @@ def evaluate(manifest: str | Path, out: str | Path, *, model: str | None = None,
 
 
 def _pipeline(model: str, generation: dict | None):
+    from magnet_jax.decoding.config import with_knobs
     from magnet_jax.pipelines.magnet import MagnetPipeline
     pipe = MagnetPipeline.from_pretrained(model)
-    if generation:
-        try:
-            pipe.generation = pipe.generation.replace(**generation)
-        except TypeError as e:
-            kind = type(pipe.generation).__name__
-            raise ValueError(f"generation {generation}: not {kind} fields ({e})") from None
+    pipe.generation = with_knobs(pipe.generation, generation or {}, "--generation")
     return pipe
 
 

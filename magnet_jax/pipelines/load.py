@@ -29,6 +29,7 @@ from magnet_jax.codec.stereo import StereoCodec
 from magnet_jax.convert import encodec as codec_loader
 from magnet_jax.convert import load_audiocraft_checkpoint
 from magnet_jax.convert import t5 as text_loader
+from magnet_jax.decoding.config import with_knobs
 from magnet_jax.model.families import family_of
 from magnet_jax.model.lora_files import apply_adapter
 from magnet_jax.pipelines.base import TextToAudioPipeline
@@ -91,20 +92,9 @@ def from_pretrained(name_or_path: str, *, t5: str | None = None, codec: str | No
     generation = cls.default_generation(ck.kind, ck.segment_duration)
     if bundled is not None:
         extra["example_description"] = bundled_example(bundled)
-        generation = _overridden(generation, bundled_generation(bundled), bundled / BUNDLED_INFO)
+        generation = with_knobs(generation, bundled_generation(bundled),
+                                f"{bundled / BUNDLED_INFO} (fix or remove its \"generation\")")
     return cls(lm, codec_model, tokenizer, t5_fn, generation, name=src, **extra)
-
-
-def _overridden(generation, overrides: dict, source):
-    """``generation`` with the knobs ``source`` records; a knob the family's config lacks or a bad value is a
-    one-line ValueError naming ``source``."""
-    if not overrides:
-        return generation
-    try:
-        return generation.replace(**overrides)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{source}: its generation defaults {overrides} do not fit {type(generation).__name__} "
-                         f"({e}); fix or remove that key") from None
 
 
 def from_config(name: str = "tiny", seed: int = 0, rescorer: str | None = None, *,

@@ -118,7 +118,7 @@ def test_assemble_records_decoding_defaults_the_loader_applies(parts, tmp_path):
         build.assemble(tmp_path / "bad", lm=root / "train", codec=root / "codec", t5=root / "t5",
                        generation={"cfg_coef": 3.0})
     assert not (tmp_path / "bad").exists()
-    for bad, msg in (({"cfg_coef": 3.0}, "do not fit GenerationConfig"), ({"top_p": 2.0}, "top_p must be"),
+    for bad, msg in (({"cfg_coef": 3.0}, "not GenerationConfig fields"), ({"top_p": 2.0}, "top_p must be"),
                      ([3.0], "must map decoding knobs")):
         (out / package.INFO).write_text(json.dumps({**info, package.GENERATION_KEY: bad}))
         with pytest.raises(ValueError, match=msg) as e:

@@ -59,3 +59,15 @@ def test_bad_knobs_are_one_line_errors(kw, what):
     assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match=what):
         GenerationConfig().replace(**kw)
+
+
+def test_with_knobs_applies_over_a_config_and_names_the_source_of_a_bad_one():
+    from magnet_jax.decoding.config import MusicGenGenerationConfig, with_knobs
+    base = GenerationConfig.music()
+    assert with_knobs(base, {}, "x") is base
+    assert with_knobs(base, {"max_cfg_coef": 3.0}, "x") == base.replace(max_cfg_coef=3.0)
+    assert with_knobs(MusicGenGenerationConfig(), {"cfg_coef": 5.0}, "x").cfg_coef == 5.0
+    with pytest.raises(ValueError, match=r"^f\.json: generation \{'cfg_coef': 3\}: not GenerationConfig fields"):
+        with_knobs(base, {"cfg_coef": 3}, "f.json")
+    with pytest.raises(ValueError, match=r"^--generation: generation \{'top_p': 2\}: GenerationConfig.top_p must be"):
+        with_knobs(base, {"top_p": 2}, "--generation")
