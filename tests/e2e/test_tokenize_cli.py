@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -308,3 +309,28 @@ def test_cli_manifest_user_errors(codec_dir, tmp_path):
                        capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "2 kept / 1 skipped of 3 inputs" in p.stdout and "malformed_manifest_line 1" in p.stdout
+
+
+def test_merge_splits_joins_outputs_and_refuses_another_codec(built, tmp_path):
+    """The bundled recipe's join: a split from several tokenizer outputs is their records in order; an input
+    tokenized by other codec weights (another fingerprint) is refused by name."""
+    from magnet_jax.bundled.splits import merge_splits
+    out, res = built
+    src = _examples(tfds.builder_from_directory(res.dataset_dir).as_data_source("train"))
+    twin = tmp_path / "twin"
+    shutil.copytree(out, twin)
+    dst = merge_splits(tmp_path / "merged", {"train": [out, twin], "valid": twin})
+    b = tfds.builder_from_directory(str(dst))
+    train, valid = _examples(b.as_data_source("train")), _examples(b.as_data_source("valid"))
+    assert len(train) == 2 * len(src) and len(valid) == len(src)
+    for got, want in zip(train, src + src):
+        np.testing.assert_array_equal(got["codes"], want["codes"])
+        assert got["path"] == want["path"]
+    assert tok.read_codec_info(str(dst)) == tok.read_codec_info(res.dataset_dir)
+    md = next(twin.rglob("metadata.json"))
+    meta = json.loads(md.read_text())
+    meta["codec"]["fingerprint"] = "0" * 16
+    md.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="another codec"):
+        merge_splits(tmp_path / "refused", {"train": [out, twin]})
+    assert not (tmp_path / "refused").exists()
