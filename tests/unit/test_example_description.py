@@ -73,6 +73,11 @@ def test_training_metas_from_a_manifest_or_the_lm_workdir(tmp_path):
     for lm in (work, work / "export"):
         assert [m["instrument"] for m in build.training_metas(lm=lm)] == ["oboe", "oboe"]
     assert build.training_metas(lm=tmp_path / "corpus") == []                       # no workdir: nothing
+    # a train split joined from several tokenizer outputs (merge_splits): every report, in order
+    for i in range(2, 12):
+        (ds / f"tokenize_report_train_{i - 1}.json").write_text(json.dumps({"kept": [{"path": str(wavs[i % 3])}]}))
+    want = ["oboe", "oboe"] + [_meta("oboe" if i % 3 else "flute")["instrument"] for i in range(2, 12)]
+    assert [m["instrument"] for m in build.training_metas(lm=work)] == want
 
 
 def test_bundled_folder_example_and_its_fallback(tmp_path):
