@@ -14,8 +14,11 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +27,8 @@ import numpy as np
 from magnet_jax.bundled.descriptions import INSTRUMENTS, describe
 
 MAX_MEASURES = 32
-RENDER_TIMEOUT_S = 60     # a clip renders in ~1 s; a few scores make fluidsynth hang: those are skipped
+RENDER_TIMEOUT_S = 60     # a clip renders in ~1 s; a few scores never end (see render): those are skipped
+RENDER_MARGIN_S = 30.0    # a render is stopped this far past its score's length (notes' release tails are shorter)
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2")
 
 # corpus folder (inside music21's corpus) -> (era, genre, composer, how many works to take at most, bpm range)
@@ -121,9 +125,45 @@ def _prepare(score, program: int, bpm: float, semitones: int):
     return s, k.tonic.name.replace("-", "b"), k.mode, meter
 
 
-def render(midi: str, wav_out: str, sample_rate: int, soundfont: str):
-    subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.7", "-r", str(sample_rate), "-F", wav_out, soundfont, midi],
-                   check=True, capture_output=True, timeout=RENDER_TIMEOUT_S)
+class RunawayRender(RuntimeError):
+    """fluidsynth kept writing past the clip length (a score whose last notes never end)."""
+
+
+def render(midi: str, wav_out: str, sample_rate: int, soundfont: str, max_seconds: float | None = None,
+           timeout_s: float = RENDER_TIMEOUT_S):
+    """``fluidsynth`` renders ``midi`` to ``wav_out``. It renders until the MIDI ends: a few scores never end and
+    fast rendering writes gigabytes a minute, so the render is stopped (:class:`RunawayRender`) once the file holds
+    more than ``max_seconds`` of audio (counted at 2 channels of 32 bits: an upper bound), or after ``timeout_s``
+    (``subprocess.TimeoutExpired``). The renderer dies with this process (Linux), so a stopped run leaves no
+    renderer writing."""
+    cap = None if max_seconds is None else int(max_seconds * sample_rate * 8) + 1024
+    args = ["fluidsynth", "-ni", "-q", "-g", "0.7", "-r", str(sample_rate), "-F", wav_out, soundfont, midi]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while proc.poll() is None:
+            if cap is not None and os.path.exists(wav_out) and os.path.getsize(wav_out) > cap:
+                raise RunawayRender(f"{midi}: fluidsynth wrote more than {max_seconds:g} s of audio; the score "
+                                    f"does not end")
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(args, timeout_s)
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _, err = proc.communicate()
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, args, stderr=err)
+
+
+def _die_with_parent():
+    """In the renderer's child process: ask Linux to kill it when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
 
 
 def _finish(wav: np.ndarray, sr: int, max_seconds: float) -> np.ndarray:
@@ -166,7 +206,8 @@ def build_one(work: str, src: str, render_index: int, opts: CorpusOptions, sound
         with tempfile.TemporaryDirectory() as tmp:
             midi = os.path.join(tmp, "x.mid")
             s.write("midi", fp=midi)
-            render(midi, os.path.join(tmp, "x.wav"), opts.sample_rate, soundfont)
+            score_seconds = float(s.highestTime) * 60.0 / bpm          # quarter lengths at the quarter-note mark
+            render(midi, os.path.join(tmp, "x.wav"), opts.sample_rate, soundfont, score_seconds + RENDER_MARGIN_S)
             wav, sr = sf.read(os.path.join(tmp, "x.wav"), dtype="float32")
     except Exception:  # noqa: BLE001 - a score music21 cannot parse / transpose is skipped, not fatal
         return None

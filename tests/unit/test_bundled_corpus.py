@@ -1,5 +1,9 @@
-"""The bundled corpus' pure parts: descriptions, the held-out split, clip finishing."""
+"""The bundled corpus' pure parts: descriptions, the held-out split, clip finishing, rendering guards."""
+import os
+import time
+
 import numpy as np
+import pytest
 
 from magnet_jax.bundled import corpus
 from magnet_jax.bundled import descriptions as describe
@@ -40,3 +44,39 @@ def test_finish_trims_fades_and_normalises():
     assert abs(np.abs(y).max() - 0.9) < 1e-6
     assert abs(y[0]) > 0.1 and abs(y[-1]) < 1e-3            # leading silence dropped, faded out
     assert corpus._finish(np.zeros((100, 2), np.float32), sr, 3.0).size == 0
+
+
+def _fake_fluidsynth(folder, body: str):
+    """A ``fluidsynth`` on PATH that runs ``body`` with $OUT = the -F file (argument 8)."""
+    exe = folder / "fluidsynth"
+    exe.write_text(f'#!/bin/sh\nOUT="$8"\n{body}\n')
+    exe.chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+def test_render_stops_a_score_that_never_ends_and_leaves_no_renderer(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", _fake_fluidsynth(tmp_path, 'echo $$ > "$OUT.pid"\n'
+                                                'while true; do head -c 65536 /dev/zero >> "$OUT"; sleep 0.01; done'))
+    out = tmp_path / "x.wav"
+    t0 = time.monotonic()
+    with pytest.raises(corpus.RunawayRender, match="does not end"):
+        corpus.render("x.mid", str(out), 16000, "gm.sf2", max_seconds=2.0, timeout_s=30)
+    assert time.monotonic() - t0 < 20                                     # stopped by size, not by the timeout
+    assert out.stat().st_size < 2.0 * 16000 * 8 + 1024 + 20 * 65536        # the cap (+ what a poll lets through)
+    pid = int((tmp_path / "x.wav.pid").read_text())
+    with pytest.raises(ProcessLookupError):                               # the renderer is gone (killed, reaped)
+        os.kill(pid, 0)
+
+
+def test_render_timeout_and_failure_are_errors_and_a_clean_render_passes(tmp_path, monkeypatch):
+    import subprocess
+    monkeypatch.setenv("PATH", _fake_fluidsynth(tmp_path, "sleep 30"))
+    with pytest.raises(subprocess.TimeoutExpired):
+        corpus.render("x.mid", str(tmp_path / "a.wav"), 16000, "gm.sf2", max_seconds=2.0, timeout_s=0.5)
+    monkeypatch.setenv("PATH", _fake_fluidsynth(tmp_path, "echo broken >&2; exit 3"))
+    with pytest.raises(subprocess.CalledProcessError) as e:
+        corpus.render("x.mid", str(tmp_path / "b.wav"), 16000, "gm.sf2")
+    assert b"broken" in e.value.stderr
+    monkeypatch.setenv("PATH", _fake_fluidsynth(tmp_path, 'head -c 1000 /dev/zero > "$OUT"'))
+    corpus.render("x.mid", str(tmp_path / "c.wav"), 16000, "gm.sf2", max_seconds=2.0)
+    assert (tmp_path / "c.wav").stat().st_size == 1000
