@@ -14,9 +14,7 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -134,12 +132,14 @@ def render(midi: str, wav_out: str, sample_rate: int, soundfont: str, max_second
     """``fluidsynth`` renders ``midi`` to ``wav_out``. It renders until the MIDI ends: a few scores never end and
     fast rendering writes gigabytes a minute, so the render is stopped (:class:`RunawayRender`) once the file holds
     more than ``max_seconds`` of audio (counted at 2 channels of 32 bits: an upper bound), or after ``timeout_s``
-    (``subprocess.TimeoutExpired``). The renderer dies with this process (Linux), so a stopped run leaves no
-    renderer writing."""
+    (``subprocess.TimeoutExpired``). Where util-linux's ``setpriv`` exists, the renderer dies with this process,
+    so a stopped run leaves no renderer writing."""
     cap = None if max_seconds is None else int(max_seconds * sample_rate * 8) + 1024
     args = ["fluidsynth", "-ni", "-q", "-g", "0.7", "-r", str(sample_rate), "-F", wav_out, soundfont, midi]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+    # util-linux's setpriv makes Linux kill the renderer when this process dies (PR_SET_PDEATHSIG) without a
+    # preexec_fn, which is unsafe in a multithreaded process (JAX)
+    guard = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
+    proc = subprocess.Popen(guard + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + timeout_s
     try:
         while proc.poll() is None:
@@ -155,15 +155,6 @@ def render(midi: str, wav_out: str, sample_rate: int, soundfont: str, max_second
         _, err = proc.communicate()
     if proc.returncode != 0:
         raise subprocess.CalledProcessError(proc.returncode, args, stderr=err)
-
-
-def _die_with_parent():
-    """In the renderer's child process: ask Linux to kill it when its parent dies (prctl PR_SET_PDEATHSIG)."""
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
 
 
 def _finish(wav: np.ndarray, sr: int, max_seconds: float) -> np.ndarray:

@@ -1,5 +1,7 @@
 """The bundled corpus' pure parts: descriptions, the held-out split, clip finishing, rendering guards."""
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -7,6 +9,7 @@ import pytest
 
 from magnet_jax.bundled import corpus
 from magnet_jax.bundled import descriptions as describe
+from tests.helpers import ROOT
 
 META = dict(instrument="church organ", genre="chorale", era="baroque", composer="Bach", bpm=60.0, key="A",
             mode="minor", meter="4/4")
@@ -69,8 +72,7 @@ def test_render_stops_a_score_that_never_ends_and_leaves_no_renderer(tmp_path, m
 
 
 def test_render_timeout_and_failure_are_errors_and_a_clean_render_passes(tmp_path, monkeypatch):
-    import subprocess
-    monkeypatch.setenv("PATH", _fake_fluidsynth(tmp_path, "sleep 30"))
+    monkeypatch.setenv("PATH", _fake_fluidsynth(tmp_path, "exec sleep 30"))
     with pytest.raises(subprocess.TimeoutExpired):
         corpus.render("x.mid", str(tmp_path / "a.wav"), 16000, "gm.sf2", max_seconds=2.0, timeout_s=0.5)
     monkeypatch.setenv("PATH", _fake_fluidsynth(tmp_path, "echo broken >&2; exit 3"))
@@ -80,3 +82,33 @@ def test_render_timeout_and_failure_are_errors_and_a_clean_render_passes(tmp_pat
     monkeypatch.setenv("PATH", _fake_fluidsynth(tmp_path, 'head -c 1000 /dev/zero > "$OUT"'))
     corpus.render("x.mid", str(tmp_path / "c.wav"), 16000, "gm.sf2", max_seconds=2.0)
     assert (tmp_path / "c.wav").stat().st_size == 1000
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan killed by the kernel may wait to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_renderer_dies_with_the_process_that_started_it(tmp_path):
+    """A build stopped mid-render (killed) leaves no renderer writing: the renderer gets SIGKILL with its parent."""
+    out = tmp_path / "x.wav"
+    fake = _fake_fluidsynth(tmp_path, 'echo $$ > "$OUT.pid"\nexec sleep 120')
+    env = dict(os.environ, PATH=fake, PYTHONPATH=str(ROOT))
+    code = "import sys; from magnet_jax.bundled import corpus; corpus.render('x.mid', sys.argv[1], 16000, 'gm.sf2')"
+    parent = subprocess.Popen([sys.executable, "-c", code, str(out)], env=env)
+    pid_file = tmp_path / "x.wav.pid"
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pid = int(pid_file.read_text())
+    assert _alive(pid)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), "the renderer outlived the process that started it"
