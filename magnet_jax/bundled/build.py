@@ -59,6 +59,7 @@ def example_description(metas: list[dict]) -> str | None:
 def _trained_clips(lm: str | os.PathLike) -> list[Path]:
     """The clips an LM workdir (or its ``export/``) was trained on: its ``config.json``'s ``data_dir``, whose
     tokenize reports of the ``train`` split list them. Empty when any of that is missing."""
+    from magnet_jax.bundled.splits import split_reports
     from magnet_jax.data.input_pipeline import find_builder_dir
     for workdir in (Path(lm), Path(lm).parent):
         try:
@@ -66,8 +67,7 @@ def _trained_clips(lm: str | os.PathLike) -> list[Path]:
             builder = find_builder_dir(data_dir)
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        # merge_splits keeps one report per tokenizer output of the train split: _train.json, _train_1.json, ...
-        reports = sorted(builder.glob("tokenize_report_train*.json"), key=lambda f: (len(f.name), f.name))
+        reports = split_reports(builder, "train")      # a merged dataset: one report per tokenizer output
         reports = reports or [r for r in [builder / "tokenize_report.json"] if r.is_file()]
         if reports:
             return [Path(k["path"]) for r in reports for k in json.loads(r.read_text()).get("kept", [])]

@@ -48,18 +48,18 @@ def merge_splits(out: str | os.PathLike, sources: dict[str, Sources]) -> Path:
         # segment_index.json indexes one split; without it the input pipeline indexes each split it opens
         if f.is_file() and not f.name.startswith(prefix) and f.name != "segment_index.json":
             shutil.copy2(f, tmp / f.name)
+    fmt = base.get("fileFormat", "array_record")
     splits = []
     for s, ds in dirs.items():
         entries = [next(e for e in infos[d]["splits"] if e["name"] == "train") for d in ds]
-        shards = [f for d in ds for f in _shards(d, prefix)]
-        fmt = base.get("fileFormat", "array_record")
+        shards = [f for d in ds for f in sorted(d.glob(prefix + "*"))]   # -00000-of-0000N order
         for i, f in enumerate(shards):
             shutil.copy2(f, tmp / f"{name}-{s}.{fmt}-{i:05d}-of-{len(shards):05d}")
         splits.append({**entries[0], "name": s, "numBytes": str(sum(int(e.get("numBytes", 0)) for e in entries)),
                        "shardLengths": [n for e in entries for n in e["shardLengths"]]})
         for i, d in enumerate(ds):
             if (d / "tokenize_report.json").is_file():
-                shutil.copy2(d / "tokenize_report.json", tmp / f"tokenize_report_{s}{f'_{i}' if i else ''}.json")
+                shutil.copy2(d / "tokenize_report.json", tmp / _report_name(s, i))
     info = dict(base, splits=splits)
     (tmp / "dataset_info.json").write_text(json.dumps(info, indent=1))
     shutil.rmtree(dst, ignore_errors=True)
@@ -74,6 +74,14 @@ def _codec(d: Path) -> dict:
     return {k: v for k, v in info.items() if k != "path"}
 
 
-def _shards(d: Path, prefix: str) -> list[Path]:
-    """The train shards of dataset folder ``d`` in shard order (``...-00000-of-0000N``)."""
-    return sorted((f for f in d.glob(prefix + "*")), key=lambda f: f.name)
+def _report_name(split: str, i: int) -> str:
+    """The name of the tokenize report of the ``i``-th tokenizer output joined into ``split``."""
+    return f"tokenize_report_{split}{f'_{i}' if i else ''}.json"
+
+
+def split_reports(dataset_dir: str | os.PathLike, split: str = "train") -> list[Path]:
+    """The tokenize reports :func:`merge_splits` kept for ``split`` of ``dataset_dir`` (``OUT/NAME/VERSION``), one
+    per tokenizer output, in the order the split joined them: ``tokenize_report_SPLIT.json``, ``..._1.json``, ..."""
+    # _report_name's order: the unnumbered first, then _1 .. _9, _10, ... (a longer name is a later index)
+    reports = Path(dataset_dir).glob(f"{_report_name(split, 0)[:-len('.json')]}*.json")
+    return sorted(reports, key=lambda f: (len(f.name), f.name))

@@ -314,7 +314,7 @@ def test_cli_manifest_user_errors(codec_dir, tmp_path):
 def test_merge_splits_joins_outputs_and_refuses_another_codec(built, tmp_path):
     """The bundled recipe's join: a split from several tokenizer outputs is their records in order; an input
     tokenized by other codec weights (another fingerprint) is refused by name."""
-    from magnet_jax.bundled.splits import merge_splits
+    from magnet_jax.bundled.splits import merge_splits, split_reports
     out, res = built
     src = _examples(tfds.builder_from_directory(res.dataset_dir).as_data_source("train"))
     twin = tmp_path / "twin"
@@ -327,6 +327,7 @@ def test_merge_splits_joins_outputs_and_refuses_another_codec(built, tmp_path):
         np.testing.assert_array_equal(got["codes"], want["codes"])
         assert got["path"] == want["path"]
     assert tok.read_codec_info(str(dst)) == tok.read_codec_info(res.dataset_dir)
+    assert [f.name for f in split_reports(dst)] == ["tokenize_report_train.json", "tokenize_report_train_1.json"]
     md = next(twin.rglob("metadata.json"))
     meta = json.loads(md.read_text())
     meta["codec"]["fingerprint"] = "0" * 16
