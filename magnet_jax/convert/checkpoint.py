@@ -41,9 +41,10 @@ RELEASED_KINDS = {                                                   # the relea
 }
 # transformer_lm fields of every released audiocraft LM; the families differ in ``causal`` (check_transformer)
 RELEASED_TRANSFORMER = {"norm": "layer_norm", "norm_first": True, "bias_ff": False, "bias_attn": False,
-                        "bias_proj": False, "positional_embedding": "sin", "activation": "gelu",
+                        "bias_proj": False, "activation": "gelu",
                         "layer_scale": None, "qk_layer_norm": False, "qk_layer_norm_cross": False, "kv_repeat": 1,
-                        "xpos": False, "positional_scale": 1.0, "past_context": None}
+                        "xpos": False, "past_context": None}
+# read into the model config (LMConfig.positional_embedding / positional_scale) rather than checked
 log = logging.getLogger("magnet_jax.convert")
 
 

@@ -34,6 +34,18 @@ def to_np(t) -> np.ndarray:
     return np.asarray(t, dtype=np.float32)
 
 
+def rope_buffers(cfg: LMConfig) -> dict[str, np.ndarray]:
+    """The persistent ``frequencies`` buffers of audiocraft's ``RotaryEmbedding`` (one shared by the stack, the
+    same tensor under each layer's self-attention) of a ``rope`` / ``sin_rope`` model; {} for ``sin``."""
+    if "rope" not in cfg.positional_embedding:
+        return {}
+    hd = cfg.dim // cfg.num_heads
+    f = (1.0 / (np.float32(cfg.max_period) ** (np.arange(0, hd, 2, dtype=np.float32) / np.float32(hd))))
+    f = f.astype(np.float32)
+    return {"transformer.rope.frequencies": f,
+            **{f"transformer.layers.{i}.self_attn.rope.frequencies": f for i in range(cfg.num_layers)}}
+
+
 def params_from_state_dict(sd: Mapping[str, Any], cfg: LMConfig) -> dict[str, np.ndarray]:
     """audiocraft state_dict -> flat ``{'layers.self_attn.qkv': array, ...}`` in magnet-jax layouts."""
     D, H, L, K = cfg.dim, cfg.num_heads, cfg.num_layers, cfg.n_q
@@ -74,6 +86,9 @@ def params_from_state_dict(sd: Mapping[str, Any], cfg: LMConfig) -> dict[str, np
     for ours, theirs in (("norm1", "norm1"), ("norm_cross", "norm_cross"), ("norm2", "norm2")):
         out[f"layers.{ours}.scale"] = np.stack(layer(f"{theirs}.weight", (D,)))
         out[f"layers.{ours}.bias"] = np.stack(layer(f"{theirs}.bias", (D,)))
+    for key, want in rope_buffers(cfg).items():       # not parameters: computed from the config, checked
+        if not np.allclose(get(key, want.shape), want, rtol=1e-6, atol=0):
+            raise CheckpointError(f"{key} differs from the rotary frequencies of max_period={cfg.max_period:g}")
     if need:
         raise CheckpointError(f"state_dict has {len(need)} unexpected tensors, e.g. {sorted(need)[:5]}")
     return out
@@ -102,6 +117,7 @@ def to_audiocraft_state_dict(lm: TransformerLM) -> dict[str, np.ndarray]:
         for n in ("norm1", "norm_cross", "norm2"):
             sd[pre + f"{n}.weight"] = p[f"layers.{n}.scale"][i]
             sd[pre + f"{n}.bias"] = p[f"layers.{n}.bias"][i]
+    sd.update(rope_buffers(cfg))
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sd.items()}
 
 

@@ -64,7 +64,9 @@ def config_from_xp_cfg(xp_cfg: str | Mapping[str, Any], **overrides) -> MagnetCo
                   span_len=int((cfg.get("masking") or {}).get("span_len", tl.get("span_len", 3))),
                   frame_rate=int(tl.get("compression_model_framerate", 50)),
                   segment_duration=float((cfg.get("dataset") or {}).get("segment_duration", 10.0)),
-                  max_period=float(tl.get("max_period", 10000.0)), text_dim=WIDTHS[read_t5_name(cfg)])
+                  max_period=float(tl.get("max_period", 10000.0)),
+                  positional_embedding=str(tl.get("positional_embedding", "sin")),
+                  positional_scale=float(tl.get("positional_scale", 1.0)), text_dim=WIDTHS[read_t5_name(cfg)])
     except KeyError as e:
         raise CheckpointError(f"xp.cfg has no transformer_lm.{e.args[0]}") from None
     except (TypeError, ValueError) as e:

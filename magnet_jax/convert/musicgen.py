@@ -86,7 +86,9 @@ def config_from_xp_cfg(xp_cfg: str | Mapping[str, Any], **overrides) -> MusicGen
         kw = dict(n_q=n_q, card=int(tl.get("card", 2048)), dim=int(tl["dim"]), num_heads=int(tl["num_heads"]),
                   num_layers=int(tl["num_layers"]), hidden_scale=int(tl.get("hidden_scale", 4)),
                   segment_duration=float((cfg.get("dataset") or {}).get("segment_duration", 30.0)),
-                  max_period=float(tl.get("max_period", 10000.0)), text_dim=WIDTHS[read_t5_name(cfg)],
+                  max_period=float(tl.get("max_period", 10000.0)),
+                  positional_embedding=str(tl.get("positional_embedding", "sin")),
+                  positional_scale=float(tl.get("positional_scale", 1.0)), text_dim=WIDTHS[read_t5_name(cfg)],
                   delays=delays_from_xp_cfg(cfg, n_q, "MusicGen"))
         wav = (cfg.get("conditioners") or {}).get("self_wav")
         if wav is None:

@@ -16,6 +16,9 @@ def _runtime(default):
     return dataclasses.field(default=default, metadata=_RUNTIME)
 
 
+POSITIONAL_EMBEDDINGS = ("sin", "rope", "sin_rope")
+
+
 @dataclasses.dataclass(frozen=True)
 class LMConfig:
     """The transformer shared by MAGNeT and MusicGen (audiocraft ``LMModel``, pre-norm, no biases).
@@ -31,7 +34,12 @@ class LMConfig:
     text_dim: int = 768                # T5 hidden size (t5-base 768, t5-large 1024)
     frame_rate: int = 50
     segment_duration: float = 10.0     # seconds; the training / generation window
-    max_period: float = 10000.0        # sinusoidal positions
+    max_period: float = 10000.0        # sinusoidal / rotary positions
+    # audiocraft ``transformer_lm.positional_embedding``: "sin" (a sinusoid added to the input, the released
+    # models), "rope" (rotary q / k in every self-attention) or "sin_rope" (both); ``positional_scale`` scales
+    # the sinusoid and mixes the rotation with the identity (``rotation * scale + 1 - scale``), as audiocraft
+    positional_embedding: str = "sin"
+    positional_scale: float = 1.0
     layer_norm_eps: float = 1e-5
     # False = reference semantics: text keys past the longest text of the batch are masked, shorter rows'
     # padded (zero) keys inside it take part in the softmax (audiocraft pads each batch to its longest
@@ -68,6 +76,11 @@ class LMConfig:
             raise ValueError(f"dim={self.dim} is not divisible by num_heads={self.num_heads}")
         if self.dim % 2:
             raise ValueError(f"dim={self.dim} must be even (sinusoidal positions)")
+        if self.positional_embedding not in POSITIONAL_EMBEDDINGS:
+            raise ValueError(f"positional_embedding must be one of {', '.join(POSITIONAL_EMBEDDINGS)}, "
+                             f"got {self.positional_embedding!r}")
+        if self.positional_embedding != "sin" and (self.dim // self.num_heads) % 2:
+            raise ValueError(f"rotary positions need an even head dim, got {self.dim // self.num_heads}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         if self.attention_impl not in ATTENTION_IMPLS:

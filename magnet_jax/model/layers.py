@@ -44,6 +44,20 @@ def sinusoidal_positions(length: int, dim: int, max_period: float = 10000.0, off
     return jnp.concatenate([jnp.cos(phase), jnp.sin(phase)], axis=-1)
 
 
+def rotary(x, positions, max_period: float = 10000.0, scale: float = 1.0):
+    """audiocraft ``RotaryEmbedding.rotate`` (no xPos): the pairs ``(x[2i], x[2i+1])`` of the last dim of
+    ``x [B, T, H, Dh]`` as complex numbers times ``exp(1j t f_i) * scale + (1 - scale)`` with ``f_i =
+    max_period ** (-2i / Dh)`` at ``positions [T]`` (may be traced); float32 arithmetic, ``x``'s dtype out."""
+    D = x.shape[-1]
+    freqs = 1.0 / (max_period ** (jnp.arange(0, D, 2, dtype=jnp.float32) / D))
+    angles = jnp.asarray(positions, jnp.float32)[:, None] * freqs[None, :]        # [T, D/2]
+    re = (jnp.cos(angles) * scale + (1.0 - scale))[None, :, None, :]
+    im = (jnp.sin(angles) * scale)[None, :, None, :]
+    pairs = x.astype(jnp.float32).reshape(x.shape[:-1] + (D // 2, 2))
+    a, b = pairs[..., 0], pairs[..., 1]
+    return jnp.stack([a * re - b * im, a * im + b * re], axis=-1).reshape(x.shape).astype(x.dtype)
+
+
 class LayerNorm(nnx.Module):
     """LayerNorm with affine scale / bias, statistics in float32."""
 
@@ -179,7 +193,9 @@ class FeedForward(nnx.Module):
 class TransformerLayer(nnx.Module):
     """One pre-norm layer (self-attention, cross-attention, FFN); ``x`` (the residual stream) stays float32."""
 
-    def __init__(self, dim: int, heads: int, hidden: int, eps: float, *, rngs: nnx.Rngs, attention_impl: str = "xla"):
+    def __init__(self, dim: int, heads: int, hidden: int, eps: float, *, rngs: nnx.Rngs, attention_impl: str = "xla",
+                 rope: tuple[float, float] | None = None):
+        self.rope = rope                  # (max_period, scale) of rotary self-attention positions, or None
         self.norm1 = LayerNorm(dim, eps)
         self.self_attn = SelfAttention(dim, heads, rngs=rngs, attention_impl=attention_impl)
         self.norm_cross = LayerNorm(dim, eps)
@@ -210,6 +226,9 @@ class TransformerLayer(nnx.Module):
         Returns ``(x, (k, v))``: the chunk's keys / values [N, T, H, Dh] for the caller to store (None without
         ``cache``)."""
         q, k, v = self.self_attn.project(self.norm1(x), dtype)
+        if self.rope is not None:
+            positions = pos + jnp.arange(x.shape[1])
+            q, k = rotary(q, positions, *self.rope), rotary(k, positions, *self.rope)
         new = None
         if cache is not None:
             new = (k, v)

@@ -21,7 +21,6 @@ import jax.numpy as jnp
 
 from magnet_jax.model.attention_masks import causal_mask
 from magnet_jax.model.config import MusicGenConfig
-from magnet_jax.model.layers import sinusoidal_positions
 from magnet_jax.model.transformer import TransformerLM
 
 __all__ = ["MusicGenLM"]
@@ -55,8 +54,8 @@ class MusicGenLM(TransformerLM):
         """(float32 [B, P + T, dim], P): ``prefix`` + sinusoid at positions offset.., then the code embeddings."""
         if prefix is None:
             return self.embed_codes(codes, offset=offset), 0
-        c, P = self.config, prefix.shape[1]
-        pre = prefix.astype(jnp.float32) + sinusoidal_positions(P, c.dim, c.max_period, offset)[None]
+        P = prefix.shape[1]
+        pre = self.add_positions(prefix.astype(jnp.float32), offset)
         return jnp.concatenate([pre, self.embed_codes(codes, offset=offset + P)], axis=1), P
 
     # ------------------------------------------------------------------ incremental decoding

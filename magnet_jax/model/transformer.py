@@ -2,7 +2,8 @@
 
 Forward::
 
-    x     = sum_k emb_k[codes[:, k]] + sinusoid(positions)        # float32 residual stream
+    x     = sum_k emb_k[codes[:, k]] + sinusoid(positions)        # float32 residual stream ("sin"; "rope"
+                                                                   # rotates q / k of the self-attention)
     cond  = (text_hidden @ W_text + b_text) * text_mask[..., None]
     x     = layers(x, cond, self_mask, text key mask)              # scanned (or looped) over layers
     logits_k = LN_out(x) @ W_k                                     # K bias-free heads, float32
@@ -47,11 +48,13 @@ class TransformerLM(nnx.Module):
         self.text_kernel = param(uniform_fan_in(rngs.params(), (c.text_dim, d), c.text_dim), ("text_embed", "embed"))
         self.text_bias = param(uniform_fan_in(rngs.params(), (d,), c.text_dim), ("embed",))
 
+        rope = (float(c.max_period), float(c.positional_scale)) if "rope" in c.positional_embedding else None
+
         @nnx.split_rngs(splits=c.num_layers)
         @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
         def make_layers(r):
             return TransformerLayer(d, c.num_heads, c.ffn_dim, c.layer_norm_eps, rngs=r,
-                                    attention_impl=c.attention_impl)
+                                    attention_impl=c.attention_impl, rope=rope)
 
         self.layers = make_layers(rngs)
         # audiocraft depthwise_init='current': layer i's out_proj / linear1 / linear2 std /= sqrt(2 (i+1))
@@ -78,14 +81,23 @@ class TransformerLM(nnx.Module):
         (every key attends)."""
         return None if text_mask is None else text_key_mask(text_mask, self.config.mask_text_padding)
 
+    def add_positions(self, x, offset=0):
+        """``x [B, T, dim]`` + the input sinusoid at positions ``offset + t`` (times ``positional_scale``) when
+        the model has one (``positional_embedding`` "sin" / "sin_rope"; "rope" rotates q / k in the layers)."""
+        c = self.config
+        if c.positional_embedding == "rope":
+            return x
+        pos = sinusoidal_positions(x.shape[1], c.dim, c.max_period, offset)[None]
+        return x + (pos if c.positional_scale == 1.0 else c.positional_scale * pos)
+
     def embed_codes(self, codes, offset=0):
-        """float32 [B, T, dim]: summed codebook embeddings + sinusoid at positions ``offset + t``."""
+        """float32 [B, T, dim]: summed codebook embeddings (+ the input sinusoid, :meth:`add_positions`)."""
         c = self.config
         emb = self.emb[...]
         x = jnp.zeros(codes.shape[:1] + codes.shape[2:] + (c.dim,), jnp.float32)
         for k in range(c.n_q):  # K gathers summed; K is tiny and static
             x = x + jnp.take(emb[k], codes[:, k], axis=0)
-        return x + sinusoidal_positions(codes.shape[-1], c.dim, c.max_period, offset)[None]
+        return self.add_positions(x, offset)
 
     def check_codes(self, codes):
         c = self.config

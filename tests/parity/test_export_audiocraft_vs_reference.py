@@ -34,6 +34,10 @@ CARD = 256
 MODELS = {
     "magnet": (MagnetConfig(dim=32, num_heads=2, num_layers=2, card=CARD, segment_duration=1.0, subcodes_context=3,
                             text_dim=768), ExportFacts("t5-base", "music", 8000)),
+    # audiocraft's rotary positions with a scaled sinusoid (transformer_lm.positional_embedding / positional_scale)
+    "magnet_sin_rope": (MagnetConfig(dim=32, num_heads=2, num_layers=2, card=CARD, segment_duration=1.0,
+                                     subcodes_context=3, text_dim=768, positional_embedding="sin_rope",
+                                     positional_scale=0.5), ExportFacts("t5-base", "music", 8000)),
     # 30 s: MusicGen's constructor requires a window over its extend_stride (18 s)
     "musicgen": (MusicGenConfig(dim=48, num_heads=3, num_layers=2, card=CARD, segment_duration=30.0,
                                 delays=(0, 1, 2, 3), text_dim=512), ExportFacts("t5-small", "music", 8000)),
@@ -114,7 +118,7 @@ def test_our_loader_reads_it_back_bit_identically(exported):
 
 
 # Hybrid-MAGNeT: audiocraft 1.3.0 has no generation model for it (its LM is checked by the next test)
-@pytest.mark.parametrize("exported", ["audio_magnet", "magnet", "musicgen"], indirect=True)
+@pytest.mark.parametrize("exported", ["audio_magnet", "magnet", "magnet_sin_rope", "musicgen"], indirect=True)
 def test_audiocraft_get_pretrained_gives_our_logits(exported, capsys):
     name, lm, facts, out = exported
     M._patch_t5()

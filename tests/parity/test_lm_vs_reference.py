@@ -16,6 +16,10 @@ ARCHS = {
     "released_like": (dict(dim=64, num_heads=4, num_layers=2, segment_duration=2), [(2, 37, 7), (1, 100, 3)]),
     "deeper_ctx3_large_t5": (dict(dim=96, num_heads=6, num_layers=3, subcodes_context=3, t5_name="t5-large",
                                   segment_duration=2), [(2, 50, 5), (3, 11, 9)]),
+    # audiocraft's other positions (transformer_lm.positional_embedding / positional_scale)
+    "rope": (dict(dim=64, num_heads=4, num_layers=2, positional_embedding="rope"), [(2, 37, 7)]),
+    "sin_rope_scale_half": (dict(dim=48, num_heads=2, num_layers=2, positional_embedding="sin_rope",
+                                 positional_scale=0.5), [(2, 60, 5)]),
     "k2_card64_ctx0": (dict(dim=32, num_heads=2, num_layers=1, n_q=2, card=64, subcodes_context=0,
                             hidden_scale=2, segment_duration=1), [(2, 49, 4)]),
 }
@@ -108,7 +112,7 @@ def test_training_gradients_match_reference(arch, stage):
     converter. Stage 0 attends fully, stage 1 on the band (the training step's traced stage, custom VJPs)."""
     from flax import nnx, traverse_util
 
-    from magnet_jax.convert.lm_params import params_from_state_dict
+    from magnet_jax.convert.lm_params import params_from_state_dict, rope_buffers
     from magnet_jax.objectives import magnet as masking
     xp, shapes, ref, ours = arch
     tl = xp["transformer_lm"]
@@ -132,7 +136,8 @@ def test_training_gradients_match_reference(arch, stage):
     loss_ref = torch.nn.functional.cross_entropy(out[:, stage].reshape(-1, card), targets.reshape(-1), ignore_index=-1)
     loss_ref.backward()
     grads_ref = params_from_state_dict({k: (p.grad if p.grad is not None else torch.zeros_like(p))
-                                        for k, p in ref.named_parameters()}, ours.config)
+                                        for k, p in ref.named_parameters()} | rope_buffers(ours.config),
+                                       ours.config)
     ref.eval()
 
     gd, state = nnx.split(ours)

@@ -55,7 +55,8 @@ def _patch_t5():
 
 
 def magnet_xp_cfg(dim=64, num_heads=4, num_layers=2, n_q=4, card=2048, subcodes_context=5,
-                  segment_duration=2, t5_name="t5-base", hidden_scale=4) -> dict:
+                  segment_duration=2, t5_name="t5-base", hidden_scale=4, positional_embedding="sin",
+                  positional_scale=1.0) -> dict:
     """An ``xp.cfg`` with the keys and values of the released MAGNeT checkpoints (small dims)."""
     return {
         "device": "cpu", "dtype": "float32", "sample_rate": 32000, "channels": 1,
@@ -78,7 +79,8 @@ def magnet_xp_cfg(dim=64, num_heads=4, num_layers=2, n_q=4, card=2048, subcodes_
             "n_q": n_q, "card": card, "dropout": 0.0, "emb_lr": None, "activation": "gelu",
             "norm_first": True, "bias_ff": False, "bias_attn": False, "bias_proj": False,
             "past_context": None, "causal": False, "custom": False, "memory_efficient": True,
-            "attention_as_float32": False, "layer_scale": None, "positional_embedding": "sin",
+            "attention_as_float32": False, "layer_scale": None, "positional_embedding": positional_embedding,
+            "positional_scale": positional_scale,
             "xpos": False, "checkpointing": "none", "weight_init": "gaussian", "depthwise_init": "current",
             "zero_bias_init": True, "norm": "layer_norm", "cross_attention": False, "qk_layer_norm": False,
             "qk_layer_norm_cross": False, "attention_dropout": None, "kv_repeat": 1,
