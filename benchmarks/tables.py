@@ -212,6 +212,41 @@ def text_information_table(result: dict) -> str:
     return "\n".join(out)
 
 
+def context_use_table(result: dict) -> str:
+    """benchmarks/context_use.py: masked loss / accuracy per mask rate next to copying the nearest kept code, and the
+    code statistics of generated clips next to the real ones."""
+    rows = result["rows"]
+    first = next(iter(rows.values()))["masked"]
+    stages = sorted({v["stage"] for v in first.values()})
+    out = []
+    for st in stages:
+        cells = [v for v in first.values() if v["stage"] == st]
+        rates = [v["rate"] for v in cells]
+        out += [f"Stage {st} (codebook {st}), cross-entropy (nats) / top-1 accuracy on the masked codes, by mask rate:",
+                "", "| LM | " + " | ".join(f"{r:g}" for r in rates) + " |", "|---" * (len(rates) + 1) + "|"]
+        for name, r in rows.items():
+            m = [r["masked"][f"stage{st}_rate{x:g}"] for x in rates]
+            out.append(f"| {name} | " + " | ".join(f"{v['ce']:.2f} / {v['accuracy']:.3f}" for v in m) + " |")
+        out.append("| copy the nearest kept code on the left | " + " | ".join(
+            f"- / {v['copy_left']:.3f}" for v in cells) + " |")
+        out.append("")
+    K = len(next(iter(rows.values()))["real_codes"]["change_rate"])
+    out += ["Codes of the real held-out clips and of clips generated from their descriptions (the model's decoding):",
+            "", "| codes | " + " | ".join(f"codebook {k}: frames changed" for k in range(K))
+            + " | distinct codebook-0 codes per clip |", "|---" * (K + 2) + "|"]
+    real = next(iter(rows.values()))["real_codes"]
+    out.append("| real | " + " | ".join(f"{x:.2f}" for x in real["change_rate"])
+               + f" | {real['distinct_first_codebook']:.1f} |")
+    for name, r in rows.items():
+        g = r.get("generated_codes")
+        if g:
+            out.append(f"| generated: {name} | " + " | ".join(f"{x:.2f}" for x in g["change_rate"])
+                       + f" | {g['distinct_first_codebook']:.1f} |")
+    out.append(f"\n{result['num_clips']} held-out clips of 10 s with their own descriptions, {result['seeds']} mask "
+               f"seeds per rate; {_machine(result['machine'])}.")
+    return "\n".join(out)
+
+
 def bundled_latency_table(result: dict) -> str:
     """benchmarks/bundled_latency.py: one clip at batch 1 after compilation, LM and codec apart."""
     runs = result["runs"]
@@ -346,7 +381,7 @@ def lora_capacity_table(result: dict) -> str:
 
 TABLES = {"finetune_bundled": finetune_table, "text_steering": text_steering_table,
           "continuation_infill": continuation_infill_table, "text_information": text_information_table,
-          "bundled_latency": bundled_latency_table,
+          "bundled_latency": bundled_latency_table, "context_use": context_use_table,
           "codec_round_trip": eval_table, "bundled_eval": eval_table, "codec_throughput": throughput_table,
           "codec_learning_curves": learning_curves_table, "tpu_compile": tpu_compile_table,
           "tpu_compile_summary": tpu_compile_summary, "lora": lora_table,
