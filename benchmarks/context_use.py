@@ -92,18 +92,18 @@ def main(argv):
     from magnet_jax.pipelines.magnet import MagnetPipeline
     models = dict(spec.split("=", 1) if "=" in spec else (spec, spec) for spec in FLAGS.model) or {"bundled": "bundled"}
     rates, stages = [float(r) for r in FLAGS.rates], [int(s) for s in FLAGS.stages]
+    clips = read_manifest(FLAGS.manifest, FLAGS.num_clips)
+    texts = [c["meta"]["description"] for c in clips]
     rows, t0 = {}, time.time()
     for name, folder in models.items():
         print(name, folder, flush=True)
         pipe = MagnetPipeline.from_pretrained(folder)
-        clips = read_manifest(FLAGS.manifest, FLAGS.num_clips)
         T = pipe.lm.config.segment_frames
         codes = np.concatenate([np.asarray(pipe.encode_audio(read_clip(c["path"], pipe.sample_rate,
                                                                        T / pipe.frame_rate), pipe.sample_rate))
                                 for c in clips])[..., :T]
         if codes.shape[-1] < T:
             raise app.UsageError(f"{FLAGS.manifest}: clips shorter than the model's {T / pipe.frame_rate:g} s window")
-        texts = [c["meta"]["description"] for c in clips]
         hidden, tmask = pipe.encode_text(texts)
         row = {"folder": folder, "masked": masked_scores(pipe, jnp.asarray(codes), hidden, tmask, rates, stages),
                "real_codes": code_stats(codes[..., :pipe.lm_frames()])}

@@ -20,6 +20,7 @@ from magnet_jax.convert.checkpoint import (
     write_cache_entry,
 )
 from magnet_jax.model.config import LMConfig
+from magnet_jax.model.layers import rotary_frequencies
 from magnet_jax.model.transformer import TransformerLM
 from magnet_jax.text.presets import WIDTHS
 
@@ -37,11 +38,9 @@ def to_np(t) -> np.ndarray:
 def rope_buffers(cfg: LMConfig) -> dict[str, np.ndarray]:
     """The persistent ``frequencies`` buffers of audiocraft's ``RotaryEmbedding`` (one shared by the stack, the
     same tensor under each layer's self-attention) of a ``rope`` / ``sin_rope`` model; {} for ``sin``."""
-    if "rope" not in cfg.positional_embedding:
+    if not cfg.rotary:
         return {}
-    hd = cfg.dim // cfg.num_heads
-    f = (1.0 / (np.float32(cfg.max_period) ** (np.arange(0, hd, 2, dtype=np.float32) / np.float32(hd))))
-    f = f.astype(np.float32)
+    f = rotary_frequencies(cfg.head_dim, cfg.max_period)
     return {"transformer.rope.frequencies": f,
             **{f"transformer.layers.{i}.self_attn.rope.frequencies": f for i in range(cfg.num_layers)}}
 

@@ -60,6 +60,16 @@ class LMConfig:
         return self.card
 
     @property
+    def rotary(self) -> bool:
+        """Rotary q / k in the self-attention ("rope", "sin_rope")."""
+        return self.positional_embedding in ("rope", "sin_rope")
+
+    @property
+    def input_sinusoid(self) -> bool:
+        """A sinusoid added to the input ("sin", "sin_rope")."""
+        return self.positional_embedding in ("sin", "sin_rope")
+
+    @property
     def head_dim(self) -> int:
         return self.dim // self.num_heads
 
@@ -79,7 +89,7 @@ class LMConfig:
         if self.positional_embedding not in POSITIONAL_EMBEDDINGS:
             raise ValueError(f"positional_embedding must be one of {', '.join(POSITIONAL_EMBEDDINGS)}, "
                              f"got {self.positional_embedding!r}")
-        if self.positional_embedding != "sin" and (self.dim // self.num_heads) % 2:
+        if self.rotary and (self.dim // self.num_heads) % 2:
             raise ValueError(f"rotary positions need an even head dim, got {self.dim // self.num_heads}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")

@@ -17,6 +17,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from magnet_jax.model.attention import attention, resolve_impl
@@ -44,13 +45,19 @@ def sinusoidal_positions(length: int, dim: int, max_period: float = 10000.0, off
     return jnp.concatenate([jnp.cos(phase), jnp.sin(phase)], axis=-1)
 
 
+def rotary_frequencies(head_dim: int, max_period: float = 10000.0) -> np.ndarray:
+    """float32 [head_dim / 2]: audiocraft ``RotaryEmbedding.frequencies``, ``max_period ** (-2i / head_dim)`` (its
+    checkpoints store them as a buffer)."""
+    adim = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
+    return (1.0 / (np.float32(max_period) ** adim)).astype(np.float32)
+
+
 def rotary(x, positions, max_period: float = 10000.0, scale: float = 1.0):
     """audiocraft ``RotaryEmbedding.rotate`` (no xPos): the pairs ``(x[2i], x[2i+1])`` of the last dim of
     ``x [B, T, H, Dh]`` as complex numbers times ``exp(1j t f_i) * scale + (1 - scale)`` with ``f_i =
     max_period ** (-2i / Dh)`` at ``positions [T]`` (may be traced); float32 arithmetic, ``x``'s dtype out."""
     D = x.shape[-1]
-    freqs = 1.0 / (max_period ** (jnp.arange(0, D, 2, dtype=jnp.float32) / D))
-    angles = jnp.asarray(positions, jnp.float32)[:, None] * freqs[None, :]        # [T, D/2]
+    angles = jnp.asarray(positions, jnp.float32)[:, None] * rotary_frequencies(D, max_period)[None, :]  # [T, D/2]
     re = (jnp.cos(angles) * scale + (1.0 - scale))[None, :, None, :]
     im = (jnp.sin(angles) * scale)[None, :, None, :]
     pairs = x.astype(jnp.float32).reshape(x.shape[:-1] + (D // 2, 2))

@@ -48,7 +48,7 @@ class TransformerLM(nnx.Module):
         self.text_kernel = param(uniform_fan_in(rngs.params(), (c.text_dim, d), c.text_dim), ("text_embed", "embed"))
         self.text_bias = param(uniform_fan_in(rngs.params(), (d,), c.text_dim), ("embed",))
 
-        rope = (float(c.max_period), float(c.positional_scale)) if "rope" in c.positional_embedding else None
+        rope = (float(c.max_period), float(c.positional_scale)) if c.rotary else None
 
         @nnx.split_rngs(splits=c.num_layers)
         @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
@@ -85,10 +85,9 @@ class TransformerLM(nnx.Module):
         """``x [B, T, dim]`` + the input sinusoid at positions ``offset + t`` (times ``positional_scale``) when
         the model has one (``positional_embedding`` "sin" / "sin_rope"; "rope" rotates q / k in the layers)."""
         c = self.config
-        if c.positional_embedding == "rope":
+        if not c.input_sinusoid:
             return x
-        pos = sinusoidal_positions(x.shape[1], c.dim, c.max_period, offset)[None]
-        return x + (pos if c.positional_scale == 1.0 else c.positional_scale * pos)
+        return x + c.positional_scale * sinusoidal_positions(x.shape[1], c.dim, c.max_period, offset)[None]
 
     def embed_codes(self, codes, offset=0):
         """float32 [B, T, dim]: summed codebook embeddings (+ the input sinusoid, :meth:`add_positions`)."""
