@@ -7,6 +7,14 @@ against the unigram baseline of the same held-out tokens; JSON + figure.
 Each workdir's ``metrics.jsonl`` (the trainer's eval rows ``eval_loss_stage*``) is read; a later workdir that
 started from an earlier one's export (``init_from``) continues its step count. The unigram baseline comes from
 ``tools/evaluate.py``'s ``eval.json`` (``unigram_stage*``).
+
+Runs side by side (e.g. the same recipe from different initial weights), stages 0 and 1 per run:
+
+  python -m benchmarks.lm_training_curve --compare="from scratch=benchmarks/results/rope_lm_curve.json" \
+      --compare="warm start=W/lm_warm" --name=rope_init_curves
+
+Each ``--compare=LABEL=SOURCE``: SOURCE is a workdir (several, in training order, joined by ``,``) or the
+results JSON of an earlier single-run call of this benchmark (its workdirs may be gone).
 """
 from __future__ import annotations
 
@@ -20,6 +28,8 @@ from benchmarks.common import ROOT, machine, write_json
 flags.DEFINE_multi_string("workdir", [], "trainer workdirs, in training order")
 flags.DEFINE_string("unigram_from", None, "tools/evaluate.py eval.json with unigram_stage* (optional)")
 flags.DEFINE_string("name", "lm_training_curve", "results/NAME.json and figures/NAME.png")
+flags.DEFINE_multi_string("compare", [], "LABEL=SOURCE: runs side by side (SOURCE: workdir[,workdir...] or a "
+                          "results JSON of this benchmark); replaces --workdir")
 FLAGS = flags.FLAGS
 
 
@@ -41,13 +51,65 @@ def read_run(workdirs: list[str]) -> dict:
             "learning_rate": (config or {}).get("learning_rate")}
 
 
+def read_source(source: str) -> dict:
+    """A run from a results JSON of this benchmark (``*.json``) or from workdirs (``W1[,W2...]``)."""
+    if source.endswith(".json"):
+        r = json.loads(Path(source).read_text())
+        return {k: r[k] for k in ("rows", "batch_size", "learning_rate")} | {"workdirs": r.get("workdirs", [])}
+    workdirs = source.split(",")
+    return read_run(workdirs) | {"workdirs": workdirs}
+
+
+def parse_compare(specs: list[str]) -> dict:
+    runs = {}
+    for spec in specs:
+        label, sep, source = spec.partition("=")
+        if not sep or not label or not source:
+            raise SystemExit(f"--compare={spec!r}: expected LABEL=WORKDIR[,WORKDIR...] or LABEL=RESULTS.json")
+        runs[label] = read_source(source)
+    return runs
+
+
+def compare_figure(runs: dict, unigram, name: str) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for stage, ax in enumerate(axes):
+        key = f"eval_loss_stage{stage}"
+        for label, run in runs.items():
+            rows = [r for r in run["rows"] if key in r]
+            ax.plot([r["step"] for r in rows], [r[key] for r in rows], marker=".", label=label)
+        if unigram and stage < len(unigram):
+            ax.axhline(unigram[stage], color="grey", ls=":", lw=1, label="unigram")
+        ax.set_title(f"stage {stage} (codebook {stage})")
+        ax.set_xlabel("step")
+        ax.set_ylabel("held-out CE (nats)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    out = ROOT / "benchmarks" / "figures" / f"{name}.png"
+    fig.savefig(out, dpi=110)
+    return out
+
+
 def main(argv):
-    run = read_run(FLAGS.workdir)
     unigram = None
     if FLAGS.unigram_from:
         ev = json.loads(Path(FLAGS.unigram_from).read_text())
         ev = ev.get("lm_loss", ev)                      # tools/evaluate.py nests it under lm_loss
         unigram = [ev[f"unigram_stage{i}"] for i in range(4) if f"unigram_stage{i}" in ev]
+    if FLAGS.compare:
+        runs = parse_compare(FLAGS.compare)
+        if unigram is None:                             # a results JSON of a single run carries one
+            for s in FLAGS.compare:
+                src = s.partition("=")[2]
+                if src.endswith(".json"):
+                    unigram = unigram or json.loads(Path(src).read_text()).get("unigram_per_stage")
+        write_json(FLAGS.name, {"benchmark": FLAGS.name, "runs": runs, "unigram_per_stage": unigram,
+                                "machine": machine()})
+        print(f"wrote {compare_figure(runs, unigram, FLAGS.name)}")
+        return
+    run = read_run(FLAGS.workdir)
     payload = {"benchmark": FLAGS.name, "workdirs": FLAGS.workdir, "unigram_per_stage": unigram, **run,
                "machine": machine()}
     write_json(FLAGS.name, payload)

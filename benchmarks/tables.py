@@ -247,6 +247,22 @@ def context_use_table(result: dict) -> str:
     return "\n".join(out)
 
 
+def lm_curves_table(result: dict) -> str:
+    """benchmarks/lm_training_curve.py --compare: held-out loss of stages 0 / 1 per run, every 500 steps."""
+    runs = result["runs"]
+    steps = sorted({r["step"] for run in runs.values() for r in run["rows"] if r["step"] % 500 == 0})
+    lines = ["| run | " + " | ".join(str(s) for s in steps) + " |", "|---" * (len(steps) + 1) + "|"]
+    for label, run in runs.items():
+        at = {r["step"]: r for r in run["rows"]}
+        cells = [f"{at[s]['eval_loss_stage0']:.2f} / {at[s]['eval_loss_stage1']:.2f}" if s in at else "-"
+                 for s in steps]
+        lines.append(f"| {label} (batch {run['batch_size']}) | " + " | ".join(cells) + " |")
+    uni = result.get("unigram_per_stage")
+    note = f"; unigram {uni[0]:.2f} / {uni[1]:.2f}" if uni else ""
+    return ("Held-out loss (nats), stage 0 / stage 1, by training step" + note + ".\n\n" + "\n".join(lines)
+            + f"\n\n{_machine(result['machine'])}.")
+
+
 def bundled_latency_table(result: dict) -> str:
     """benchmarks/bundled_latency.py: one clip at batch 1 after compilation, LM and codec apart."""
     runs = result["runs"]
@@ -382,6 +398,7 @@ def lora_capacity_table(result: dict) -> str:
 TABLES = {"finetune_bundled": finetune_table, "text_steering": text_steering_table,
           "continuation_infill": continuation_infill_table, "text_information": text_information_table,
           "bundled_latency": bundled_latency_table, "context_use": context_use_table,
+          "rope_init_curves": lm_curves_table,
           "codec_round_trip": eval_table, "bundled_eval": eval_table, "codec_throughput": throughput_table,
           "codec_learning_curves": learning_curves_table, "tpu_compile": tpu_compile_table,
           "tpu_compile_summary": tpu_compile_summary, "lora": lora_table,

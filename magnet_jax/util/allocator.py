@@ -63,7 +63,11 @@ def reexec_command(env: dict | None = None, lib: str | None = None) -> tuple[lis
 
 
 def use_tcmalloc() -> None:
-    """Re-execute this process (same pid, same command line) with tcmalloc preloaded, where it applies."""
+    """Re-execute this process (same pid, same command line) with tcmalloc preloaded, where it applies.
+    Not inside pytest (a test importing a benchmark module): the re-executed test run would write into the file
+    descriptors pytest was capturing at that moment, so its whole report would vanish."""
+    if "_pytest" in sys.modules:
+        return
     cmd = reexec_command()
     if cmd is None:
         return

@@ -44,3 +44,13 @@ def test_a_process_ends_up_on_tcmalloc_and_keeps_its_arguments():
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**env, "MAGNET_TCMALLOC": "0"}).stdout.strip()
     assert off == "False []"
+
+
+def test_an_importing_pytest_run_is_not_re_executed():
+    # re-executed mid-collection, pytest's report would go to its capture files and the run would end silently
+    code = ("import sys, _pytest; from magnet_jax.util.allocator import use_tcmalloc, tcmalloc_loaded; "
+            "use_tcmalloc(); print('still here', tcmalloc_loaded())")
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "_MAGNET_TCMALLOC_TRIED")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True).stdout.strip()
+    assert out == "still here False"
