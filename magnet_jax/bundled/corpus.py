@@ -245,7 +245,10 @@ def build_corpus(opts: CorpusOptions, log=print) -> dict:
             if line is not None:
                 lines[line["split"]].append(line)
     out = Path(opts.out_dir)
-    report = {"sample_rate": opts.sample_rate, "seed": opts.seed}
+    # the scores come from the installed music21's corpus: another version selects other works, so a rebuild
+    # elsewhere can tell why its clip counts differ
+    import music21
+    report = {"sample_rate": opts.sample_rate, "seed": opts.seed, "music21": music21.__version__}
     for split, ls in lines.items():
         with open(out / f"{split}.jsonl", "w") as f:
             for line in ls:

@@ -1,4 +1,5 @@
 """The bundled corpus' pure parts: descriptions, the held-out split, clip finishing, rendering guards."""
+import json
 import os
 import subprocess
 import sys
@@ -112,3 +113,15 @@ def test_the_renderer_dies_with_the_process_that_started_it(tmp_path):
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(pid), "the renderer outlived the process that started it"
+
+
+def test_the_report_records_the_music21_whose_corpus_it_read(tmp_path, monkeypatch):
+    import music21
+    monkeypatch.setenv("PATH", _fake_fluidsynth(tmp_path, "true"))
+    monkeypatch.setattr(corpus, "find_soundfont", lambda: "/x.sf2")
+    monkeypatch.setattr(corpus, "list_works", lambda seed, max_works: [])
+    out = tmp_path / "c"
+    out.mkdir()
+    corpus.build_corpus(corpus.CorpusOptions(out_dir=str(out)), log=lambda *_: None)
+    report = json.loads((out / "corpus_report.json").read_text())
+    assert report["music21"] == music21.__version__ and report["train"]["clips"] == 0
