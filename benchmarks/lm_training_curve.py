@@ -52,10 +52,12 @@ def read_run(workdirs: list[str]) -> dict:
 
 
 def read_source(source: str) -> dict:
-    """A run from a results JSON of this benchmark (``*.json``) or from workdirs (``W1[,W2...]``)."""
+    """A run from a results JSON of this benchmark (``*.json``, with the unigram baseline it recorded) or from
+    workdirs (``W1[,W2...]``)."""
     if source.endswith(".json"):
         r = json.loads(Path(source).read_text())
-        return {k: r[k] for k in ("rows", "batch_size", "learning_rate")} | {"workdirs": r.get("workdirs", [])}
+        return {k: r[k] for k in ("rows", "batch_size", "learning_rate")} | {
+            "workdirs": r.get("workdirs", []), "unigram_per_stage": r.get("unigram_per_stage")}
     workdirs = source.split(",")
     return read_run(workdirs) | {"workdirs": workdirs}
 
@@ -100,11 +102,8 @@ def main(argv):
         unigram = [ev[f"unigram_stage{i}"] for i in range(4) if f"unigram_stage{i}" in ev]
     if FLAGS.compare:
         runs = parse_compare(FLAGS.compare)
-        if unigram is None:                             # a results JSON of a single run carries one
-            for s in FLAGS.compare:
-                src = s.partition("=")[2]
-                if src.endswith(".json"):
-                    unigram = unigram or json.loads(Path(src).read_text()).get("unigram_per_stage")
+        recorded = [u for run in runs.values() if (u := run.pop("unigram_per_stage", None))]
+        unigram = unigram or next(iter(recorded), None)  # else the one a results JSON of a single run carries
         write_json(FLAGS.name, {"benchmark": FLAGS.name, "runs": runs, "unigram_per_stage": unigram,
                                 "machine": machine()})
         print(f"wrote {compare_figure(runs, unigram, FLAGS.name)}")

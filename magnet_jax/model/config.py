@@ -89,8 +89,8 @@ class LMConfig:
         if self.positional_embedding not in POSITIONAL_EMBEDDINGS:
             raise ValueError(f"positional_embedding must be one of {', '.join(POSITIONAL_EMBEDDINGS)}, "
                              f"got {self.positional_embedding!r}")
-        if self.rotary and (self.dim // self.num_heads) % 2:
-            raise ValueError(f"rotary positions need an even head dim, got {self.dim // self.num_heads}")
+        if self.rotary and self.head_dim % 2:
+            raise ValueError(f"rotary positions need an even head dim, got {self.head_dim}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         if self.attention_impl not in ATTENTION_IMPLS:

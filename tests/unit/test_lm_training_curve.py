@@ -33,6 +33,7 @@ def test_compare_reads_workdirs_and_results_json_and_tabulates_every_500_steps(t
                                    "batch_size": 8, "learning_rate": 1e-3, "workdirs": ["/gone"]}))
     runs = parse_compare([f"scratch={earlier}", f"warm={a}"])
     assert list(runs) == ["scratch", "warm"] and runs["scratch"]["workdirs"] == ["/gone"]
+    assert runs["scratch"]["unigram_per_stage"] is None and "unigram_per_stage" not in runs["warm"]
     table = lm_curves_table({"runs": runs, "unigram_per_stage": [6.54, 6.87], "machine": {"cpu": "x"}})
     assert "| run | 500 | 1000 |" in table                   # step 250 is not a column
     assert "| scratch (batch 8) | 6.30 / 6.90 | 3.57 / 6.65 |" in table
