@@ -398,7 +398,7 @@ def lora_capacity_table(result: dict) -> str:
 TABLES = {"finetune_bundled": finetune_table, "text_steering": text_steering_table,
           "continuation_infill": continuation_infill_table, "text_information": text_information_table,
           "bundled_latency": bundled_latency_table, "context_use": context_use_table,
-          "rope_init_curves": lm_curves_table,
+          "rope_init_curves": lm_curves_table, "rope_long_curve": lm_curves_table,
           "codec_round_trip": eval_table, "bundled_eval": eval_table, "bundled_eval_64": eval_table,
           "context_use_warm_start": context_use_table, "codec_throughput": throughput_table,
           "codec_learning_curves": learning_curves_table, "tpu_compile": tpu_compile_table,
