@@ -82,8 +82,7 @@ def test_text_losses_score_each_clip_with_its_own_another_and_no_description(ful
     """jobs.finetune_eval.text_losses (benchmarks/text_information.py): the held-out loss per stage with each clip's
     own description is the trainer's evaluation; another clip's description or none changes a trained LM's loss;
     a random-init LM cannot use the text, so the description it gets hardly matters (its random cross-attention
-    still moves each stage's loss by a few hundredths of a nat, 0.04-0.06 of ~8.2 on the machines seen: bounded at
-    1.5 %)."""
+    still moves a stage's loss by a few hundredths of a nat, up to ~0.05 of ~8.2: bounded at 1.5 % of the loss)."""
     from magnet_jax.jobs.finetune_eval import heldout_loss, text_losses
     from magnet_jax.training.trained_lm import train_config
     cfg, _ = train_config(full_run)
