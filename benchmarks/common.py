@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -227,3 +229,10 @@ def largest_batch(peak_at, budget_bytes: float, start: int = 1, limit: int = 1 <
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if peak_at(mid) <= budget_bytes else (lo, mid)
     return lo
+
+
+def code_stats(codes: np.ndarray) -> dict:
+    """codes int [B, K, T] -> the fraction of frames whose code differs from the previous one, per codebook, and
+    the mean number of distinct first-codebook codes per clip."""
+    return {"change_rate": [float(np.mean(codes[:, k, 1:] != codes[:, k, :-1])) for k in range(codes.shape[1])],
+            "distinct_first_codebook": float(np.mean([len(set(c.tolist())) for c in codes[:, 0]]))}

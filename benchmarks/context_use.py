@@ -27,6 +27,8 @@ import time
 import numpy as np
 from absl import app, flags
 
+from benchmarks.common import code_stats
+
 flags.DEFINE_string("manifest", None, "held-out manifest (.jsonl with sidecar .json metadata)")
 flags.DEFINE_multi_string("model", [], "NAME=FOLDER of a pipeline folder (default: bundled=bundled)")
 flags.DEFINE_integer("num_clips", 16, "held-out clips (evenly spaced over the manifest)")
@@ -46,13 +48,6 @@ def copy_left_hits(targets: np.ndarray, mask: np.ndarray) -> np.ndarray:
     last = np.maximum.accumulate(kept_at, axis=1)                           # nearest kept index <= t
     src = np.take_along_axis(targets, np.maximum(last, 0), axis=1)
     return ((last >= 0) & (src == targets))[mask]
-
-
-def code_stats(codes: np.ndarray) -> dict:
-    """codes int [B, K, T] -> the fraction of frames whose code differs from the previous one, per codebook, and
-    the mean number of distinct first-codebook codes per clip."""
-    return {"change_rate": [float(np.mean(codes[:, k, 1:] != codes[:, k, :-1])) for k in range(codes.shape[1])],
-            "distinct_first_codebook": float(np.mean([len(set(c.tolist())) for c in codes[:, 0]]))}
 
 
 def masked_scores(pipe, codes, hidden, tmask, rates, stages) -> dict:

@@ -395,6 +395,27 @@ def lora_capacity_table(result: dict) -> str:
     return "\n".join(out)
 
 
+def generated_codes_table(result: dict) -> str:
+    """benchmarks/generated_codes.py: generated codes next to the real codes of the same held-out clips, and the FAD
+    of clips mixing the two (which codebook costs the distance)."""
+    rows = result["rows"]
+    K = len(rows["real codes"]["change_rate"])
+    out = ["| codes | " + " | ".join(f"cb {k} changed" for k in range(K)) + " | distinct cb 0 / clip | cb 0 held 5+ "
+           "frames / clip | cb 0 one-frame blips | cb 0 changes seen in training | FAD | FAD: generated cb 0, real "
+           "cb 1.. | FAD: real cb 0, generated cb 1.. |", "|---" * (K + 8) + "|"]
+    for name, r in rows.items():
+        out.append(f"| {name} | " + " | ".join(f"{x:.2f}" for x in r["change_rate"])
+                   + f" | {r['distinct_first_codebook']:.1f} | {r['held_codes']:.1f} | {r['blip_rate']:.3f} | "
+                   + f"{r['seen_transitions']:.2f} | {r['fad_decoded']:.1f} | "
+                   + " | ".join(_f(r.get(k), 1) for k in ("fad_generated_cb0_real_rest",
+                                                           "fad_real_cb0_generated_rest")) + " |")
+    n = rows["real codes"]["num_clips"]
+    out.append(f"\n{n} held-out clips of {result['seconds']:g} s, each generated from its own description (the "
+               f"model's decoding unless the row names a knob); FAD on mel frames against the real clips; "
+               f"{_machine(result['machine'])}.")
+    return "\n".join(out)
+
+
 TABLES = {"finetune_bundled": finetune_table, "text_steering": text_steering_table,
           "continuation_infill": continuation_infill_table, "text_information": text_information_table,
           "bundled_latency": bundled_latency_table, "context_use": context_use_table,
@@ -403,7 +424,7 @@ TABLES = {"finetune_bundled": finetune_table, "text_steering": text_steering_tab
           "context_use_warm_start": context_use_table, "codec_throughput": throughput_table,
           "codec_learning_curves": learning_curves_table, "tpu_compile": tpu_compile_table,
           "tpu_compile_summary": tpu_compile_summary, "lora": lora_table,
-          "lora_capacity": lora_capacity_table}
+          "lora_capacity": lora_capacity_table, "generated_codes": generated_codes_table}
 
 
 SOURCES = {"tpu_compile_summary": "tpu_compile"}     # a table drawn from another table's results file

@@ -2,7 +2,8 @@
 model reading its neighbours from one reading only its text)."""
 import numpy as np
 
-from benchmarks.context_use import code_stats, copy_left_hits
+from benchmarks.common import code_stats
+from benchmarks.context_use import copy_left_hits
 
 
 def test_copy_left_uses_the_nearest_kept_code_and_misses_without_one():
