@@ -1,4 +1,4 @@
-"""Shared helpers for the side-by-side benchmarks (timing, thread settings, JSON output)."""
+"""Shared helpers for the side-by-side benchmarks (timing, thread settings, JSON output, code statistics)."""
 from __future__ import annotations
 
 import json
