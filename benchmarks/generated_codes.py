@@ -139,23 +139,23 @@ def main(argv):
                                    for i in range(0, len(codes), b)])
             return _fad(emb, [(w[:r.size], sr) for w, r in zip(wavs, real)], ref)
 
+        def measured(codes) -> dict:
+            return dict(model=model, num_clips=len(real), **code_stats(codes), **melody_stats(codes),
+                        seen_transitions=seen_fraction(codes, seen), fad_decoded=fad(codes))
+
         gen0 = rcodes.copy()
         gen0[:, 0] = gcodes[:, 0]
         real0 = gcodes.copy()
         real0[:, 0] = rcodes[:, 0]
-        if "real codes" not in rows or rows["real codes"].get("num_clips") != len(real):
-            rows["real codes"] = dict(model=model, num_clips=len(real), **code_stats(rcodes), **melody_stats(rcodes),
-                                      seen_transitions=seen_fraction(rcodes, seen), fad_decoded=fad(rcodes))
-        for n in FLAGS.collage:
-            name = f"real codes, a collage of {n}-frame chunks"
+        references = {"real codes": lambda: rcodes,
+                      **{f"real codes, a collage of {n}-frame chunks": (lambda n=n: collage(rcodes, n))
+                         for n in FLAGS.collage}}
+        for name, make in references.items():
             if name not in rows or rows[name].get("num_clips") != len(real):
-                c = collage(rcodes, n)
-                rows[name] = dict(model=model, num_clips=len(real), **code_stats(c), **melody_stats(c),
-                                  seen_transitions=seen_fraction(c, seen), fad_decoded=fad(c))
-        rows[label] = dict(model=model, knobs=knobs, generation=pipe.generation.to_dict(), num_clips=len(real),
-                           **code_stats(gcodes), **melody_stats(gcodes), seen_transitions=seen_fraction(gcodes, seen),
-                           fad_decoded=fad(gcodes), fad_generated_cb0_real_rest=fad(gen0),
-                           fad_real_cb0_generated_rest=fad(real0), seconds_taken=round(time.time() - t0, 1))
+                rows[name] = measured(make())
+        rows[label] = dict(**measured(gcodes), knobs=knobs, generation=pipe.generation.to_dict(),
+                           fad_generated_cb0_real_rest=fad(gen0), fad_real_cb0_generated_rest=fad(real0),
+                           seconds_taken=round(time.time() - t0, 1))
         print(label, {k: v for k, v in rows[label].items() if k != "generation"}, flush=True)
         result.update(benchmark="generated_codes", machine=machine(), manifest=FLAGS.manifest,
                       tokens=FLAGS.tokens, seconds=FLAGS.seconds)

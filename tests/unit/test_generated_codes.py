@@ -1,10 +1,10 @@
-"""benchmarks/generated_codes.py's helpers on hand-made inputs: the variant spec and the share of codebook-0
-changes seen in training."""
+"""benchmarks/generated_codes.py's helpers on hand-made inputs: the variant spec, the share of codebook-0 changes
+seen in training, one-frame blips and held codes, and the real-code collage."""
 import numpy as np
 import pytest
 from absl import app
 
-from benchmarks.generated_codes import parse_variant, seen_fraction
+from benchmarks.generated_codes import collage, melody_stats, parse_variant, seen_fraction
 
 
 def test_variant_spec_gives_label_model_and_json_knobs():
@@ -24,7 +24,6 @@ def test_seen_fraction_counts_only_code_changes_of_the_first_codebook():
 
 
 def test_melody_stats_count_one_frame_excursions_and_codes_held_five_frames():
-    from benchmarks.generated_codes import melody_stats
     row = [4, 4, 4, 4, 4, 9, 4, 4, 7, 7, 7, 7, 7, 7, 3, 8, 8]   # 9: a blip (4 9 4); 3 sits between 7 and 8: not one
     s = melody_stats(np.array([[row, [0] * len(row)]]))
     assert s["blip_rate"] == pytest.approx(1 / 15)
@@ -32,7 +31,6 @@ def test_melody_stats_count_one_frame_excursions_and_codes_held_five_frames():
 
 
 def test_collage_is_made_of_real_chunks_of_the_given_length():
-    from benchmarks.generated_codes import collage
     codes = np.arange(3 * 2 * 12).reshape(3, 2, 12)               # every (clip, codebook, frame) value unique
     out = collage(codes, 4, seed=1)
     assert out.shape == codes.shape
