@@ -45,7 +45,7 @@ TINY = {"tiny": "music", "tiny_audio": "audio"}
 BUNDLED = "bundled"
 # The bundled model's decoding knobs over the music defaults (GenerationConfig fields): chosen by measurement on
 # held-out descriptions (docs/BUNDLED.md "Decoding"); its folder records them too (bundled.json "generation").
-BUNDLED_GENERATION = {"max_cfg_coef": 3.0}
+BUNDLED_GENERATION = {"max_cfg_coef": 3.0, "span_arrangement": "stride1"}
 HYBRID_PREFIX = "hybrid_"     # hybrid_NAME: the Hybrid-MAGNeT variant of preset NAME (hybrid_tiny, hybrid_bundled)
 
 
@@ -86,10 +86,13 @@ def get(name: str) -> Preset:
                        decoding_steps=(8, 4, 4, 4))
     if name == BUNDLED:
         # A small MAGNeT over the bundled codec's tokens (16 kHz, 50 Hz, 4 x 1024 codes), a 10 s window; ~5 M
-        # parameters. The text encoder is the bundled frozen T5 (magnet_jax/bundled/text.py, 128-dim); the codec is
-        # checked by shape (rate, frame rate, codebooks).
+        # parameters, rotary positions (audiocraft's transformer_lm.positional_embedding=rope: an LM of this size
+        # reads the codes around a masked span with them, not with the sinusoid; docs/BUNDLED.md). The text encoder
+        # is the bundled frozen T5 (magnet_jax/bundled/text.py, 128-dim); the codec is checked by shape (rate,
+        # frame rate, codebooks).
         p = _preset(name, "music", 10.0, dict(dim=256, num_heads=4, num_layers=4, card=1024, n_q=4, frame_rate=50,
-                                              text_dim=128), t5="", **BUNDLED_GENERATION)
+                                              text_dim=128, positional_embedding="rope"), t5="",
+                    **BUNDLED_GENERATION)
         return dataclasses.replace(p, codec="", sample_rate=16000)
     raise ValueError(f"unknown config {name!r}; known: {names()} (and hybrid_NAME of each)")
 

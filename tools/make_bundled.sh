@@ -7,8 +7,9 @@
 # same command after a stop continues where it was. The same command runs on a GPU / TPU host: raise the batch and
 # step counts with the variables below (e.g. CODEC_BATCH=64 LM_BATCH=128).
 # Variables (defaults): CORPUS=$WORKDIR/corpus (an existing corpus folder with train.jsonl / valid.jsonl is reused)
-#   MAX_WORKS=0 (all) RENDERS_PER_WORK=1 | CODEC_STEPS=20000 CODEC_BATCH=16 | LM_STEPS=20000 LM_BATCH=16
-#   LM_EVAL_EVERY=1000 | EVAL_CLIPS=32 EVAL_SECONDS=10 | INSTALL=1 (copy the weights into the package)
+#   MAX_WORKS=0 (all) RENDERS_PER_WORK=1 | CODEC_STEPS=20000 CODEC_BATCH=16 | LM_STEPS LM_BATCH LM_EVAL_EVERY
+#   (unset: configs/magnet.py:bundled's total_steps / batch_size / eval_every, the shipped LM's schedule)
+#   | EVAL_CLIPS=32 EVAL_SECONDS=10 | INSTALL=1 (copy the weights into the package)
 #   PYTHON=.venv/bin/python  EXTRA_CODEC_FLAGS / EXTRA_LM_FLAGS (more --config.* overrides)
 set -euo pipefail
 [[ $# -eq 1 ]] || { echo "usage: bash tools/make_bundled.sh WORKDIR" >&2; exit 2; }
@@ -18,7 +19,10 @@ cd "$REPO"
 PY=${PYTHON:-$REPO/.venv/bin/python}
 CORPUS=${CORPUS:-$W/corpus}
 CODEC_STEPS=${CODEC_STEPS:-20000}; CODEC_BATCH=${CODEC_BATCH:-16}
-LM_STEPS=${LM_STEPS:-20000}; LM_BATCH=${LM_BATCH:-16}; LM_EVAL_EVERY=${LM_EVAL_EVERY:-1000}
+LM_FLAGS=()    # only what the caller set: the rest is configs/magnet.py:bundled's
+[[ -n ${LM_STEPS:-} ]] && LM_FLAGS+=(--config.total_steps="$LM_STEPS")
+[[ -n ${LM_BATCH:-} ]] && LM_FLAGS+=(--config.batch_size="$LM_BATCH")
+[[ -n ${LM_EVAL_EVERY:-} ]] && LM_FLAGS+=(--config.eval_every="$LM_EVAL_EVERY" --config.checkpoint_every="$LM_EVAL_EVERY")
 EVAL_CLIPS=${EVAL_CLIPS:-32}; EVAL_SECONDS=${EVAL_SECONDS:-10}
 step() { echo "== [$(date -u +%H:%M:%S)] $*"; }
 
@@ -58,12 +62,11 @@ if [[ ! -f $W/tokens/done ]]; then   # one dataset with a train and a valid spli
   touch "$W/tokens/done"
 fi
 
-step "6/8 LM training ($LM_STEPS steps, batch $LM_BATCH, eval on the held-out works) -> $W/lm_train"
+step "6/8 LM training (configs/magnet.py:bundled ${LM_FLAGS[*]:-}, eval on the held-out works) -> $W/lm_train"
 if [[ -f $W/lm_train/export/magnet_jax_lm.safetensors && -f $W/lm_train/done ]]; then echo "   exists, skipped"
 else "$PY" tools/train.py --config=configs/magnet.py:bundled --workdir="$W/lm_train" \
        --config.data_dir="$W/tokens" --config.eval_split=valid --config.text.name="$W/t5" \
-       --config.total_steps="$LM_STEPS" --config.batch_size="$LM_BATCH" --config.eval_every="$LM_EVAL_EVERY" \
-       --config.checkpoint_every="$LM_EVAL_EVERY" ${EXTRA_LM_FLAGS:-}
+       "${LM_FLAGS[@]}" ${EXTRA_LM_FLAGS:-}
      touch "$W/lm_train/done"; fi
 
 step "7/8 assemble -> $W/bundled"

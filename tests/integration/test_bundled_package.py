@@ -103,11 +103,13 @@ def test_assemble_records_decoding_defaults_the_loader_applies(parts, tmp_path):
     root, _ = parts
     out = build.assemble(tmp_path / "w", lm=root / "train", codec=root / "codec", t5=root / "t5")
     info = json.loads((out / package.INFO).read_text())
-    assert info[package.GENERATION_KEY] == presets.BUNDLED_GENERATION == {"max_cfg_coef": 3.0}
+    assert info[package.GENERATION_KEY] == presets.BUNDLED_GENERATION == {"max_cfg_coef": 3.0,
+                                                                         "span_arrangement": "stride1"}
     pipe = MagnetPipeline.from_pretrained(str(out))
     music = GenerationConfig.music(1.0)
-    assert pipe.generation == music.replace(max_cfg_coef=3.0) != music
-    assert MagnetPipeline.from_config("bundled").generation.max_cfg_coef == 3.0
+    assert pipe.generation == music.replace(max_cfg_coef=3.0, span_arrangement="stride1") != music
+    cfg = MagnetPipeline.from_config("bundled").generation          # a 10 s model: its own step counts
+    assert (cfg.max_cfg_coef, cfg.span_arrangement) == (3.0, "stride1")
     own = build.assemble(tmp_path / "own", lm=root / "train", codec=root / "codec", t5=root / "t5",
                          generation={"top_p": 0.8})
     assert MagnetPipeline.from_pretrained(str(own)).generation == music.replace(top_p=0.8)

@@ -107,6 +107,16 @@ def test_the_shipped_bundled_model_records_the_presets_decoding_defaults():
     assert package.generation_overrides(ROOT / "missing") == {}
 
 
+def test_the_shipped_bundled_lm_has_the_presets_architecture():
+    """from_config("bundled") / configs/magnet.py:bundled build the shipped LM's architecture (rotary positions
+    included), so training from scratch with the recipe makes weights of the shipped folder's shape."""
+    from magnet_jax import presets
+    shipped = json.loads((package.WEIGHTS_DIR / "lm" / package.LM_FILES[1]).read_text())["model"]
+    preset = presets.get("bundled").model.to_dict()
+    assert {k: shipped[k] for k in preset if k in shipped} == {k: preset[k] for k in preset if k in shipped}
+    assert shipped["positional_embedding"] == preset["positional_embedding"] == "rope"
+
+
 def test_released_models_keep_the_80s_example():
     assert TextToAudioPipeline.example_description == EXAMPLE_DESCRIPTION
     assert EXAMPLE_DESCRIPTION == "80s electronic track with melodic synthesizers and a driving beat"

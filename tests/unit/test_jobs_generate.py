@@ -104,7 +104,7 @@ class _Pipe:
         return np.full((num_samples, 1, 800), 0.1, np.float32)
 
 
-@pytest.mark.parametrize("example", [EXAMPLE_DESCRIPTION, "baroque chorale played on marimba, 76 bpm, E major"])
+@pytest.mark.parametrize("example", [EXAMPLE_DESCRIPTION, "baroque chorale played on accordion, 76 bpm, E major"])
 def test_a_request_without_text_generates_the_models_example_description(example, monkeypatch, tmp_path):
     """tools/run.sh with no --text: the loaded model's own example (the bundled model's is not the released one's),
     named in one log line and in the clips' file names."""
