@@ -178,14 +178,17 @@ def text_steering_table(result: dict) -> str:
 
 
 def continuation_infill_table(result: dict) -> str:
-    """benchmarks/continuation_infill.py: the generated region of each task, by the model and a random-init LM,
+    """benchmarks/continuation_infill.py: the generated region of each task, by the model and a random-init LM
+    (and any other source the JSON holds rows of, e.g. a previous model's ``previous LM/TASK``, between them),
     next to the same region of the real clip."""
     st = result["settings"]
     out = ["| region | source | family accuracy | chroma agreement with the kept part | loudness vs kept (median) |",
            "|---|---|---|---|---|"]
+    sources = list(dict.fromkeys(k.rsplit("/", 1)[0] for k in result["rows"]))
+    sources = ["real", "model"] + [s for s in sources if s not in ("real", "model", "random-init")] + ["random-init"]
     for task, region in (("continuation", f"{st['prompt_seconds']:g}-{st['seconds']:g} s"),
                          ("infill", f"{st['infill'][0]:g}-{st['infill'][1]:g} s")):
-        for src in ("real", "model", "random-init"):
+        for src in sources:
             r = result["rows"][f"{src}/{task}"]
             out.append(f"| {task} {region} | {src if src != 'real' else 'real clip'} | {r['family_accuracy']:.2f} | "
                        f"{r['chroma_agreement']:.3f} | {r['rms_ratio']:.2f} |")
