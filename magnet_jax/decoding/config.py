@@ -54,6 +54,10 @@ class GenerationConfig:
     span_arrangement: str = "nonoverlap"             # "nonoverlap" chunks or "stride1" overlapping spans
     span_scoring: str = "max"                        # nonoverlap chunk score: "max" (1 - max p) or "prod"
     anneal_temp: bool = True
+    # Beyond the reference (MaskGIT's "choice temperature"): Gumbel noise scaled by choice_temp, annealed to 0 over
+    # a stage's steps as temp is, is subtracted from the new units' re-masking scores (-log p for tokens / spans),
+    # so a step keeps some less confident tokens instead of the most confident ones only. 0 = audiocraft's ranking.
+    choice_temp: float = 0.0
     # Rescoring (paper section 3.3; magnet_jax/decoding/rescoring.py): None = off. With w set, the re-masking
     # confidences are p = w * p_MAGNeT + (1 - w) * p_rescorer (Eq. 5, rescorer_weight_on="magnet"), or
     # p = w * p_rescorer + (1 - w) * p_MAGNeT (the paper's Fig. 4 pseudo-code, rescorer_weight_on="rescorer").
@@ -82,6 +86,7 @@ class GenerationConfig:
         # normalised to Python floats: equal configs hash equally (one compiled program)
         object.__setattr__(self, "temp", _number("temp", self.temp, 0.0))
         object.__setattr__(self, "top_p", _number("top_p", self.top_p, 0.0, 1.0))
+        object.__setattr__(self, "choice_temp", _number("choice_temp", self.choice_temp, 0.0))
         object.__setattr__(self, "max_cfg_coef", _number("max_cfg_coef", self.max_cfg_coef))
         object.__setattr__(self, "min_cfg_coef", _number("min_cfg_coef", self.min_cfg_coef))
         if self.rescorer_weight is not None:

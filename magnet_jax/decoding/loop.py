@@ -10,6 +10,8 @@ For each codebook ``stage`` in order (coarse -> fine), ``n = decoding_steps[stag
    with ``fold_in(rng, global step)``; only masked positions take the new token.
 5. Score the new units from the sampled tokens' confidences; with a ``rescore_fn`` (rescoring,
    :mod:`~magnet_jax.decoding.rescoring`) those are first mixed with the rescorer's probabilities (Eq. 5).
+   With ``config.choice_temp > 0`` (beyond the reference: MaskGIT's choice temperature) Gumbel noise, scaled by
+   the stage's annealed ``choice_temp[i]``, is subtracted from the new units' scores.
 
 A static Python loop runs the K stages, each a ``lax.fori_loop`` over its steps (compile time does not
 grow with the step counts); the schedule is host float32 constants, the unit counts are per item.
@@ -78,12 +80,13 @@ class Stage:
     mask_p: jax.Array          # float32 [n]
     cfg_coef: jax.Array        # float32 [n]
     temperature: jax.Array     # float32 [n]
+    choice_temp: jax.Array     # float32 [n]  re-masking noise scale (0 unless config.choice_temp)
 
     @classmethod
     def build(cls, index: int, offset: int, n_steps: int, config: GenerationConfig) -> "Stage":
         sch = stage_schedule(n_steps, config)
         return cls(index=index, offset=offset, **{k: jnp.asarray(sch[k]) for k in ("mask_p", "cfg_coef",
-                                                                                   "temperature")})
+                                                                                   "temperature", "choice_temp")})
 
 
 def _step(i, state: DecodeState, *, stage: Stage, logits_fn: LogitsFn, config: GenerationConfig, units: Units,
@@ -106,6 +109,9 @@ def _step(i, state: DecodeState, *, stage: Stage, logits_fn: LogitsFn, config: G
     if rescore_fn is not None:                       # mixed per token, before the span aggregation
         p_tok = mix_confidences(p_tok, rescore_fn(codes.at[:, s].set(new_seq), s), config)
     scores = units.score(p_tok, unit_sel, masked, span_len, config.span_scoring)
+    if config.choice_temp > 0:                       # beyond the reference; off: audiocraft's ranking, bit for bit
+        noise = jax.random.gumbel(jax.random.fold_in(jax.random.fold_in(rng, stage.offset + i), 1), scores.shape)
+        scores = jnp.where(scores == DONT_REMASK_SCORE, scores, scores - stage.choice_temp[i] * noise)
     state = state.replace(codes=codes.at[:, s].set(new_seq), scores=scores.astype(jnp.float32))
     return state.set_row(stage.offset + i, num_masked=nm, seq_in=seq, seq_out=new_seq,
                          cfg_coef=stage.cfg_coef[i], temperature=stage.temperature[i])

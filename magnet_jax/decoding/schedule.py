@@ -69,18 +69,21 @@ def stage_schedule(n_steps: int, config: GenerationConfig, n_units: int | None =
     """One stage's per-step schedule, exactly as ``_generate_stage``.
 
     Returns float32 ``mask_p`` [n], ``cfg_coef`` [n] (Python-float formula, then float32 as torch applies
-    it to a float32 tensor), ``temperature`` [n] (the divisor, floored at 0.01) and, if ``n_units`` is
-    given, int ``num_masked`` [n] = ``max(int(mask_p * n_units), 1)`` in float32.
+    it to a float32 tensor), ``temperature`` [n] (the divisor, floored at 0.01), ``choice_temp`` [n] (the
+    re-masking noise scale, beyond the reference: 0 unless ``config.choice_temp``) and, if ``n_units`` is given,
+    int ``num_masked`` [n] = ``max(int(mask_p * n_units), 1)`` in float32.
     """
     mask_p = mask_rates(n_steps)
-    coef, temps = [], []
+    coef, temps, choice = [], [], []
     for i in range(n_steps):
         m = float(mask_p[i])
         coef.append(m * config.max_cfg_coef + (1 - m) * config.min_cfg_coef)
         steps_left = n_steps - 1 - i
         t = config.temp * (steps_left / n_steps) if config.anneal_temp else config.temp
         temps.append(max(t, 1e-2))
-    out = {"mask_p": mask_p, "cfg_coef": np.asarray(coef, np.float32), "temperature": np.asarray(temps, np.float32)}
+        choice.append(config.choice_temp * steps_left / n_steps)
+    out = {"mask_p": mask_p, "cfg_coef": np.asarray(coef, np.float32), "temperature": np.asarray(temps, np.float32),
+           "choice_temp": np.asarray(choice, np.float32)}
     if n_units is not None:
         prod = (mask_p * np.float32(n_units)).astype(np.float32)
         out["num_masked"] = np.maximum(np.floor(prod).astype(np.int64), 1)

@@ -147,6 +147,26 @@ def test_sampling_follows_the_key():
     assert (a != c).any()
 
 
+@pytest.mark.parametrize("arrangement", ["nonoverlap", "stride1"])
+def test_choice_temperature_changes_which_tokens_are_kept_not_the_invariants(arrangement):
+    """choice_temp > 0 (MaskGIT's noisy re-masking) re-ranks the units: the same key gives other codes, the
+    same key twice the same codes; the first step still masks everything and kept tokens stay kept."""
+    known, keep = _inputs()
+    base = GenerationConfig(decoding_steps=STEPS, top_p=0.0, span_arrangement=arrangement)
+    noisy = base.replace(choice_temp=4.0)
+    a, _ = _run(_hashing, base, known, keep, seed=3)
+    b, tr = _run(_hashing, noisy, known, keep, seed=3)
+    c, _ = _run(_hashing, noisy, known, keep, seed=3)
+    np.testing.assert_array_equal(b, c)
+    assert (a != b).any()
+    kept3 = np.broadcast_to(keep[:, None], known.shape)
+    np.testing.assert_array_equal(b[kept3], known[kept3])
+    np.testing.assert_array_equal(tr["seq_in"][0] == MASK, ~keep)
+    # at step 1 the re-masked tokens are no longer exactly the least confident ones: the noise picked others
+    a1 = _run(_hashing, base, known, keep, seed=3)[1]["seq_in"][1] == MASK
+    assert (a1 != (tr["seq_in"][1] == MASK)).any()
+
+
 def test_loop_refuses_lengths_the_units_cannot_split():
     with pytest.raises(ValueError, match="divisible"):
         decode_loop(_hash_logits, GenerationConfig(decoding_steps=STEPS), jnp.zeros((1, K, 10), jnp.int32),

@@ -51,7 +51,8 @@ def test_dict_round_trip_and_hashing():
     (dict(decoding_steps=(20, 0, 10, 10)), "decoding_steps"), (dict(decoding_steps="20,10"), "decoding_steps"),
     (dict(decoding_steps=()), "decoding_steps"), (dict(decoding_steps=(2.5, 1, 1, 1)), "decoding_steps"),
     (dict(span_arrangement="overlap"), "span_arrangement"), (dict(span_scoring="min"), "span_scoring"),
-    (dict(use_sampling="yes"), "use_sampling"),
+    (dict(use_sampling="yes"), "use_sampling"), (dict(choice_temp=-1.0), "choice_temp"),
+    (dict(choice_temp=math.inf), "choice_temp"),
 ])
 def test_bad_knobs_are_one_line_errors(kw, what):
     with pytest.raises(ValueError, match=what) as e:

@@ -41,8 +41,11 @@ def test_stage_schedule_closed_forms():
             np.testing.assert_allclose(sch["temperature"], np.maximum(3.0 * (n - 1 - np.arange(n)) / n, 0.01),
                                        rtol=1e-6)
             assert sch["num_masked"][0] == n_units                     # the first step masks every unit
+            np.testing.assert_array_equal(sch["choice_temp"], np.zeros(n, np.float32))   # off by default
     # the float32 pitfall of REFERENCE.md: 10 steps, step 6 -> 0.49999997 * 166 -> 82 spans (not 83)
     assert stage_schedule(10, cfg, 166)["mask_p"][6] == np.float32(0.49999997)
     assert stage_schedule(10, cfg, 166)["num_masked"][6] == 82
+    # the choice temperature anneals as the temperature does (and reaches 0 at the last step)
+    np.testing.assert_allclose(stage_schedule(4, cfg.replace(choice_temp=2.0))["choice_temp"], [1.5, 1.0, 0.5, 0.0])
     flat = stage_schedule(5, cfg.replace(anneal_temp=False))
     np.testing.assert_array_equal(flat["temperature"], np.float32([3.0] * 5))
