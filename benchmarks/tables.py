@@ -419,6 +419,21 @@ def generated_codes_table(result: dict) -> str:
     return "\n".join(out)
 
 
+def decoding_tuning_table(result: dict) -> str:
+    """benchmarks/decoding_tuning.py: each decoding variant's clips scored as tools/evaluate.py scores them, on the
+    tuning manifest, and the rows that keep the real clip's first codebooks."""
+    cols = [("family_accuracy", "family"), ("mode_accuracy", "mode"), ("key_accuracy", "key"),
+            ("tempo_spearman", "tempo rank corr."), ("fad", "FAD"), ("own_code_overlap", "cb 0 codes of its clip"),
+            ("other_code_overlap", "of another clip")]
+    out = ["| clips | " + " | ".join(n for _, n in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, r in result["rows"].items():
+        out.append(f"| {name} | " + " | ".join(_f(r.get(k), 1 if k == "fad" else 3) for k, _ in cols) + " |")
+    out.append(f"\n{result['num_clips']} clips of {result['seconds']:g} s from `{Path(result['manifest']).name}` "
+               f"(the held-out works' second renders), each generated from its own description; FAD on "
+               f"{result['embedding']} frames against the real clips; {_machine(result['machine'])}.")
+    return "\n".join(out)
+
+
 TABLES = {"finetune_bundled": finetune_table, "text_steering": text_steering_table,
           "continuation_infill": continuation_infill_table, "text_information": text_information_table,
           "bundled_latency": bundled_latency_table, "context_use": context_use_table,
@@ -427,7 +442,8 @@ TABLES = {"finetune_bundled": finetune_table, "text_steering": text_steering_tab
           "context_use_warm_start": context_use_table, "codec_throughput": throughput_table,
           "codec_learning_curves": learning_curves_table, "tpu_compile": tpu_compile_table,
           "tpu_compile_summary": tpu_compile_summary, "lora": lora_table,
-          "lora_capacity": lora_capacity_table, "generated_codes": generated_codes_table}
+          "lora_capacity": lora_capacity_table, "generated_codes": generated_codes_table,
+          "decoding_tuning": decoding_tuning_table}
 
 
 SOURCES = {"tpu_compile_summary": "tpu_compile"}     # a table drawn from another table's results file
