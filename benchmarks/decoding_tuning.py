@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from benchmarks.generated_codes import parse_knob_list
+
 FLAGS = flags.FLAGS
 
 
@@ -48,13 +50,7 @@ def parse_knobs(spec: str) -> tuple[str, dict]:
     label, sep, rest = spec.partition("=")
     if not sep or not label:
         raise app.UsageError(f"--variant={spec!r}: expected LABEL=[KNOB=VALUE|...]")
-    knobs = {}
-    for k in filter(None, rest.split("|")):
-        name, sep, value = k.partition("=")
-        if not sep:
-            raise app.UsageError(f"--variant={spec!r}: knob {k!r} is not KNOB=VALUE")
-        knobs[name] = json.loads(value)
-    return label, knobs
+    return label, parse_knob_list(spec, [k for k in rest.split("|") if k])
 
 
 def code_overlap(generated: np.ndarray, real: np.ndarray) -> dict:
@@ -69,24 +65,12 @@ def code_overlap(generated: np.ndarray, real: np.ndarray) -> dict:
 @functools.partial(jax.jit, static_argnames=("graphdef", "config", "first", "mask_id", "span_len"))
 def _decode_from(graphdef, config, state, hidden, mask, real, rng, first, mask_id, span_len):
     """The decoding loop on codebooks ``first..`` with codebooks ``0..first-1`` fixed to ``real`` [B, K, T]."""
-    from magnet_jax.decoding.loop import DecodeState, Stage, _step
+    from magnet_jax.decoding.loop import decode_loop
     from magnet_jax.decoding.model_logits import cfg_logits_fn
-    from magnet_jax.decoding.spans import units_for
-    B, K, T = real.shape
-    units = units_for(config.span_arrangement, span_len)
-    keep = jnp.zeros((B, T), bool)
-    n_gen = jnp.sum(~units.unit_keep(keep, span_len), axis=-1).astype(jnp.float32)
-    scores = jnp.zeros(units.unit_keep(keep, span_len).shape, jnp.float32)
-    codes = jnp.where(jnp.arange(K)[None, :, None] < first, real, mask_id).astype(jnp.int32)
-    st = DecodeState(codes=codes, scores=scores)
-    logits_fn = cfg_logits_fn(graphdef, state, hidden, mask)
-    offsets = np.cumsum((0,) + config.decoding_steps)
-    for s in range(first, K):
-        stage = Stage.build(s, int(offsets[s]), config.decoding_steps[s], config)
-        body = functools.partial(_step, stage=stage, logits_fn=logits_fn, config=config, units=units,
-                                 span_len=span_len, mask_id=mask_id, known=codes, keep=keep, n_gen=n_gen, rng=rng)
-        st = jax.lax.fori_loop(0, config.decoding_steps[s], body, st.replace(scores=scores))
-    return st.codes
+    keep = jnp.zeros((real.shape[0], real.shape[-1]), bool)
+    codes, _ = decode_loop(cfg_logits_fn(graphdef, state, hidden, mask), config, real, keep, rng, mask_id=mask_id,
+                           span_len=span_len, first_stage=first)
+    return codes
 
 
 def main(argv):
@@ -156,7 +140,7 @@ def main(argv):
             print(name, rows[name], flush=True)
         rand = rcodes.copy()
         rand[:, 1:] = np.random.default_rng(0).integers(0, c.card, rand[:, 1:].shape)
-        rows["real codebook 0, uniformly random codebooks 1-3"] = score(rand, {"kept": 1})
+        rows[f"real codebook 0, uniformly random codebooks 1-{c.n_q - 1}"] = score(rand, {"kept": 1})
     result.update(model=FLAGS.model, manifest=FLAGS.manifest, num_clips=len(texts), seconds=10.0,
                   embedding=emb.name, default_generation=default.to_dict(), machine=machine())
     print(write_json(path.stem, result, FLAGS.out))

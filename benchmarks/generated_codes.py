@@ -49,13 +49,18 @@ def parse_variant(spec: str) -> tuple[str, str, dict]:
     if not sep or not label or not rest:
         raise app.UsageError(f"--variant={spec!r}: expected LABEL=MODEL[|KNOB=VALUE...]")
     model, *knobs = rest.split("|")
+    return label, model, parse_knob_list(spec, knobs)
+
+
+def parse_knob_list(spec: str, knobs: list[str]) -> dict:
+    """``["temp=2.0", "decoding_steps=[60,10,10,10]"]`` (of the ``--variant`` ``spec``) -> knobs, values as JSON."""
     out = {}
     for k in knobs:
         name, sep, value = k.partition("=")
         if not sep:
             raise app.UsageError(f"--variant={spec!r}: knob {k!r} is not KNOB=VALUE")
         out[name] = json.loads(value)
-    return label, model, out
+    return out
 
 
 def train_transitions(tokens: str) -> set:

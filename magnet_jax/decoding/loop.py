@@ -118,12 +118,14 @@ def _step(i, state: DecodeState, *, stage: Stage, logits_fn: LogitsFn, config: G
 
 
 def decode_loop(logits_fn: LogitsFn, config: GenerationConfig, known, keep, rng, *, mask_id: int, span_len: int,
-                trace: bool = False, rescore_fn: RescoreFn | None = None):
+                trace: bool = False, rescore_fn: RescoreFn | None = None, first_stage: int = 0):
     """Runs every stage -> (codes int32 [B, K, T], :class:`Trace` or None). Traceable (jit it from outside).
 
     ``known`` int32 [B, K, T]: the tokens at kept positions; ``keep`` bool [B, T]: kept on every codebook
     (prompt, infill context), bit-identical in the output. ``T`` must already be ``units.usable(T)``.
     ``rescore_fn``: rescoring (used only when ``config.rescoring``; without it the loop is plain decoding).
+    ``first_stage``: codebooks below it are ``known`` everywhere and not decoded (the stages from it on keep their
+    global step indices, so their keys are those of a full decode).
     """
     B, K, T = known.shape
     if len(config.decoding_steps) != K:
@@ -134,11 +136,14 @@ def decode_loop(logits_fn: LogitsFn, config: GenerationConfig, known, keep, rng,
     unit_keep = units.unit_keep(keep, span_len)
     n_gen = jnp.sum(~unit_keep, axis=-1).astype(jnp.float32)                            # [B] units to generate
     init_scores = jnp.where(unit_keep, jnp.float32(DONT_REMASK_SCORE), jnp.float32(0.0))
-    state = DecodeState(codes=jnp.where(keep[:, None, :], known, mask_id).astype(jnp.int32), scores=init_scores,
+    given = keep[:, None, :] | (jnp.arange(K) < first_stage)[None, :, None]
+    state = DecodeState(codes=jnp.where(given, known, mask_id).astype(jnp.int32), scores=init_scores,
                         trace=Trace.zeros(sum(config.decoding_steps), B, T) if trace else None)
     rescore_fn = rescore_fn if config.rescoring else None
     offsets = np.cumsum((0,) + config.decoding_steps)
     for s, n_steps in enumerate(config.decoding_steps):
+        if s < first_stage:
+            continue
         stage = Stage.build(s, int(offsets[s]), n_steps, config)
         body = functools.partial(_step, stage=stage, logits_fn=logits_fn, config=config, units=units,
                                  span_len=span_len, mask_id=mask_id, known=known, keep=keep, n_gen=n_gen, rng=rng,
